@@ -1,0 +1,15 @@
+"""Errors a user can fix. The CLI prints their message (no stack trace) and exits with `exit_code`."""
+
+from __future__ import annotations
+
+
+class UserError(Exception):
+    """Bad usage or bad input: the message names the file, row or key and says what to do."""
+
+    exit_code = 2
+
+
+class GateFailed(Exception):
+    """A check or gate refused to go on (exit code 1)."""
+
+    exit_code = 1
