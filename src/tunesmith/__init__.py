@@ -1,3 +1,3 @@
-"""tunesmith: fine-tune pre-trained models on your own data, guarded against the classic failures."""
+"""tunesmith: fine-tune pre-trained models on your own data, guarded against classic failures."""
 
 __version__ = "0.1.0"

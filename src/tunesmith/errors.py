@@ -1,4 +1,4 @@
-"""Errors a user can fix. The CLI prints their message (no stack trace) and exits with `exit_code`."""
+"""Errors a user can fix: the CLI prints the message (no stack trace) and exits `exit_code`."""
 
 from __future__ import annotations
 

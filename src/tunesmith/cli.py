@@ -1,0 +1,154 @@
+"""The `tunesmith` command line. COMMANDS is the one table from command name to function."""
+
+from __future__ import annotations
+
+import json
+import sys
+import warnings
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from tunesmith.errors import GateFailed, UserError
+
+console = Console()
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    help="Fine-tune pre-trained models on your own data, guarded against the classic failures.",
+)
+
+
+def _quiet_libraries() -> None:
+    """Library chatter (expected 'newly initialized' heads, download bars) hides our output."""
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    warnings.filterwarnings("ignore", category=UserWarning, module="peft")
+
+
+def demo(
+    output: Annotated[str, typer.Option(help="Run folder")] = "runs/demo",
+) -> None:
+    """Fine-tune the built-in MiniLM with LoRA on bundled real data, offline, in minutes."""
+    from tunesmith.demo import run_demo
+
+    run_demo(output, console=console)
+
+
+def train(
+    recipe: Annotated[Path, typer.Argument(help="Recipe YAML (see examples/)")],
+    set_: Annotated[
+        list[str] | None,
+        typer.Option("--set", help="Override a recipe key: --set train.epochs=5 (repeatable)"),
+    ] = None,
+    output: Annotated[str | None, typer.Option(help="Run folder (default: output_dir)")] = None,
+    resume: Annotated[
+        bool, typer.Option(help="Continue an interrupted run from its checkpoint")
+    ] = False,
+    overwrite: Annotated[bool, typer.Option(help="Replace an existing run folder")] = False,
+) -> None:
+    """Train with validation and early stopping, test, compare with cheaper options, report."""
+    from tunesmith.recipe import load_recipe
+    from tunesmith.run import train as run_train
+
+    loaded = load_recipe(recipe, set_ or [])
+    run_train(loaded, output_dir=output, resume=resume, overwrite=overwrite, console=console)
+
+
+def eval_(
+    run_dir: Annotated[Path, typer.Argument(help="A run folder written by `tunesmith train`")],
+    data: Annotated[
+        str | None, typer.Option(help="Labelled file to score (default: the run's test split)")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print metrics as JSON")] = False,
+) -> None:
+    """Metrics of a trained run on its test split or on any labelled file."""
+    from tunesmith.inference import evaluate_run
+
+    metrics = evaluate_run(run_dir, data)
+    if as_json:
+        print(json.dumps(metrics, indent=2))
+        return
+    console.print(
+        f"{metrics['examples']} examples from {metrics['source']}: accuracy "
+        f"{metrics['accuracy']:.4f}, macro-F1 {metrics['macro_f1']:.4f}, loss {metrics['loss']:.4f}"
+    )
+    table = Table("label", "precision", "recall", "f1", "support")
+    for name, row in metrics["per_class"].items():
+        table.add_row(
+            name, *(f"{row[k]:.3f}" for k in ("precision", "recall", "f1")), str(row["support"])
+        )
+    console.print(table)
+
+
+def predict(
+    run_dir: Annotated[Path, typer.Argument(help="A run folder written by `tunesmith train`")],
+    inputs: Annotated[
+        list[str], typer.Argument(help="Texts, or files of texts (.txt lines, csv, jsonl, parquet)")
+    ],
+    output: Annotated[
+        Path | None, typer.Option(help="Write predictions to a .jsonl or .csv file")
+    ] = None,
+    text_column: Annotated[
+        str | None, typer.Option(help="Column of texts in input files (default: the recipe's)")
+    ] = None,
+) -> None:
+    """Predict labels (with probabilities) for texts."""
+    from tunesmith.inference import predict_run
+
+    predictions = predict_run(run_dir, inputs, text_column)
+    if output is not None:
+        _write_predictions(predictions, output)
+        console.print(f"{len(predictions)} predictions written to {output}")
+        return
+    for row in predictions:
+        text = row["text"] if len(row["text"]) <= 70 else row["text"][:67] + "..."
+        console.print(f"{row['label']}\t{row['score']:.3f}\t{text}", highlight=False, markup=False)
+
+
+def _write_predictions(predictions: list[dict], output: Path) -> None:
+    import pandas as pd
+
+    if output.suffix == ".jsonl":
+        output.write_text("".join(json.dumps(row) + "\n" for row in predictions))
+    elif output.suffix == ".csv":
+        flat = [
+            {"text": r["text"], "label": r["label"], "score": r["score"], **r["probabilities"]}
+            for r in predictions
+        ]
+        pd.DataFrame(flat).to_csv(output, index=False)
+    else:
+        raise UserError(f"--output {output}: use a .jsonl or .csv file name")
+
+
+COMMANDS = {"demo": demo, "train": train, "eval": eval_, "predict": predict}
+for _name, _function in COMMANDS.items():
+    app.command(_name)(_function)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point: a user's mistake prints one message and exits 2 (a failed gate: 1)."""
+    _quiet_libraries()
+    try:
+        app(args=argv, standalone_mode=True)
+    except (UserError, GateFailed) as error:
+        Console(stderr=True).print(f"[bold red]error:[/] {error}", highlight=False)
+        return error.exit_code
+    except SystemExit as exit_:
+        return int(exit_.code or 0)
+    return 0
+
+
+def entry() -> None:
+    sys.exit(main())
+
+
+if __name__ == "__main__":
+    entry()

@@ -1,0 +1,1 @@
+"""Data: read tables, split them, and turn them into task examples."""

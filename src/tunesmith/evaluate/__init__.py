@@ -1,0 +1,1 @@
+"""Evaluation: metrics, and the cheaper options a fine-tuned model must beat."""

@@ -1,0 +1,332 @@
+"""The recipe: one YAML file that says what to fine-tune, on what, and how.
+
+Every key is validated by pydantic before any work starts, and every problem is reported
+at once with its key path and a hint, so a typo costs seconds, not a training run.
+"""
+
+from __future__ import annotations
+
+import difflib
+from pathlib import Path
+from typing import Annotated, Any, ClassVar, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from tunesmith.errors import UserError
+
+Task = Literal["text-classification"]
+
+
+class StrictModel(BaseModel):
+    """Unknown keys are errors: a misspelt key must never be silently ignored."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class DataConfig(StrictModel):
+    train: str
+    """Training file: csv, tsv, jsonl, json or parquet."""
+    validation: str | None = None
+    """Validation file; when absent, a stratified share of `train` (validation_size)."""
+    test: str | None = None
+    """Test file; when absent, a stratified share of `train` (test_size)."""
+    text_column: str = "text"
+    label_column: str = "label"
+    validation_size: float = Field(0.1, gt=0, lt=1)
+    test_size: float = Field(0.2, gt=0, lt=1)
+    drop_empty: bool = False
+    """Drop rows with an empty text or label instead of stopping with an error."""
+
+    @model_validator(mode="after")
+    def _split_sizes_leave_training_data(self) -> DataConfig:
+        held_out = (self.validation is None) * self.validation_size + (
+            self.test is None
+        ) * self.test_size
+        if held_out >= 0.9:
+            raise ValueError(
+                f"validation_size + test_size = {held_out:.2f} leaves almost nothing to train on; "
+                "keep their sum under 0.9"
+            )
+        return self
+
+
+class TextPreprocess(StrictModel):
+    max_length: int = Field(128, ge=8, le=8192)
+    """Tokens per example; longer texts are truncated."""
+
+
+class _Method(StrictModel):
+    default_learning_rate: ClassVar[float] = 2e-4
+
+
+class FullMethod(_Method):
+    """Update every parameter: best quality, highest cost, most forgetting."""
+
+    name: Literal["full"]
+    default_learning_rate: ClassVar[float] = 3e-5
+
+
+class LoraMethod(_Method):
+    """Low-rank adapters (Hu et al. 2021) through peft; the base weights stay frozen."""
+
+    name: Literal["lora"]
+    r: int = Field(8, ge=1, le=1024)
+    alpha: float = Field(16.0, gt=0)
+    dropout: float = Field(0.05, ge=0, lt=1)
+    target_modules: list[str] | Literal["all-linear"] = "all-linear"
+    default_learning_rate: ClassVar[float] = 5e-4
+
+
+class IA3Method(_Method):
+    """(IA)^3 (Liu et al. 2022): learned rescaling vectors, even fewer parameters than LoRA."""
+
+    name: Literal["ia3"]
+    target_modules: list[str] | None = None
+    """Modules to rescale; peft's default for the architecture when absent."""
+    feedforward_modules: list[str] | None = None
+    default_learning_rate: ClassVar[float] = 3e-3
+
+
+class SelectiveMethod(_Method):
+    """Train only the last `layers` transformer layers plus the classification head."""
+
+    name: Literal["selective"]
+    layers: int = Field(2, ge=1)
+    default_learning_rate: ClassVar[float] = 1e-4
+
+
+class LinearProbeMethod(_Method):
+    """Frozen encoder used as a feature extractor; only the head is trained."""
+
+    name: Literal["linear-probe"]
+    default_learning_rate: ClassVar[float] = 2e-3
+
+
+MethodConfig = Annotated[
+    FullMethod | LoraMethod | IA3Method | SelectiveMethod | LinearProbeMethod,
+    Field(discriminator="name"),
+]
+METHOD_NAMES = ("full", "lora", "ia3", "selective", "linear-probe")
+
+
+class EarlyStopping(StrictModel):
+    metric: Literal["macro_f1", "accuracy", "loss"] = "macro_f1"
+    """Validation metric to watch."""
+    patience: int = Field(2, ge=1)
+    """Evaluations without improvement before stopping."""
+    min_delta: float = Field(0.0, ge=0)
+
+
+class TrainConfig(StrictModel):
+    epochs: float = Field(3, gt=0)
+    learning_rate: float | None = Field(None, gt=0, lt=1)
+    """Peak learning rate; when absent, the method's default (e.g. 3e-5 full, 5e-4 lora)."""
+    batch_size: int = Field(16, ge=1)
+    gradient_accumulation: int = Field(1, ge=1)
+    eval_batch_size: int | None = Field(None, ge=1)
+    weight_decay: float = Field(0.01, ge=0)
+    warmup_ratio: float = Field(0.1, ge=0, lt=1)
+    scheduler: Literal["linear", "cosine", "constant"] = "linear"
+    max_grad_norm: float | None = Field(1.0, gt=0)
+    label_smoothing: float = Field(0.0, ge=0, lt=1)
+    eval_every: int | Literal["epoch"] = "epoch"
+    """Evaluate every N optimizer steps, or at the end of each epoch."""
+    max_steps: int | None = Field(None, ge=1)
+    """Stop after this many optimizer steps (overrides epochs)."""
+    early_stopping: EarlyStopping | None = Field(default_factory=EarlyStopping)
+    seed: int = 0
+    precision: Literal["auto", "fp32", "bf16"] = "auto"
+    """auto: bf16 autocast where this hardware multiplies bf16 faster than fp32."""
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    keep_checkpoints: bool = False
+    """Keep checkpoints/ after a successful run (they are needed only for --resume)."""
+
+    @model_validator(mode="after")
+    def _eval_every_positive(self) -> TrainConfig:
+        if isinstance(self.eval_every, int) and self.eval_every < 1:
+            raise ValueError("eval_every must be a positive number of steps or 'epoch'")
+        return self
+
+
+class Recipe(StrictModel):
+    task: Task = "text-classification"
+    model: str = "builtin:minilm"
+    """builtin:NAME, a Hugging Face model id (already in the local cache) or a local folder."""
+    data: DataConfig
+    preprocess: TextPreprocess = Field(default_factory=TextPreprocess)
+    method: MethodConfig = Field(default_factory=lambda: LoraMethod(name="lora"))
+    train: TrainConfig = Field(default_factory=TrainConfig)
+    output_dir: str | None = None
+    """Run folder; default runs/<recipe file name>."""
+
+    @property
+    def learning_rate(self) -> float:
+        return self.train.learning_rate or self.method.default_learning_rate
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False, allow_unicode=True)
+
+
+# ---------------------------------------------------------------------------------------
+# Loading, overrides and readable errors
+
+
+def load_recipe(
+    source: str | Path | dict[str, Any], overrides: list[str] | tuple[str, ...] = ()
+) -> Recipe:
+    """Read a recipe (a YAML path or a dict), apply `key.sub=value` overrides, validate it.
+
+    Relative data paths are resolved against the working directory first, then the
+    recipe's own folder, and stored absolute so the saved recipe re-runs from anywhere.
+    """
+    if isinstance(source, dict):
+        raw, origin, base_dir = dict(source), "recipe", Path.cwd()
+    else:
+        path = Path(source)
+        raw, origin, base_dir = _read_yaml(path), str(path), path.parent
+    for override in overrides:
+        _apply_override(raw, override)
+    try:
+        recipe = Recipe.model_validate(raw)
+    except ValidationError as error:
+        raise UserError(format_validation_error(error, origin)) from None
+    _resolve_data_paths(recipe, base_dir)
+    if recipe.output_dir is None and not isinstance(source, dict):
+        recipe.output_dir = str(Path("runs") / Path(source).stem)
+    return recipe
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        raise UserError(
+            f"recipe {path}: file not found; check the path (see examples/ for recipes)"
+        )
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(error, "problem", None) or str(error)
+        raise UserError(f"recipe {path}: not valid YAML{where}: {problem}") from None
+    if raw is None:
+        raise UserError(f"recipe {path}: the file is empty; start from a recipe in examples/")
+    if not isinstance(raw, dict):
+        raise UserError(f"recipe {path}: expected a mapping of keys (task, model, data, ...)")
+    return raw
+
+
+def _apply_override(raw: dict[str, Any], override: str) -> None:
+    key, sep, value = override.partition("=")
+    if not sep or not key.strip():
+        raise UserError(f"--set {override!r}: expected key.sub=value, e.g. --set train.epochs=5")
+    node = raw
+    parts = key.strip().split(".")
+    for part in parts[:-1]:
+        child = node.get(part)
+        if child is None:
+            child = node[part] = {}
+        elif not isinstance(child, dict):
+            raise UserError(f"--set {override!r}: {part!r} is a value, not a section")
+        node = child
+    try:
+        node[parts[-1]] = yaml.safe_load(value) if value.strip() else None
+    except yaml.YAMLError:
+        node[parts[-1]] = value
+
+
+def _resolve_data_paths(recipe: Recipe, base_dir: Path) -> None:
+    for split in ("train", "validation", "test"):
+        value = getattr(recipe.data, split)
+        if value is None or Path(value).is_absolute():
+            continue
+        candidates = [Path.cwd() / value, base_dir / value]
+        found = next((c for c in candidates if c.exists()), candidates[0])
+        setattr(recipe.data, split, str(found.resolve()))
+
+
+def format_validation_error(error: ValidationError, origin: str) -> str:
+    """One line per problem, each with its key path and a hint where one helps."""
+    lines = []
+    for item in error.errors():
+        loc = _clean_location(item["loc"])
+        lines.append(f"  - {'.'.join(loc) or '(top level)'}: {_describe(item, loc)}")
+    count = len(lines)
+    header = f"{origin}: {count} problem{'s' if count > 1 else ''} in the recipe:"
+    return "\n".join([header, *lines])
+
+
+def _clean_location(loc: tuple[Any, ...]) -> list[str]:
+    # pydantic adds the union member's tag (method.lora.r) and validator names; drop them
+    # so the path matches what the user wrote (method.r).
+    out = []
+    for i, part in enumerate(loc):
+        if i > 0 and loc[i - 1] == "method" and part in METHOD_NAMES:
+            continue
+        if isinstance(part, str) and ("[" in part or part.startswith("function-")):
+            continue
+        out.append(str(part))
+    return out
+
+
+def _describe(item: dict[str, Any], loc: list[str]) -> str:
+    kind = item["type"]
+    if kind == "extra_forbidden":
+        allowed = _allowed_keys(loc[:-1], item)
+        close = difflib.get_close_matches(loc[-1], allowed, n=1, cutoff=0.6)
+        hint = f"did you mean {close[0]!r}?" if close else f"allowed keys: {', '.join(allowed)}"
+        return f"unknown key; {hint}"
+    if kind == "union_tag_invalid":
+        tag = item.get("ctx", {}).get("tag")
+        close = difflib.get_close_matches(str(tag), METHOD_NAMES, n=1)
+        hint = f"did you mean {close[0]!r}? " if close else ""
+        return f"unknown method {tag!r}; {hint}choose one of {', '.join(METHOD_NAMES)}"
+    if kind == "union_tag_not_found":
+        return f"missing 'name'; choose one of {', '.join(METHOD_NAMES)}"
+    if kind == "missing":
+        return "required key is missing"
+    if kind == "literal_error":
+        expected = item.get("ctx", {}).get("expected", "")
+        return f"{item['input']!r} is not allowed; use {expected}"
+    message = item["msg"].removeprefix("Value error, ")
+    if "input" in item and kind not in ("value_error", "model_type"):
+        return f"{message} (got {item['input']!r})"
+    return message
+
+
+def _allowed_keys(parent: list[str], item: dict[str, Any]) -> list[str]:
+    model: type[BaseModel] | None = Recipe
+    for part in parent:
+        if model is None:
+            break
+        field = model.model_fields.get(part)
+        model = _model_of(field.annotation) if field else None
+        if part == "method":
+            model = _method_model(item)
+    if model is None:
+        return []
+    return [name for name in model.model_fields if not name.startswith("_")]
+
+
+def _method_model(item: dict[str, Any]) -> type[BaseModel] | None:
+    loc = item["loc"]
+    index = loc.index("method") if "method" in loc else -1
+    tag = loc[index + 1] if 0 <= index < len(loc) - 1 else None
+    models = {
+        "full": FullMethod,
+        "lora": LoraMethod,
+        "ia3": IA3Method,
+        "selective": SelectiveMethod,
+        "linear-probe": LinearProbeMethod,
+    }
+    return models.get(tag)
+
+
+def _model_of(annotation: Any) -> type[BaseModel] | None:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in getattr(annotation, "__args__", ()):
+        found = _model_of(arg)
+        if found is not None:
+            return found
+    return None

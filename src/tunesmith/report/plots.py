@@ -1,0 +1,123 @@
+"""Charts for the report, each returned as a base64 PNG so the HTML stays one self-contained file.
+
+Figures are built with the object-oriented API on an Agg canvas rather than pyplot: nothing is
+registered in pyplot's global figure list, the user's backend is left alone, and a figure is freed
+as soon as it goes out of scope.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+from collections.abc import Sequence
+from typing import Any
+
+from matplotlib.axes import Axes
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+from tunesmith.report import fmt
+
+_LOSS_NAMES = {"train_loss": "training", "val_loss": "validation"}
+_MAX_ANNOTATED_LABELS = 20
+
+
+def _to_base64(fig: Figure) -> str:
+    FigureCanvasAgg(fig)
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
+    fig.clear()
+    return base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+def _plain(text: str) -> str:
+    """Escape '$' so a label like '$5 plan' is not parsed as matplotlib mathtext."""
+    return text.replace("$", r"\$")
+
+
+def _legend(key: str) -> str:
+    """'val_macro_f1' -> 'Macro-F1': the panel title already says these are validation scores."""
+    return _plain(_LOSS_NAMES.get(key) or fmt.label(key.removeprefix("val_")))
+
+
+def _series(history: Sequence[dict[str, Any]], key: str) -> tuple[list[float], list[float]]:
+    """(steps, values) for rows where both are finite numbers; NaN/null points are dropped."""
+    points = [
+        (row["step"], row[key])
+        for row in history
+        if fmt.is_number(row.get("step")) and fmt.is_number(row.get(key))
+    ]
+    return [step for step, _ in points], [val for _, val in points]
+
+
+def _draw(ax: Axes, history: Sequence[dict[str, Any]], keys: Sequence[str], title: str) -> None:
+    for key in keys:
+        steps, values = _series(history, key)
+        ax.plot(steps, values, marker="o", markersize=3, linewidth=1.6, label=_legend(key))
+    ax.set_title(title, fontsize=11)
+    ax.set_xlabel("step")
+    ax.grid(alpha=0.3)
+    ax.spines[["top", "right"]].set_visible(False)
+
+
+def learning_curves(history: Sequence[dict[str, Any]], best_step: Any = None) -> str | None:
+    """Losses in one panel and validation metrics in another, so overfitting shows at a glance."""
+    loss_keys = [key for key in _LOSS_NAMES if _series(history, key)[0]]
+    other_keys = sorted(
+        {key for row in history for key in row if key.startswith("val_") and key != "val_loss"}
+    )
+    metric_keys = [key for key in other_keys if _series(history, key)[0]]
+    candidates = ((loss_keys, "Loss"), (metric_keys, "Validation metrics"))
+    panels = [(keys, title) for keys, title in candidates if keys]
+    if not panels:
+        return None
+    fig = Figure(figsize=(5 * len(panels), 3.6), layout="constrained")
+    for ax, (keys, title) in zip(
+        fig.subplots(1, len(panels), squeeze=False)[0], panels, strict=True
+    ):
+        _draw(ax, history, keys, title)
+        if fmt.is_number(best_step):
+            ax.axvline(best_step, color="0.4", linestyle="--", linewidth=1, label="best step")
+        ax.legend(fontsize=8, frameon=False)
+    return _to_base64(fig)
+
+
+def _is_square_matrix(matrix: Any) -> bool:
+    return (
+        isinstance(matrix, list)
+        and len(matrix) > 0
+        and all(isinstance(row, list) and len(row) == len(matrix) for row in matrix)
+        and all(fmt.is_number(cell) for row in matrix for cell in row)
+    )
+
+
+def _annotate(ax: Axes, matrix: list[list[float]], shares: list[list[float]]) -> None:
+    size = 9 if len(matrix) <= 10 else 7
+    for i, row in enumerate(matrix):
+        for j, cell in enumerate(row):
+            colour = "white" if shares[i][j] > 0.6 else "black"
+            ax.text(j, i, f"{cell:g}", ha="center", va="center", fontsize=size, color=colour)
+
+
+def confusion_matrix(matrix: Any, labels: Sequence[Any] | None = None) -> str | None:
+    """Counts per (true, predicted) pair; colour is the share of each true class, so that
+    small classes' mistakes stay visible next to big ones."""
+    if not _is_square_matrix(matrix):
+        return None
+    n = len(matrix)
+    names = [_plain(str(name)) for name in labels] if labels and len(labels) == n else None
+    names = names or [str(i) for i in range(n)]
+    shares = [[cell / (sum(row) or 1) for cell in row] for row in matrix]
+    side = min(max(4.0, 0.35 * n + 2.5), 16.0)
+    fig = Figure(figsize=(side + 1.2, side), layout="constrained")
+    ax = fig.subplots()
+    image = ax.imshow(shares, cmap="Blues", vmin=0, vmax=1)
+    fig.colorbar(image, ax=ax, shrink=0.8, label="share of true class")
+    tick_size = max(5, 10 - n // 6)
+    ax.set_xticks(range(n), names, rotation=45, ha="right", fontsize=tick_size)
+    ax.set_yticks(range(n), names, fontsize=tick_size)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    if n <= _MAX_ANNOTATED_LABELS:
+        _annotate(ax, matrix, shares)
+    return _to_base64(fig)

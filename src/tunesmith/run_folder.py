@@ -1,0 +1,57 @@
+"""Read a finished run folder back: its recipe, model (or base + adapter) and tokenizer."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from transformers import AutoConfig, AutoModelForSequenceClassification, PreTrainedTokenizerBase
+
+from tunesmith.errors import UserError
+from tunesmith.models.resolve import resolve_model
+from tunesmith.models.text import load_tokenizer
+from tunesmith.recipe import Recipe, load_recipe
+
+
+@dataclass
+class TrainedRun:
+    folder: Path
+    recipe: Recipe
+    model: torch.nn.Module
+    tokenizer: PreTrainedTokenizerBase
+
+    @property
+    def label_names(self) -> list[str]:
+        config = self.model.config
+        return [config.id2label[i] for i in range(config.num_labels)]
+
+
+def load_run(folder: str | Path, device: torch.device | None = None) -> TrainedRun:
+    """The trained model of a run, loaded the way any transformers/peft user would."""
+    folder = Path(folder)
+    if not (folder / "recipe.yaml").is_file():
+        raise UserError(f"{folder} is not a tunesmith run folder (no recipe.yaml); give RUN_DIR")
+    recipe = load_recipe(folder / "recipe.yaml")
+    adapter, full = folder / "adapter", folder / "model"
+    if adapter.is_dir():
+        from peft import PeftModel
+
+        config = AutoConfig.from_pretrained(adapter)
+        base = AutoModelForSequenceClassification.from_pretrained(
+            resolve_model(recipe.model), config=config
+        )
+        model = PeftModel.from_pretrained(base, adapter)
+        weights = adapter
+    elif full.is_dir():
+        model = AutoModelForSequenceClassification.from_pretrained(full)
+        weights = full
+    else:
+        raise UserError(f"{folder} has no model/ or adapter/: the run did not finish; train again")
+    return TrainedRun(folder, recipe, model.to(device or "cpu").eval(), load_tokenizer(weights))
+
+
+def read_metrics(folder: Path) -> dict:
+    path = folder / "metrics.json"
+    return json.loads(path.read_text()) if path.is_file() else {}

@@ -1,0 +1,134 @@
+"""Text classification as a `TrainTask`: tokenised once, padded per batch, metrics streamed."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from transformers import PreTrainedTokenizerBase
+
+from tunesmith.data.text import TextSplits
+from tunesmith.evaluate.metrics import classification_metrics
+from tunesmith.models.text import encoder_of, mean_pooled
+from tunesmith.train.batching import sorted_batches
+from tunesmith.train.device import autocast
+from tunesmith.train.task import Batch
+
+
+class TextClassificationTask:
+    def __init__(
+        self,
+        splits: TextSplits,
+        tokenizer: PreTrainedTokenizerBase,
+        max_length: int,
+        device: torch.device,
+        dtype: torch.dtype | None,
+        eval_batch_size: int = 64,
+        label_smoothing: float = 0.0,
+    ) -> None:
+        self.splits = splits
+        self.tokenizer = tokenizer
+        self.max_length = max_length
+        self.device = device
+        self.dtype = dtype
+        self.eval_batch_size = eval_batch_size
+        self.label_smoothing = label_smoothing
+        self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+        self.truncated: dict[str, int] = {}
+        self.ids: dict[str, list[list[int]]] = {}
+        for name in ("train", "validation", "test"):
+            self.ids[name], self.truncated[name] = self.encode(splits.split(name).texts)
+
+    def encode(self, texts: Sequence[str]) -> tuple[list[list[int]], int]:
+        """Token ids cut to max_length, and how many texts were cut."""
+        if not texts:
+            return [], 0
+        ids = self.tokenizer(list(texts), truncation=False, verbose=False)["input_ids"]
+        too_long = sum(len(row) > self.max_length for row in ids)
+        if too_long:
+            ids = self.tokenizer(list(texts), truncation=True, max_length=self.max_length)[
+                "input_ids"
+            ]
+        return ids, too_long
+
+    def lengths(self, split: str) -> list[int]:
+        return [len(row) for row in self.ids[split]]
+
+    def batch(self, split: str, indices: Sequence[int]) -> Batch:
+        labels = self.splits.split(split).labels
+        return self.pad([self.ids[split][i] for i in indices], [labels[i] for i in indices])
+
+    def pad(self, rows: list[list[int]], labels: Sequence[int] | None = None) -> Batch:
+        """Dynamic padding: to the longest row of this batch, not to max_length."""
+        width = max(len(row) for row in rows)
+        input_ids = torch.full((len(rows), width), self.pad_id, dtype=torch.long)
+        mask = torch.zeros((len(rows), width), dtype=torch.long)
+        for i, row in enumerate(rows):
+            input_ids[i, : len(row)] = torch.tensor(row)
+            mask[i, : len(row)] = 1
+        targets = torch.tensor(labels if labels is not None else [-1] * len(rows))
+        return Batch(
+            inputs={"input_ids": input_ids.to(self.device), "attention_mask": mask.to(self.device)},
+            targets=targets.to(self.device),
+            items=len(rows),
+            tokens=int(mask.sum()),
+        )
+
+    def loss_sum(self, model: nn.Module, batch: Batch) -> torch.Tensor:
+        logits = model(**batch.inputs).logits  # (B, num_labels)
+        return F.cross_entropy(
+            logits.float(), batch.targets, reduction="sum", label_smoothing=self.label_smoothing
+        )
+
+    @torch.inference_mode()
+    def evaluate(self, model: nn.Module, split: str, detailed: bool = False) -> dict:
+        model.eval()
+        loss_sum, predictions, order = 0.0, [], []
+        labels = self.splits.split(split).labels
+        for indices in sorted_batches(self.lengths(split), self.eval_batch_size):
+            batch = self.batch(split, indices)
+            with autocast(self.device, self.dtype):
+                logits = model(**batch.inputs).logits.float()
+            loss_sum += F.cross_entropy(logits, batch.targets, reduction="sum").item()
+            predictions.extend(logits.argmax(-1).tolist())
+            order.extend(indices)
+        y_pred = np.empty(len(labels), dtype=int)
+        y_pred[order] = predictions
+        return classification_metrics(
+            labels, y_pred, self.splits.label_names, loss_sum / len(labels), detailed
+        )
+
+    @torch.inference_mode()
+    def predict_proba(self, model: nn.Module, texts: Sequence[str]) -> np.ndarray:
+        """(N, num_labels) class probabilities, in the order of `texts`."""
+        model.eval()
+        ids, _ = self.encode(texts)
+        out = np.zeros((len(texts), model.config.num_labels), dtype=np.float32)
+        for indices in sorted_batches([len(r) for r in ids], self.eval_batch_size):
+            batch = self.pad([ids[i] for i in indices])
+            with autocast(self.device, self.dtype):
+                logits = model(**batch.inputs).logits.float()
+            out[indices] = torch.softmax(logits, -1).cpu().numpy()
+        return out
+
+    @torch.inference_mode()
+    def embed(
+        self, model: nn.Module, split: str, indices: Sequence[int] | None = None
+    ) -> np.ndarray:
+        """Mean-pooled last hidden states of the encoder (the frozen-feature `base`)."""
+        encoder = encoder_of(model).eval()
+        rows = list(range(len(self.ids[split]))) if indices is None else list(indices)
+        out = None
+        for chunk in sorted_batches([len(self.ids[split][i]) for i in rows], self.eval_batch_size):
+            batch = self.pad([self.ids[split][rows[i]] for i in chunk])
+            with autocast(self.device, self.dtype):
+                hidden = encoder(**batch.inputs).last_hidden_state
+            pooled = mean_pooled(hidden.float(), batch.inputs["attention_mask"]).cpu().numpy()
+            if out is None:
+                out = np.zeros((len(rows), pooled.shape[1]), dtype=np.float32)
+            out[chunk] = pooled
+        assert out is not None
+        return out

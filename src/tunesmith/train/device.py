@@ -1,0 +1,62 @@
+"""Where to train and in which precision."""
+
+from __future__ import annotations
+
+import functools
+import time
+
+import torch
+
+
+def resolve_device(choice: str) -> torch.device:
+    if choice == "cuda" or (choice == "auto" and torch.cuda.is_available()):
+        if not torch.cuda.is_available():
+            from tunesmith.errors import UserError
+
+            raise UserError("train.device: cuda, but no CUDA device is visible; use cpu or auto")
+        return torch.device("cuda")
+    return torch.device("cpu")
+
+
+def resolve_precision(choice: str, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype, or None for plain fp32.
+
+    auto: bf16 on a GPU that supports it; on a CPU only when it multiplies bf16 matrices
+    faster than fp32 (AMX or AVX512-BF16). Without those, bf16 is emulated and several times
+    slower, so a measurement decides, not a guess.
+    """
+    if choice == "fp32":
+        return None
+    if choice == "bf16":
+        return torch.bfloat16
+    if device.type == "cuda":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else None
+    return torch.bfloat16 if cpu_bf16_speedup() > 1.3 else None
+
+
+@functools.cache
+def cpu_bf16_speedup(size: int = 512, repeats: int = 8) -> float:
+    """How many times faster a bf16 matmul runs than an fp32 one on this CPU (about 0.1 s)."""
+    timings = {}
+    for dtype in (torch.float32, torch.bfloat16):
+        a = torch.randn(size, size).to(dtype)
+        b = torch.randn(size, size).to(dtype)
+        a @ b  # warm up the kernel
+        start = time.perf_counter()
+        for _ in range(repeats):
+            a @ b
+        timings[dtype] = time.perf_counter() - start
+    return timings[torch.float32] / timings[torch.bfloat16]
+
+
+def autocast(device: torch.device, dtype: torch.dtype | None) -> torch.autocast:
+    return torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None)
+
+
+def peak_memory_mb(device: torch.device) -> float:
+    """CUDA peak allocation on a GPU, else the process's peak resident set size."""
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB

@@ -1,0 +1,263 @@
+"""The one training loop: AdamW, warmup + decay, accumulation, clipping, mixed precision,
+evaluation, early stopping with the best weights restored, checkpoints and resume.
+
+Every task family plugs in through `TrainTask`; loss normalisation, accumulation and
+throughput are computed here and nowhere else.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+from torch import nn
+
+from tunesmith.evaluate.metrics import is_improvement
+from tunesmith.recipe import TrainConfig
+from tunesmith.train.batching import length_grouped_batches
+from tunesmith.train.checkpoint import (
+    LoopState,
+    has_checkpoint,
+    load_checkpoint,
+    load_weights,
+    save_checkpoint,
+    save_weights,
+)
+from tunesmith.train.device import autocast
+from tunesmith.train.schedule import lr_factor
+from tunesmith.train.task import TrainTask
+
+
+@dataclass
+class FitResult:
+    steps: int
+    best_step: int | None
+    best_value: float | None
+    stopped_early: bool
+    stop_reason: str
+    train_seconds: float
+    samples_per_second: float
+
+
+@dataclass
+class LoopPlan:
+    steps_per_epoch: int
+    total_steps: int
+    warmup_steps: int
+    eval_every: int
+
+
+def plan_steps(batches_per_epoch: int, config: TrainConfig) -> LoopPlan:
+    steps_per_epoch = max(1, math.ceil(batches_per_epoch / config.gradient_accumulation))
+    total = config.max_steps or max(1, math.ceil(steps_per_epoch * config.epochs))
+    every = steps_per_epoch if config.eval_every == "epoch" else config.eval_every
+    return LoopPlan(steps_per_epoch, total, int(total * config.warmup_ratio), min(every, total))
+
+
+def make_optimizer(model: nn.Module, config: TrainConfig, lr: float) -> torch.optim.AdamW:
+    """AdamW without weight decay on biases and norm weights (1-D tensors)."""
+    decay, no_decay = [], []
+    for parameter in model.parameters():
+        if parameter.requires_grad:
+            (decay if parameter.ndim >= 2 else no_decay).append(parameter)
+    groups = [
+        {"params": decay, "weight_decay": config.weight_decay},
+        {"params": no_decay, "weight_decay": 0.0},
+    ]
+    return torch.optim.AdamW([g for g in groups if g["params"]], lr=lr, foreach=True)
+
+
+def fit(
+    model: nn.Module,
+    task: TrainTask,
+    config: TrainConfig,
+    learning_rate: float,
+    device: torch.device,
+    dtype: torch.dtype | None,
+    run_dir: Path,
+    resume: bool = False,
+    console: Console | None = None,
+    on_evaluation: Callable[[dict], None] | None = None,
+) -> FitResult:
+    """Train `model` in place; on return it holds the best weights seen on validation."""
+    console = console or Console()
+    checkpoints = run_dir / "checkpoints"
+    lengths = task.lengths("train")
+    batches_per_epoch = math.ceil(len(lengths) / config.batch_size)
+    plan = plan_steps(batches_per_epoch, config)
+    optimizer = make_optimizer(model, config, learning_rate)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda s: lr_factor(s, plan.total_steps, plan.warmup_steps, config.scheduler)
+    )
+    state = LoopState()
+    history_path = run_dir / "history.jsonl"
+    if resume and has_checkpoint(checkpoints):
+        state = load_checkpoint(checkpoints, model, optimizer, scheduler)
+        _truncate_history(history_path, state.step)
+        console.print(f"Resuming at step {state.step} of {plan.total_steps}")
+    else:
+        history_path.write_text("")
+    checkpoints.mkdir(parents=True, exist_ok=True)
+
+    stopping = config.early_stopping
+    watched = stopping.metric if stopping else "loss"
+    running_loss, running_items = 0.0, 0
+    model.train()
+    with _progress(console) as progress:
+        bar = progress.add_task("training", total=plan.total_steps, completed=state.step, info="")
+        while state.step < plan.total_steps and state.stop_reason is None:
+            batches = length_grouped_batches(lengths, config.batch_size, config.seed, state.epoch)
+            for start in range(state.batch_in_epoch, len(batches), config.gradient_accumulation):
+                micro = batches[start : start + config.gradient_accumulation]
+                step_start = time.perf_counter()
+                loss, items, tokens = _optimizer_step(
+                    model, task, micro, optimizer, config, device, dtype
+                )
+                scheduler.step()
+                elapsed = time.perf_counter() - step_start
+                state.step += 1
+                state.batch_in_epoch = start + len(micro)
+                state.train_seconds += elapsed
+                state.samples_seen += items
+                state.tokens_seen += tokens
+                running_loss += loss * items
+                running_items += items
+                progress.update(
+                    bar,
+                    advance=1,
+                    info=f"loss {loss:.4f}  {items / elapsed:.1f} samples/s",
+                )
+                end_of_epoch = state.batch_in_epoch >= len(batches)
+                if end_of_epoch:
+                    state.epoch += 1
+                    state.batch_in_epoch = 0
+                due = state.step % plan.eval_every == 0 or state.step == plan.total_steps
+                if due or (end_of_epoch and config.eval_every == "epoch"):
+                    record = {
+                        "step": state.step,
+                        "epoch": round(state.step / plan.steps_per_epoch, 4),
+                        "train_loss": running_loss / max(running_items, 1),
+                        "lr": scheduler.get_last_lr()[0],
+                        "samples_per_s": state.samples_seen / max(state.train_seconds, 1e-9),
+                        "tokens_per_s": state.tokens_seen / max(state.train_seconds, 1e-9),
+                    }
+                    running_loss, running_items = 0.0, 0
+                    validation = task.evaluate(model, "validation")
+                    record.update({f"val_{k}": v for k, v in validation.items()})
+                    model.train()
+                    improved = _track_best(record, watched, stopping, state, model, checkpoints)
+                    record["best"] = improved
+                    with history_path.open("a") as handle:
+                        handle.write(json.dumps(record) + "\n")
+                    progress.console.print(_describe(record, watched, improved))
+                    if on_evaluation:
+                        on_evaluation(record)
+                    save_checkpoint(checkpoints, model, optimizer, scheduler, state)
+                if state.stop_reason or state.step >= plan.total_steps:
+                    break
+
+    if (checkpoints / "best.safetensors").is_file():
+        load_weights(model, checkpoints / "best.safetensors")
+    if not config.keep_checkpoints:
+        shutil.rmtree(checkpoints, ignore_errors=True)
+    reason = state.stop_reason or f"finished {state.step} steps"
+    return FitResult(
+        steps=state.step,
+        best_step=state.best_step,
+        best_value=state.best_value,
+        stopped_early=state.stop_reason is not None,
+        stop_reason=reason,
+        train_seconds=state.train_seconds,
+        samples_per_second=state.samples_seen / max(state.train_seconds, 1e-9),
+    )
+
+
+def _optimizer_step(
+    model: nn.Module,
+    task: TrainTask,
+    micro_batches: list[list[int]],
+    optimizer: torch.optim.Optimizer,
+    config: TrainConfig,
+    device: torch.device,
+    dtype: torch.dtype | None,
+) -> tuple[float, int, int]:
+    """One optimizer step over accumulated micro-batches.
+
+    The loss is summed per item and divided by the items of the whole step, so accumulation
+    of k batches equals one k-times-larger batch (uneven last batches included).
+    """
+    batches = [task.batch("train", indices) for indices in micro_batches]
+    items = sum(b.items for b in batches)
+    total = 0.0
+    for batch in batches:
+        with autocast(device, dtype):
+            loss = task.loss_sum(model, batch) / items
+        loss.backward()
+        total += loss.item()
+    if config.max_grad_norm is not None:
+        torch.nn.utils.clip_grad_norm_(
+            [p for p in model.parameters() if p.grad is not None], config.max_grad_norm
+        )
+    optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
+    return total, items, sum(b.tokens for b in batches)
+
+
+def _track_best(
+    record: dict, watched: str, stopping, state: LoopState, model: nn.Module, folder: Path
+) -> bool:
+    value = record.get(f"val_{watched}")
+    if value is None or not math.isfinite(value):
+        return False
+    min_delta = stopping.min_delta if stopping else 0.0
+    if is_improvement(watched, value, state.best_value, min_delta):
+        state.best_value, state.best_step = value, state.step
+        state.evals_without_improvement = 0
+        folder.mkdir(parents=True, exist_ok=True)
+        save_weights(model, folder / "best.safetensors")
+        return True
+    state.evals_without_improvement += 1
+    if stopping and state.evals_without_improvement >= stopping.patience:
+        state.stop_reason = (
+            f"early stop: validation {watched} did not improve for {stopping.patience} "
+            f"evaluations; best {state.best_value:.4f} at step {state.best_step} restored"
+        )
+    return False
+
+
+def _describe(record: dict, watched: str, improved: bool) -> str:
+    shown = [f"step {record['step']}", f"epoch {record['epoch']:.2f}"]
+    shown.append(f"train_loss {record['train_loss']:.4f}")
+    shown += [f"{k} {v:.4f}" for k, v in record.items() if k.startswith("val_")]
+    return " | ".join(shown) + (f"  [best {watched}]" if improved else "")
+
+
+def _truncate_history(path: Path, step: int) -> None:
+    if not path.is_file():
+        return
+    kept = [line for line in path.read_text().splitlines() if json.loads(line)["step"] <= step]
+    path.write_text("".join(line + "\n" for line in kept))
+
+
+def _progress(console: Console) -> Progress:
+    return Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total} steps"),
+        TimeRemainingColumn(),
+        TextColumn("{task.fields[info]}"),
+        console=console,
+        transient=False,
+    )
+
+
+def fit_result_dict(result: FitResult) -> dict:
+    return asdict(result)
