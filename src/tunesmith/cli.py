@@ -14,7 +14,7 @@ from rich.table import Table
 
 from tunesmith.errors import GateFailed, UserError
 
-console = Console()
+console = Console(soft_wrap=True)
 app = typer.Typer(
     add_completion=False,
     no_args_is_help=True,
@@ -139,7 +139,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         app(args=argv, standalone_mode=True)
     except (UserError, GateFailed) as error:
-        Console(stderr=True).print(f"[bold red]error:[/] {error}", highlight=False)
+        Console(stderr=True, soft_wrap=True).print(f"[bold red]error:[/] {error}", highlight=False)
         return error.exit_code
     except SystemExit as exit_:
         return int(exit_.code or 0)

@@ -27,7 +27,7 @@ def demo_recipe(output_dir: str = "runs/demo") -> dict:
         "model": "builtin:minilm",
         "data": {"train": str(demo_data_path()), "text_column": "text", "label_column": "label"},
         "method": {"name": "lora", "r": 8, "alpha": 16},
-        "train": {"epochs": 8, "batch_size": 16, "early_stopping": {"patience": 3}},
+        "train": {"batch_size": 16, "early_stopping": {"patience": 3}},
         "output_dir": output_dir,
     }
 

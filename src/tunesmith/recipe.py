@@ -64,7 +64,7 @@ class FullMethod(_Method):
     """Update every parameter: best quality, highest cost, most forgetting."""
 
     name: Literal["full"]
-    default_learning_rate: ClassVar[float] = 3e-5
+    default_learning_rate: ClassVar[float] = 5e-5
 
 
 class LoraMethod(_Method):
@@ -75,7 +75,7 @@ class LoraMethod(_Method):
     alpha: float = Field(16.0, gt=0)
     dropout: float = Field(0.05, ge=0, lt=1)
     target_modules: list[str] | Literal["all-linear"] = "all-linear"
-    default_learning_rate: ClassVar[float] = 5e-4
+    default_learning_rate: ClassVar[float] = 1e-3
 
 
 class IA3Method(_Method):
@@ -119,9 +119,14 @@ class EarlyStopping(StrictModel):
 
 
 class TrainConfig(StrictModel):
-    epochs: float = Field(3, gt=0)
+    epochs: Annotated[float, Field(gt=0)] | Literal["auto"] = "auto"
+    """Passes over the training data; auto: enough for about 300 optimizer steps (3 to 30
+    epochs), since early stopping ends the run once validation stops improving."""
     learning_rate: float | None = Field(None, gt=0, lt=1)
-    """Peak learning rate; when absent, the method's default (e.g. 3e-5 full, 5e-4 lora)."""
+    """Peak learning rate; when absent, the method's default (e.g. 5e-5 full, 1e-3 lora)."""
+    head_learning_rate: float | None = Field(None, gt=0, lt=1)
+    """Learning rate of the freshly initialised head; default max(learning_rate, 1e-3): a
+    random head needs larger steps than pre-trained weights."""
     batch_size: int = Field(16, ge=1)
     gradient_accumulation: int = Field(1, ge=1)
     eval_batch_size: int | None = Field(None, ge=1)
@@ -163,6 +168,10 @@ class Recipe(StrictModel):
     @property
     def learning_rate(self) -> float:
         return self.train.learning_rate or self.method.default_learning_rate
+
+    @property
+    def head_learning_rate(self) -> float:
+        return self.train.head_learning_rate or max(self.learning_rate, 1e-3)
 
     def to_yaml(self) -> str:
         return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False, allow_unicode=True)
@@ -246,26 +255,43 @@ def _resolve_data_paths(recipe: Recipe, base_dir: Path) -> None:
 
 
 def format_validation_error(error: ValidationError, origin: str) -> str:
-    """One line per problem, each with its key path and a hint where one helps."""
-    lines = []
+    """One line per key with problems, each with its key path and a hint where one helps."""
+    problems: dict[str, list[str]] = {}
     for item in error.errors():
-        loc = _clean_location(item["loc"])
-        lines.append(f"  - {'.'.join(loc) or '(top level)'}: {_describe(item, loc)}")
+        loc = _clean_location(item["loc"], item["type"])
+        message = _describe(item, loc)
+        messages = problems.setdefault(".".join(loc) or "(top level)", [])
+        if message not in messages:
+            messages.append(message)
+    # a union (e.g. a number or 'auto') fails once per member: one line says all
+    lines = [f"  - {key}: {' or '.join(messages)}" for key, messages in problems.items()]
     count = len(lines)
     header = f"{origin}: {count} problem{'s' if count > 1 else ''} in the recipe:"
     return "\n".join([header, *lines])
 
 
-def _clean_location(loc: tuple[Any, ...]) -> list[str]:
-    # pydantic adds the union member's tag (method.lora.r) and validator names; drop them
-    # so the path matches what the user wrote (method.r).
+METHOD_MODELS: dict[str, type[BaseModel]] = {
+    "full": FullMethod,
+    "lora": LoraMethod,
+    "ia3": IA3Method,
+    "selective": SelectiveMethod,
+    "linear-probe": LinearProbeMethod,
+}
+
+
+def _clean_location(loc: tuple[Any, ...], kind: str) -> list[str]:
+    """The key path as the user wrote it: pydantic's union member tags (method.lora.r,
+    train.epochs.constrained-float) are dropped by walking the recipe's own fields."""
+    model: Any = Recipe
     out = []
     for i, part in enumerate(loc):
-        if i > 0 and loc[i - 1] == "method" and part in METHOD_NAMES:
-            continue
-        if isinstance(part, str) and ("[" in part or part.startswith("function-")):
-            continue
-        out.append(str(part))
+        if isinstance(model, type) and isinstance(part, str) and part in model.model_fields:
+            out.append(part)
+            model = "method" if part == "method" else _model_of(model.model_fields[part].annotation)
+        elif model == "method" and part in METHOD_MODELS:
+            model = METHOD_MODELS[part]
+        elif isinstance(part, int) or (kind == "extra_forbidden" and i == len(loc) - 1):
+            out.append(str(part))
     return out
 
 
@@ -302,24 +328,11 @@ def _allowed_keys(parent: list[str], item: dict[str, Any]) -> list[str]:
         field = model.model_fields.get(part)
         model = _model_of(field.annotation) if field else None
         if part == "method":
-            model = _method_model(item)
+            tags = [p for p in item["loc"] if p in METHOD_MODELS]
+            model = METHOD_MODELS.get(tags[0]) if tags else None
     if model is None:
         return []
-    return [name for name in model.model_fields if not name.startswith("_")]
-
-
-def _method_model(item: dict[str, Any]) -> type[BaseModel] | None:
-    loc = item["loc"]
-    index = loc.index("method") if "method" in loc else -1
-    tag = loc[index + 1] if 0 <= index < len(loc) - 1 else None
-    models = {
-        "full": FullMethod,
-        "lora": LoraMethod,
-        "ia3": IA3Method,
-        "selective": SelectiveMethod,
-        "linear-probe": LinearProbeMethod,
-    }
-    return models.get(tag)
+    return list(model.model_fields)
 
 
 def _model_of(annotation: Any) -> type[BaseModel] | None:

@@ -22,7 +22,7 @@ from tunesmith.errors import UserError
 from tunesmith.evaluate.baselines import frozen_features_base, tfidf_baseline
 from tunesmith.methods import count_parameters, get_method
 from tunesmith.models.resolve import resolve_model
-from tunesmith.models.text import load_text_classifier, load_tokenizer
+from tunesmith.models.text import head_modules, load_text_classifier, load_tokenizer
 from tunesmith.recipe import Recipe
 from tunesmith.tasks.text_classification import TextClassificationTask
 from tunesmith.train.checkpoint import has_checkpoint
@@ -97,6 +97,8 @@ def train(
     baseline = tfidf_baseline(_texts(splits), _labels(splits), splits.label_names)
     base = _frozen_base(task, model, splits)
 
+    # the fresh head learns faster; found before the method runs (peft copies the head)
+    head = {id(p) for module in head_modules(model).values() for p in module.parameters()}
     method = get_method(recipe.method.name)
     model = method.apply(model, recipe.method)
     trainable, total = count_parameters(model)
@@ -114,6 +116,8 @@ def train(
         output,
         resume=resume,
         console=console,
+        head=head,
+        head_learning_rate=recipe.head_learning_rate,
     )
     console.print(result.stop_reason)
 

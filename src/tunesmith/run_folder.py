@@ -39,8 +39,9 @@ def load_run(folder: str | Path, device: torch.device | None = None) -> TrainedR
         from peft import PeftModel
 
         config = AutoConfig.from_pretrained(adapter)
+        # the head's shape follows this run's labels; its weights come from the adapter
         base = AutoModelForSequenceClassification.from_pretrained(
-            resolve_model(recipe.model), config=config
+            resolve_model(recipe.model), config=config, ignore_mismatched_sizes=True
         )
         model = PeftModel.from_pretrained(base, adapter)
         weights = adapter

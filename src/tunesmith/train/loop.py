@@ -55,24 +55,47 @@ class LoopPlan:
     eval_every: int
 
 
+AUTO_EPOCHS_TARGET_STEPS = 300
+AUTO_EPOCHS_RANGE = (3, 30)
+
+
 def plan_steps(batches_per_epoch: int, config: TrainConfig) -> LoopPlan:
     steps_per_epoch = max(1, math.ceil(batches_per_epoch / config.gradient_accumulation))
-    total = config.max_steps or max(1, math.ceil(steps_per_epoch * config.epochs))
+    epochs = config.epochs
+    if epochs == "auto":
+        low, high = AUTO_EPOCHS_RANGE
+        epochs = min(max(math.ceil(AUTO_EPOCHS_TARGET_STEPS / steps_per_epoch), low), high)
+    total = config.max_steps or max(1, math.ceil(steps_per_epoch * epochs))
     every = steps_per_epoch if config.eval_every == "epoch" else config.eval_every
     return LoopPlan(steps_per_epoch, total, int(total * config.warmup_ratio), min(every, total))
 
 
-def make_optimizer(model: nn.Module, config: TrainConfig, lr: float) -> torch.optim.AdamW:
-    """AdamW without weight decay on biases and norm weights (1-D tensors)."""
-    decay, no_decay = [], []
+def make_optimizer(
+    model: nn.Module,
+    config: TrainConfig,
+    lr: float,
+    head: set[int] | None = None,
+    head_lr: float | None = None,
+) -> torch.optim.AdamW:
+    """AdamW; no weight decay on biases and norm weights (1-D tensors); the parameters whose
+    id() is in `head` learn at `head_lr`."""
+    groups: dict[tuple[bool, bool], list[nn.Parameter]] = {}
     for parameter in model.parameters():
         if parameter.requires_grad:
-            (decay if parameter.ndim >= 2 else no_decay).append(parameter)
-    groups = [
-        {"params": decay, "weight_decay": config.weight_decay},
-        {"params": no_decay, "weight_decay": 0.0},
-    ]
-    return torch.optim.AdamW([g for g in groups if g["params"]], lr=lr, foreach=True)
+            key = (id(parameter) in (head or ()), parameter.ndim >= 2)
+            groups.setdefault(key, []).append(parameter)
+    return torch.optim.AdamW(
+        [
+            {
+                "params": params,
+                "lr": head_lr if is_head and head_lr else lr,
+                "weight_decay": config.weight_decay if decays else 0.0,
+            }
+            for (is_head, decays), params in sorted(groups.items())
+        ],
+        lr=lr,
+        foreach=True,
+    )
 
 
 def fit(
@@ -86,6 +109,8 @@ def fit(
     resume: bool = False,
     console: Console | None = None,
     on_evaluation: Callable[[dict], None] | None = None,
+    head: set[int] | None = None,
+    head_learning_rate: float | None = None,
 ) -> FitResult:
     """Train `model` in place; on return it holds the best weights seen on validation."""
     console = console or Console()
@@ -93,11 +118,12 @@ def fit(
     lengths = task.lengths("train")
     batches_per_epoch = math.ceil(len(lengths) / config.batch_size)
     plan = plan_steps(batches_per_epoch, config)
-    optimizer = make_optimizer(model, config, learning_rate)
+    optimizer = make_optimizer(model, config, learning_rate, head, head_learning_rate)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda s: lr_factor(s, plan.total_steps, plan.warmup_steps, config.scheduler)
     )
     state = LoopState()
+    run_dir.mkdir(parents=True, exist_ok=True)
     history_path = run_dir / "history.jsonl"
     if resume and has_checkpoint(checkpoints):
         state = load_checkpoint(checkpoints, model, optimizer, scheduler)
@@ -158,9 +184,9 @@ def fit(
                     with history_path.open("a") as handle:
                         handle.write(json.dumps(record) + "\n")
                     progress.console.print(_describe(record, watched, improved))
+                    save_checkpoint(checkpoints, model, optimizer, scheduler, state)
                     if on_evaluation:
                         on_evaluation(record)
-                    save_checkpoint(checkpoints, model, optimizer, scheduler, state)
                 if state.stop_reason or state.step >= plan.total_steps:
                     break
 
