@@ -113,8 +113,9 @@ METHOD_NAMES = ("full", "lora", "ia3", "selective", "linear-probe")
 class EarlyStopping(StrictModel):
     metric: Literal["macro_f1", "accuracy", "loss"] = "macro_f1"
     """Validation metric to watch."""
-    patience: int = Field(2, ge=1)
-    """Evaluations without improvement before stopping."""
+    patience: int = Field(3, ge=1)
+    """Evaluations in which neither the metric nor the validation loss improved, before
+    stopping; the weights with the best metric are restored."""
     min_delta: float = Field(0.0, ge=0)
 
 

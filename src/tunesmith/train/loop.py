@@ -240,21 +240,30 @@ def _optimizer_step(
 def _track_best(
     record: dict, watched: str, stopping, state: LoopState, model: nn.Module, folder: Path
 ) -> bool:
+    """Keep the best weights by the watched metric; count patience while neither it nor the
+    validation loss improves (on a small validation set a coarse metric like macro-F1 can
+    stall for a while the model is still learning)."""
     value = record.get(f"val_{watched}")
     if value is None or not math.isfinite(value):
         return False
     min_delta = stopping.min_delta if stopping else 0.0
+    loss = record.get("val_loss")
+    best_loss = state.extra.get("best_loss")
+    loss_improved = loss is not None and is_improvement("loss", loss, best_loss, min_delta)
+    if loss_improved:
+        state.extra["best_loss"] = loss
     if is_improvement(watched, value, state.best_value, min_delta):
         state.best_value, state.best_step = value, state.step
         state.evals_without_improvement = 0
         folder.mkdir(parents=True, exist_ok=True)
         save_weights(model, folder / "best.safetensors")
         return True
-    state.evals_without_improvement += 1
+    state.evals_without_improvement = 0 if loss_improved else state.evals_without_improvement + 1
     if stopping and state.evals_without_improvement >= stopping.patience:
         state.stop_reason = (
-            f"early stop: validation {watched} did not improve for {stopping.patience} "
-            f"evaluations; best {state.best_value:.4f} at step {state.best_step} restored"
+            f"early stop: validation {watched} and loss did not improve for "
+            f"{stopping.patience} evaluations; best {watched} {state.best_value:.4f} at step "
+            f"{state.best_step} restored"
         )
     return False
 
