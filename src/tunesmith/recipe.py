@@ -107,7 +107,14 @@ MethodConfig = Annotated[
     FullMethod | LoraMethod | IA3Method | SelectiveMethod | LinearProbeMethod,
     Field(discriminator="name"),
 ]
-METHOD_NAMES = ("full", "lora", "ia3", "selective", "linear-probe")
+METHOD_MODELS: dict[str, type[BaseModel]] = {
+    "full": FullMethod,
+    "lora": LoraMethod,
+    "ia3": IA3Method,
+    "selective": SelectiveMethod,
+    "linear-probe": LinearProbeMethod,
+}
+METHOD_NAMES = tuple(METHOD_MODELS)
 
 
 class EarlyStopping(StrictModel):
@@ -269,15 +276,6 @@ def format_validation_error(error: ValidationError, origin: str) -> str:
     count = len(lines)
     header = f"{origin}: {count} problem{'s' if count > 1 else ''} in the recipe:"
     return "\n".join([header, *lines])
-
-
-METHOD_MODELS: dict[str, type[BaseModel]] = {
-    "full": FullMethod,
-    "lora": LoraMethod,
-    "ia3": IA3Method,
-    "selective": SelectiveMethod,
-    "linear-probe": LinearProbeMethod,
-}
 
 
 def _clean_location(loc: tuple[Any, ...], kind: str) -> list[str]:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -51,8 +50,3 @@ def load_run(folder: str | Path, device: torch.device | None = None) -> TrainedR
     else:
         raise UserError(f"{folder} has no model/ or adapter/: the run did not finish; train again")
     return TrainedRun(folder, recipe, model.to(device or "cpu").eval(), load_tokenizer(weights))
-
-
-def read_metrics(folder: Path) -> dict:
-    path = folder / "metrics.json"
-    return json.loads(path.read_text()) if path.is_file() else {}

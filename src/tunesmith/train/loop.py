@@ -12,7 +12,7 @@ import math
 import shutil
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -292,7 +292,3 @@ def _progress(console: Console) -> Progress:
         console=console,
         transient=False,
     )
-
-
-def fit_result_dict(result: FitResult) -> dict:
-    return asdict(result)
