@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import torch
@@ -106,13 +106,9 @@ class TextClassificationTask:
         """(N, num_labels) class probabilities, in the order of `texts`."""
         model.eval()
         ids, _ = self.encode(texts)
-        out = np.zeros((len(texts), model.config.num_labels), dtype=np.float32)
-        for indices in sorted_batches([len(r) for r in ids], self.eval_batch_size):
-            batch = self.pad([ids[i] for i in indices])
-            with autocast(self.device, self.dtype):
-                logits = model(**batch.inputs).logits.float()
-            out[indices] = torch.softmax(logits, -1).cpu().numpy()
-        return out
+        return self._map_batches(
+            ids, lambda batch: torch.softmax(model(**batch.inputs).logits.float(), -1)
+        )
 
     @torch.inference_mode()
     def embed(
@@ -120,15 +116,23 @@ class TextClassificationTask:
     ) -> np.ndarray:
         """Mean-pooled last hidden states of the encoder (the frozen-feature `base`)."""
         encoder = encoder_of(model).eval()
-        rows = list(range(len(self.ids[split]))) if indices is None else list(indices)
-        out = None
-        for chunk in sorted_batches([len(self.ids[split][i]) for i in rows], self.eval_batch_size):
-            batch = self.pad([self.ids[split][rows[i]] for i in chunk])
+        rows = range(len(self.ids[split])) if indices is None else indices
+        return self._map_batches(
+            [self.ids[split][i] for i in rows],
+            lambda batch: mean_pooled(
+                encoder(**batch.inputs).last_hidden_state.float(), batch.inputs["attention_mask"]
+            ),
+        )
+
+    def _map_batches(
+        self, ids: list[list[int]], forward: Callable[[Batch], torch.Tensor]
+    ) -> np.ndarray:
+        """Run `forward` over length-sorted batches of `ids`; rows come back in input order."""
+        out: np.ndarray | None = None
+        for chunk in sorted_batches([len(row) for row in ids], self.eval_batch_size):
             with autocast(self.device, self.dtype):
-                hidden = encoder(**batch.inputs).last_hidden_state
-            pooled = mean_pooled(hidden.float(), batch.inputs["attention_mask"]).cpu().numpy()
+                result = forward(self.pad([ids[i] for i in chunk])).float().cpu().numpy()
             if out is None:
-                out = np.zeros((len(rows), pooled.shape[1]), dtype=np.float32)
-            out[chunk] = pooled
-        assert out is not None
-        return out
+                out = np.zeros((len(ids), *result.shape[1:]), dtype=np.float32)
+            out[chunk] = result
+        return out if out is not None else np.zeros((0, 0), dtype=np.float32)
