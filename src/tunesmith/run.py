@@ -17,7 +17,7 @@ import torch
 from rich.console import Console
 from rich.table import Table
 
-from tunesmith.data.text import TextSplits, load_text_classification
+from tunesmith.data.text import SPLITS, TextSplits, load_text_classification
 from tunesmith.errors import UserError
 from tunesmith.evaluate.baselines import frozen_features_base, tfidf_baseline
 from tunesmith.methods import count_parameters, get_method
@@ -128,7 +128,7 @@ def train(
         "method": recipe.method.name,
         "model": recipe.model,
         "labels": splits.label_names,
-        "splits": {name: len(splits.split(name)) for name in ("train", "validation", "test")},
+        "splits": {name: len(splits.split(name)) for name in SPLITS},
         "truncated": task.truncated,
         "params": {"total": total, "trainable": trainable},
         "precision": precision,
@@ -176,11 +176,11 @@ def _frozen_base(task: TextClassificationTask, model: torch.nn.Module, splits: T
 
 
 def _texts(splits: TextSplits) -> dict[str, list[str]]:
-    return {name: splits.split(name).texts for name in ("train", "validation", "test")}
+    return {name: splits.split(name).texts for name in SPLITS}
 
 
 def _labels(splits: TextSplits) -> dict[str, list[int]]:
-    return {name: list(splits.split(name).labels) for name in ("train", "validation", "test")}
+    return {name: list(splits.split(name).labels) for name in SPLITS}
 
 
 def _save_model(model: torch.nn.Module, tokenizer, output: Path, adapter: bool) -> None:
@@ -200,7 +200,7 @@ def _write_report(output: Path) -> Path | None:
 
 
 def _print_data(console: Console, splits: TextSplits, task, recipe: Recipe) -> None:
-    sizes = ", ".join(f"{n} {len(splits.split(n))}" for n in ("train", "validation", "test"))
+    sizes = ", ".join(f"{n} {len(splits.split(n))}" for n in SPLITS)
     console.print(f"Data: {sizes}; {len(splits.label_names)} labels")
     cut = task.truncated["train"]
     if cut:

@@ -43,10 +43,10 @@ class TextSplits:
 
 def load_text_classification(data: DataConfig, seed: int) -> TextSplits:
     """Read the files the recipe names; split `train` where validation/test are not given."""
-    frames = {"train": _read_labelled(data, "train")}
+    frames = {"train": _read_labelled(data, data.train, "data.train")}
     for name in ("validation", "test"):
         if getattr(data, name) is not None:
-            frames[name] = _read_labelled(data, name)
+            frames[name] = _read_labelled(data, getattr(data, name), f"data.{name}")
 
     train_labels = frames["train"]["label"].tolist()
     label_names = sort_labels(set(train_labels))
@@ -57,7 +57,9 @@ def load_text_classification(data: DataConfig, seed: int) -> TextSplits:
         )
     for name in ("validation", "test"):
         if name in frames:
-            _check_known_labels(frames[name], label_names, getattr(data, name), name, data)
+            _check_known_labels(
+                frames[name], label_names, getattr(data, name), f"data.{name}", data
+            )
 
     shares = {
         "validation": 0.0 if "validation" in frames else data.validation_size,
@@ -93,7 +95,7 @@ def load_labelled_file(
     path: str, data: DataConfig, label_names: list[str], role: str = "--data"
 ) -> TextExamples:
     """One extra labelled file (e.g. for `tunesmith eval --data`) in a trained model's labels."""
-    frame = _read_labelled(data, role, path)
+    frame = _read_labelled(data, path, role)
     _check_known_labels(frame, label_names, path, role, data)
     label_ids = {label: i for i, label in enumerate(label_names)}
     return TextExamples(
@@ -112,10 +114,10 @@ def sort_labels(labels: set[str]) -> list[str]:
         return sorted(labels)
 
 
-def _read_labelled(data: DataConfig, split: str, path: str | None = None) -> pd.DataFrame:
-    """A frame with columns row, text, label; empty texts or labels are an error or dropped."""
-    path = path or getattr(data, split)
-    role = split if split.startswith("-") else f"data.{split}"
+def _read_labelled(data: DataConfig, path: str, role: str) -> pd.DataFrame:
+    """A frame with columns row, text, label; empty texts or labels are an error or dropped.
+
+    `role` names the file in messages: the recipe key (data.test) or the CLI option."""
     frame = read_table(path, role=role)
     for key in ("text_column", "label_column"):
         _require_column(frame, getattr(data, key), key, path)
@@ -165,14 +167,13 @@ def _require_column(frame: pd.DataFrame, column: str, key: str, path: str | Path
 
 
 def _check_known_labels(
-    frame: pd.DataFrame, known: list[str], path: str | None, split: str, data: DataConfig
+    frame: pd.DataFrame, known: list[str], path: str | None, role: str, data: DataConfig
 ) -> None:
     unknown = frame[~frame["label"].isin(known)]
     if len(unknown) == 0:
         return
     names = sort_labels(set(unknown["label"]))
     rows = ", ".join(str(r) for r in unknown["row"][:10])
-    role = split if split.startswith("-") else f"data.{split}"
     raise UserError(
         f"{role}: {path}: label(s) {', '.join(repr(n) for n in names[:10])} never seen in "
         f"training data {data.train} (0-based rows {rows}); the model cannot learn a label it "

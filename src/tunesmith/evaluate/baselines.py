@@ -16,6 +16,7 @@ from sklearn.metrics import f1_score
 from sklearn.pipeline import FeatureUnion
 from sklearn.preprocessing import StandardScaler
 
+from tunesmith.data.text import SPLITS
 from tunesmith.evaluate.metrics import classification_metrics
 
 C_GRID = (0.1, 1.0, 10.0, 100.0)
@@ -55,9 +56,7 @@ def tfidf_baseline(
     features = {"train": vectorizer.fit_transform(texts["train"])}
     for split in ("validation", "test"):
         features[split] = vectorizer.transform(texts[split])
-    metrics = logistic_regression_metrics(
-        *((features[s], labels[s]) for s in ("train", "validation", "test")), label_names
-    )
+    metrics = logistic_regression_metrics(*((features[s], labels[s]) for s in SPLITS), label_names)
     metrics["description"] = "TF-IDF (word 1-2 + char 2-5 grams) + logistic regression"
     return metrics
 
@@ -70,8 +69,6 @@ def frozen_features_base(
 ) -> dict:
     scaler = StandardScaler().fit(features["train"])
     scaled = {split: scaler.transform(x) for split, x in features.items()}
-    metrics = logistic_regression_metrics(
-        *((scaled[s], labels[s]) for s in ("train", "validation", "test")), label_names
-    )
+    metrics = logistic_regression_metrics(*((scaled[s], labels[s]) for s in SPLITS), label_names)
     metrics["description"] = description
     return metrics

@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from torch import nn
 from transformers import PreTrainedTokenizerBase
 
-from tunesmith.data.text import TextSplits
+from tunesmith.data.text import SPLITS, TextSplits
 from tunesmith.evaluate.metrics import classification_metrics
 from tunesmith.models.text import encoder_of, mean_pooled
 from tunesmith.train.batching import sorted_batches
@@ -39,7 +39,7 @@ class TextClassificationTask:
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
         self.truncated: dict[str, int] = {}
         self.ids: dict[str, list[list[int]]] = {}
-        for name in ("train", "validation", "test"):
+        for name in SPLITS:
             self.ids[name], self.truncated[name] = self.encode(splits.split(name).texts)
 
     def encode(self, texts: Sequence[str]) -> tuple[list[list[int]], int]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
@@ -25,8 +25,9 @@ class LoopState:
     train_seconds: float = 0.0
     samples_seen: int = 0
     tokens_seen: int = 0
+    best_loss: float | None = None
+    """Best validation loss so far: while it improves, patience is not used up."""
     stop_reason: str | None = None
-    extra: dict = field(default_factory=dict)
 
 
 def trainable_state(model: nn.Module) -> dict[str, torch.Tensor]:

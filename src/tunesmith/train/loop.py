@@ -248,10 +248,9 @@ def _track_best(
         return False
     min_delta = stopping.min_delta if stopping else 0.0
     loss = record.get("val_loss")
-    best_loss = state.extra.get("best_loss")
-    loss_improved = loss is not None and is_improvement("loss", loss, best_loss, min_delta)
+    loss_improved = loss is not None and is_improvement("loss", loss, state.best_loss, min_delta)
     if loss_improved:
-        state.extra["best_loss"] = loss
+        state.best_loss = loss
     if is_improvement(watched, value, state.best_value, min_delta):
         state.best_value, state.best_step = value, state.step
         state.evals_without_improvement = 0
