@@ -15,7 +15,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from tunesmith.errors import UserError
 
-Task = Literal["text-classification"]
+Task = Literal["text-classification", "causal-lm"]
+DataFormat = Literal["auto", "alpaca", "chat", "prompt-completion", "text"]
 
 
 class StrictModel(BaseModel):
@@ -37,6 +38,18 @@ class DataConfig(StrictModel):
     test_size: float = Field(0.2, gt=0, lt=1)
     drop_empty: bool = False
     """Drop rows with an empty text or label instead of stopping with an error."""
+    format: DataFormat = "auto"
+    """causal-lm only: alpaca (instruction/input/output), chat (messages or sharegpt
+    conversations), prompt-completion, or text (raw text rows, or a folder of .txt/.md/.html
+    documents); auto: detected from the columns."""
+    prompt_column: str | None = None
+    """causal-lm prompt-completion: the prompt column (default: prompt, question or query)."""
+    response_column: str | None = None
+    """causal-lm prompt-completion: the answer column (default: completion, response, answer)."""
+    messages_column: str | None = None
+    """causal-lm chat: the list-of-messages column (default: messages or conversations)."""
+    system_prompt: str | None = None
+    """causal-lm: a system message put before every example that has none."""
 
     @model_validator(mode="after")
     def _split_sizes_leave_training_data(self) -> DataConfig:
@@ -52,8 +65,16 @@ class DataConfig(StrictModel):
 
 
 class TextPreprocess(StrictModel):
-    max_length: int = Field(128, ge=8, le=8192)
-    """Tokens per example; longer texts are truncated."""
+    max_length: int | None = Field(None, ge=8, le=32768)
+    """Tokens per example, longer ones are truncated; default 128 for text-classification,
+    512 for causal-lm (where it is also the length of a packed row and of a text chunk)."""
+    pack: bool = True
+    """causal-lm: pack several examples into each row (attention never crosses examples),
+    so no compute is spent on padding. Prompt-learning methods (prefix, prompt, ptuning,
+    adapter) prepend virtual tokens per row and always train one example per row."""
+    chunk_overlap: int = Field(64, ge=0)
+    """causal-lm raw text: tokens each chunk shares with the previous one (as context only,
+    never scored twice)."""
 
 
 class _Method(StrictModel):
@@ -78,6 +99,12 @@ class LoraMethod(_Method):
     default_learning_rate: ClassVar[float] = 1e-3
 
 
+class DoraMethod(LoraMethod):
+    """Weight-decomposed LoRA (Liu et al. 2024): LoRA on the direction, a learned magnitude."""
+
+    name: Literal["dora"]  # type: ignore[assignment]
+
+
 class IA3Method(_Method):
     """(IA)^3 (Liu et al. 2022): learned rescaling vectors, even fewer parameters than LoRA."""
 
@@ -88,8 +115,51 @@ class IA3Method(_Method):
     default_learning_rate: ClassVar[float] = 3e-3
 
 
+class _VirtualTokens(_Method):
+    num_virtual_tokens: int = Field(20, ge=1, le=1024)
+    """Learned virtual tokens prepended to every example."""
+
+
+class PrefixMethod(_VirtualTokens):
+    """Prefix tuning (Li & Liang 2021): learned key/value prefixes in every attention layer."""
+
+    name: Literal["prefix"]
+    default_learning_rate: ClassVar[float] = 1e-2
+
+
+class PromptMethod(_VirtualTokens):
+    """Prompt tuning (Lester et al. 2021): learned input embeddings before the prompt."""
+
+    name: Literal["prompt"]
+    init_text: str | None = None
+    """Start the virtual tokens from this text's embeddings (e.g. a task description)
+    instead of random vectors."""
+    default_learning_rate: ClassVar[float] = 3e-2
+
+
+class PtuningMethod(_VirtualTokens):
+    """P-tuning (Liu et al. 2021): virtual tokens produced by a small trained encoder."""
+
+    name: Literal["ptuning"]
+    encoder_hidden_size: int = Field(128, ge=1)
+    default_learning_rate: ClassVar[float] = 3e-3
+
+
+class AdapterMethod(_Method):
+    """LLaMA-Adapter (Zhang et al. 2023, peft's adaption prompt): gated learned prompts in
+    the top attention layers; Llama- and Mistral-style decoders."""
+
+    name: Literal["adapter"]
+    adapter_len: int = Field(10, ge=1)
+    """Learned prompt tokens per adapted layer."""
+    adapter_layers: int = Field(8, ge=1)
+    """How many of the top decoder layers get an adapter."""
+    default_learning_rate: ClassVar[float] = 1e-2
+
+
 class SelectiveMethod(_Method):
-    """Train only the last `layers` transformer layers plus the classification head."""
+    """Train only the last `layers` transformer layers plus the classification head (for a
+    causal LM: plus the final norm; the tied output layer stays frozen)."""
 
     name: Literal["selective"]
     layers: int = Field(2, ge=1)
@@ -104,22 +174,46 @@ class LinearProbeMethod(_Method):
 
 
 MethodConfig = Annotated[
-    FullMethod | LoraMethod | IA3Method | SelectiveMethod | LinearProbeMethod,
+    FullMethod
+    | LoraMethod
+    | DoraMethod
+    | IA3Method
+    | PrefixMethod
+    | PromptMethod
+    | PtuningMethod
+    | AdapterMethod
+    | SelectiveMethod
+    | LinearProbeMethod,
     Field(discriminator="name"),
 ]
 METHOD_MODELS: dict[str, type[BaseModel]] = {
     "full": FullMethod,
     "lora": LoraMethod,
+    "dora": DoraMethod,
     "ia3": IA3Method,
+    "prefix": PrefixMethod,
+    "prompt": PromptMethod,
+    "ptuning": PtuningMethod,
+    "adapter": AdapterMethod,
     "selective": SelectiveMethod,
     "linear-probe": LinearProbeMethod,
 }
 METHOD_NAMES = tuple(METHOD_MODELS)
+METHOD_TASKS: dict[str, tuple[str, ...]] = {
+    "adapter": ("causal-lm",),
+    "linear-probe": ("text-classification",),
+}
+"""Methods that fit only some tasks; every other method fits every task."""
+TASK_METRICS: dict[str, tuple[str, ...]] = {
+    "text-classification": ("macro_f1", "accuracy", "loss"),
+    "causal-lm": ("loss", "perplexity"),
+}
+"""Validation metrics early stopping can watch, per task; the first is the default."""
 
 
 class EarlyStopping(StrictModel):
-    metric: Literal["macro_f1", "accuracy", "loss"] = "macro_f1"
-    """Validation metric to watch."""
+    metric: Literal["macro_f1", "accuracy", "loss", "perplexity"] | None = None
+    """Validation metric to watch; default macro_f1 (classification) or loss (causal-lm)."""
     patience: int = Field(3, ge=1)
     """Evaluations in which neither the metric nor the validation loss improved, before
     stopping; the weights with the best metric are restored."""
@@ -143,6 +237,9 @@ class TrainConfig(StrictModel):
     scheduler: Literal["linear", "cosine", "constant"] = "linear"
     max_grad_norm: float | None = Field(1.0, gt=0)
     label_smoothing: float = Field(0.0, ge=0, lt=1)
+    loss_on: Literal["response", "all"] = "response"
+    """causal-lm: learn from the response tokens only (default), or from every token
+    (prompts included); raw text always learns from every token."""
     eval_every: int | Literal["epoch"] = "epoch"
     """Evaluate every N optimizer steps, or at the end of each epoch."""
     max_steps: int | None = Field(None, ge=1)
@@ -162,6 +259,22 @@ class TrainConfig(StrictModel):
         return self
 
 
+class GenerationConfig(StrictModel):
+    """causal-lm: how answers are generated for evaluation (base and tuned) and predict."""
+
+    max_new_tokens: int = Field(128, ge=1, le=8192)
+    do_sample: bool = False
+    """False: greedy decoding (reproducible); True: sample with temperature and top_p."""
+    temperature: float = Field(0.7, gt=0)
+    top_p: float = Field(0.95, gt=0, le=1)
+    batch_size: int = Field(16, ge=1)
+    max_examples: int | None = Field(200, ge=1)
+    """Test examples scored by generation (ROUGE-L, exact match, token F1); loss and
+    perplexity always use the whole test split. null: all of them."""
+    samples: int = Field(5, ge=0)
+    """Answers shown side by side (base vs tuned) in the report."""
+
+
 class Recipe(StrictModel):
     task: Task = "text-classification"
     model: str = "builtin:minilm"
@@ -170,8 +283,30 @@ class Recipe(StrictModel):
     preprocess: TextPreprocess = Field(default_factory=TextPreprocess)
     method: MethodConfig = Field(default_factory=lambda: LoraMethod(name="lora"))
     train: TrainConfig = Field(default_factory=TrainConfig)
+    generation: GenerationConfig = Field(default_factory=GenerationConfig)
     output_dir: str | None = None
     """Run folder; default runs/<recipe file name>."""
+
+    @model_validator(mode="after")
+    def _fit_the_task(self) -> Recipe:
+        fits = METHOD_TASKS.get(self.method.name)
+        if fits and self.task not in fits:
+            raise ValueError(
+                f"method {self.method.name!r} is for {' or '.join(fits)}, not {self.task}; "
+                f"choose another method.name"
+            )
+        allowed = TASK_METRICS[self.task]
+        stopping = self.train.early_stopping
+        if stopping is not None and stopping.metric is None:
+            stopping.metric = allowed[0]
+        elif stopping is not None and stopping.metric not in allowed:
+            raise ValueError(
+                f"train.early_stopping.metric {stopping.metric!r} does not fit {self.task}; "
+                f"use {' or '.join(allowed)}"
+            )
+        if self.preprocess.max_length is None:
+            self.preprocess.max_length = 512 if self.task == "causal-lm" else 128
+        return self
 
     @property
     def learning_rate(self) -> float:
