@@ -53,7 +53,7 @@ def test_accumulation_equals_one_larger_batch(tiny_model_dir, data_csv):
         model = load_text_classifier(tiny_model_dir, task.splits.label_names)
         model.eval()  # no dropout: the two runs must see the same function
         optimizer = make_optimizer(model, recipe.train, 1e-3)
-        _, items, _ = _optimizer_step(model, task, micro, optimizer, recipe.train, CPU, None)
+        _, items, _, _ = _optimizer_step(model, task, micro, optimizer, recipe.train, CPU, None)
         assert items == 12
         after.append(weights(model))
     assert_same(after[0], after[1], atol=1e-6)

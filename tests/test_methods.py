@@ -3,7 +3,8 @@ import torch
 
 from tunesmith.errors import UserError
 from tunesmith.methods import METHODS, count_parameters
-from tunesmith.models.text import head_modules, layer_stack, load_text_classifier
+from tunesmith.models.structure import head_modules, layer_stack
+from tunesmith.models.text import load_text_classifier
 from tunesmith.recipe import load_recipe
 
 

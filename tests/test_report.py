@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 from tunesmith.report import write_report
+from tunesmith.report.compare import verdict
+from tunesmith.report.plots import learning_curves
 
 LABELS = ["ai", "coding", "trivia"]
 STOP_REASON = "macro_f1 did not improve for 2 evaluations"
@@ -120,3 +123,184 @@ def test_html_in_labels_is_escaped(tmp_path: Path) -> None:
 
     assert "<script>" not in html
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html
+
+
+def _lm_metrics() -> dict[str, Any]:
+    return {
+        "task": "causal-lm",
+        "method": "lora",
+        "model": "builtin:smollm2",
+        "splits": {"train": 362, "validation": 40, "test": 101},
+        "format": "alpaca",
+        "base": {
+            "loss": 2.1,
+            "perplexity": 8.2,
+            "rouge_l": 0.21,
+            "exact_match": 0.0,
+            "token_f1": 0.25,
+            "generated": 101,
+            "description": "SmolLM2 before fine-tuning",
+        },
+        "fine_tuned": {
+            "loss": 1.4,
+            "perplexity": 4.1,
+            "rouge_l": 0.38,
+            "exact_match": 0.02,
+            "token_f1": 0.41,
+            "generated": 101,
+        },
+        "samples": [
+            {
+                "prompt": "What is a <b>bygglov</b>?\nAnswer briefly.",
+                "reference": "A building permit.",
+                "base": "<script>alert('base')</script>",
+                "fine_tuned": "A bygglov is a building permit.\n\nAsk the kommun.",
+            },
+            {"prompt": "Say nothing.", "reference": "ok", "base": "ok", "fine_tuned": ""},
+        ],
+        "truncated": {"train": 3, "validation": 0, "test": 1},
+        "early_stopping_metric": "loss",
+        "train_seconds": 12.3,
+        "peak_memory_mb": 2100.5,
+        "tokens_per_second": 1500.2,
+        "params": {"total": 134_515_008, "trainable": 460_800},
+        "best_step": 40,
+        "stop_reason": "max_steps reached",
+    }
+
+
+def _lm_history() -> list[dict[str, Any]]:
+    return [
+        {
+            "step": 20 * i,
+            "epoch": i / 2,
+            "train_loss": 2.0 / i,
+            "val_loss": 2.1 / i,
+            "val_perplexity": 8.2 / i,
+        }
+        for i in range(1, 5)
+    ]
+
+
+def _write_lm_run(run_dir: Path, metrics: dict[str, Any]) -> str:
+    recipe = {
+        "task": "causal-lm",
+        "model": "builtin:smollm2",
+        "data": {"train": "faq.jsonl", "format": "alpaca"},
+        "preprocess": {"max_length": 512, "pack": True},
+        "method": {"name": "lora", "r": 8},
+        "generation": {"max_new_tokens": 128, "do_sample": False},
+    }
+    (run_dir / "recipe.yaml").write_text(yaml.safe_dump(recipe))
+    _write_run(run_dir, metrics, _lm_history())
+    return write_report(run_dir).read_text(encoding="utf-8")
+
+
+def _section(html: str, title: str) -> str:
+    """The HTML from one <h2> to the next."""
+    start = html.index(f"<h2>{title}</h2>")
+    end = html.find("<h2>", start + 1)
+    return html[start : end if end != -1 else len(html)]
+
+
+def test_causal_lm_report_shows_answers_side_by_side_escaped(tmp_path: Path) -> None:
+    html = _write_lm_run(tmp_path, _lm_metrics())
+
+    answers = _section(html, "Answers side by side")
+    assert "Prompt 1" in answers
+    assert "Prompt 2" in answers
+    assert "What is a &lt;b&gt;bygglov&lt;/b&gt;?\nAnswer briefly." in answers  # newline kept
+    assert "A building permit." in answers
+    assert "&lt;script&gt;alert(&#39;base&#39;)&lt;/script&gt;" in answers
+    assert "A bygglov is a building permit.\n\nAsk the kommun." in answers
+    assert "(empty answer)" in answers
+    assert "<script>" not in html
+    assert "<b>bygglov" not in html
+    assert "white-space: pre-wrap" in html
+    # ROUGE-L per answer: 'A bygglov is a building permit. Ask the kommun.' vs
+    # 'A building permit.': LCS [a, building, permit] = 3 of 9 / 3 -> 2 * 3 / 12 = 0.5
+    assert "ROUGE-L 0.500" in answers
+
+
+def test_causal_lm_verdict_speaks_about_perplexity_and_rouge_l(tmp_path: Path) -> None:
+    html = _write_lm_run(tmp_path, _lm_metrics())
+
+    assert (
+        "Fine-tuning lowered perplexity from 8.200 to 4.100 and raised ROUGE-L from 0.210 "
+        "to 0.380 on 101 test examples."
+    ) in html
+
+
+def test_causal_lm_verdict_says_when_a_metric_got_worse() -> None:
+    metrics = _lm_metrics()
+    metrics["fine_tuned"]["rouge_l"] = 0.15
+
+    sentence = verdict(metrics)
+
+    assert sentence.startswith("Fine-tuning lowered perplexity from 8.200 to 4.100 but made")
+    assert "made ROUGE-L worse, from 0.210 to 0.150 on 101 test examples." in sentence
+    assert "disagree" in sentence
+
+    metrics["fine_tuned"]["perplexity"] = 9.5
+    both_worse = verdict(metrics)
+    assert "made perplexity worse, from 8.200 to 9.500 and made ROUGE-L worse" in both_worse
+    assert "base model did better" in both_worse
+
+
+def test_causal_lm_verdict_names_generated_count_when_it_differs() -> None:
+    metrics = _lm_metrics()
+    metrics["splits"]["test"] = 500
+    metrics["fine_tuned"]["generated"] = 200
+
+    assert verdict(metrics) == (
+        "Fine-tuning lowered perplexity from 8.200 to 4.100 on 500 test examples and raised "
+        "ROUGE-L from 0.210 to 0.380 on 200 generated answers."
+    )
+
+
+def test_causal_lm_comparison_table(tmp_path: Path) -> None:
+    html = _write_lm_run(tmp_path, _lm_metrics())
+
+    table = _section(html, "Before / after")
+    labels = re.findall(r'<th scope="row">([^<]+)<', table)
+    assert labels == ["Loss", "Perplexity", "ROUGE-L", "Exact match", "Token F1"]
+    assert "Generated" not in table
+    assert table.count("lower is better") == 2
+    assert '<td class="num best">4.100</td>' in table
+    assert "compare 101 generated answers per model" in table
+    assert "SmolLM2 before fine-tuning" in table
+
+
+def test_causal_lm_curves_truncation_and_throughput(tmp_path: Path) -> None:
+    html = _write_lm_run(tmp_path, _lm_metrics())
+
+    assert _section(html, "Training").count("data:image/png;base64,") == 1
+    assert "362 examples · 3 truncated to 512 tokens" in html
+    assert "101 examples · 1 truncated to 512 tokens" in html
+    assert "0 truncated" not in html  # validation had none
+    assert "1,500 tokens/s" in html
+    assert "max_new_tokens=128" in html
+    assert "Results per class" not in html  # no confusion matrix or per-class table
+
+
+def test_causal_lm_curves_from_validation_perplexity_alone() -> None:
+    history = [{"step": 10 * i, "val_perplexity": 900.0 / i**3} for i in range(1, 5)]
+    assert learning_curves(history, best_step=30)
+    assert learning_curves([{"step": 10, "val_perplexity": None}]) is None
+
+
+def test_report_without_samples_leaves_the_section_out(tmp_path: Path) -> None:
+    metrics = _lm_metrics()
+    del metrics["samples"]
+
+    html = _write_lm_run(tmp_path, metrics)
+
+    assert "Answers side by side" not in html
+    assert "Fine-tuning lowered perplexity" in html
+
+
+def test_classification_verdict_is_unchanged() -> None:
+    assert verdict(_full_metrics()) == (
+        "Fine-tuning raised macro-F1 from 0.780 (best cheaper option: untuned base model) "
+        "to 0.877 (+0.097) on 200 test examples."
+    )

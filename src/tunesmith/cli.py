@@ -74,7 +74,15 @@ def eval_(
 
     metrics = evaluate_run(run_dir, data)
     if as_json:
-        print(json.dumps(metrics, indent=2))
+        print(json.dumps(metrics, indent=2, ensure_ascii=False))
+        return
+    if "perplexity" in metrics:
+        scores = ", ".join(
+            f"{name} {metrics[name]:.4f}"
+            for name in ("loss", "perplexity", "rouge_l", "exact_match", "token_f1")
+            if name in metrics
+        )
+        console.print(f"{metrics['examples']} examples from {metrics['source']}: {scores}")
         return
     console.print(
         f"{metrics['examples']} examples from {metrics['source']}: accuracy "
@@ -99,14 +107,22 @@ def predict(
     text_column: Annotated[
         str | None, typer.Option(help="Column of texts in input files (default: the recipe's)")
     ] = None,
+    max_new_tokens: Annotated[
+        int | None, typer.Option(help="LLM runs: longest answer in tokens (default: recipe's)")
+    ] = None,
 ) -> None:
-    """Predict labels (with probabilities) for texts."""
+    """Predict labels (with probabilities) for texts, or an LLM run's answers to prompts."""
     from tunesmith.inference import predict_run
 
-    predictions = predict_run(run_dir, inputs, text_column)
+    predictions = predict_run(run_dir, inputs, text_column, max_new_tokens)
     if output is not None:
         _write_predictions(predictions, output)
         console.print(f"{len(predictions)} predictions written to {output}")
+        return
+    if predictions and "response" in predictions[0]:
+        for row in predictions:
+            console.print(f"[bold]> {row['prompt']}[/]", highlight=False)
+            console.print(row["response"] + "\n", highlight=False, markup=False)
         return
     for row in predictions:
         text = row["text"] if len(row["text"]) <= 70 else row["text"][:67] + "..."
@@ -117,10 +133,13 @@ def _write_predictions(predictions: list[dict], output: Path) -> None:
     import pandas as pd
 
     if output.suffix == ".jsonl":
-        output.write_text("".join(json.dumps(row) + "\n" for row in predictions))
+        lines = (json.dumps(row, ensure_ascii=False) + "\n" for row in predictions)
+        output.write_text("".join(lines), encoding="utf-8")
     elif output.suffix == ".csv":
         flat = [
             {"text": r["text"], "label": r["label"], "score": r["score"], **r["probabilities"]}
+            if "probabilities" in r
+            else r
             for r in predictions
         ]
         pd.DataFrame(flat).to_csv(output, index=False)
@@ -128,7 +147,29 @@ def _write_predictions(predictions: list[dict], output: Path) -> None:
         raise UserError(f"--output {output}: use a .jsonl or .csv file name")
 
 
-COMMANDS = {"demo": demo, "train": train, "eval": eval_, "predict": predict}
+def export(
+    run_dir: Annotated[Path, typer.Argument(help="A run folder written by `tunesmith train`")],
+    output: Annotated[Path, typer.Option(help="New folder for the standalone model")],
+    merge: Annotated[
+        bool, typer.Option(help="Fold a LoRA/DoRA/IA3 adapter into the base weights")
+    ] = False,
+) -> None:
+    """A standalone transformers model folder (adapter merged, tokenizer and chat template)."""
+    from tunesmith.export import export_run
+
+    folder = export_run(run_dir, output, merge)
+    console.print(
+        f"Exported to {folder}: load it with transformers' from_pretrained({str(folder)!r})"
+    )
+
+
+COMMANDS = {
+    "demo": demo,
+    "train": train,
+    "eval": eval_,
+    "predict": predict,
+    "export": export,
+}
 for _name, _function in COMMANDS.items():
     app.command(_name)(_function)
 

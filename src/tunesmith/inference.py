@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
+from tunesmith.data.causal import LMSplit, LMSplits, load_causal_lm, load_lm_file, read_prompts
 from tunesmith.data.tables import READERS, read_table
 from tunesmith.data.text import (
     TextExamples,
@@ -14,7 +15,9 @@ from tunesmith.data.text import (
     load_text_classification,
 )
 from tunesmith.errors import UserError
+from tunesmith.methods import get_method
 from tunesmith.run_folder import TrainedRun, load_run
+from tunesmith.tasks.causal_lm import CausalLMTask
 from tunesmith.tasks.text_classification import TextClassificationTask
 from tunesmith.train.device import resolve_device, resolve_precision
 
@@ -31,9 +34,48 @@ def _task(run: TrainedRun, splits: TextSplits) -> TextClassificationTask:
     )
 
 
+def _lm_task(run: TrainedRun, splits: LMSplits) -> CausalLMTask:
+    device = resolve_device(run.recipe.train.device)
+    run.model.to(device)
+    recipe = run.recipe
+    return CausalLMTask(
+        splits,
+        run.tokenizer,
+        recipe.preprocess.max_length,
+        device,
+        resolve_precision(recipe.train.precision, device),
+        eval_batch_size=recipe.train.eval_batch_size or recipe.train.batch_size,
+        loss_on=recipe.train.loss_on,
+        pack=recipe.preprocess.pack and not get_method(recipe.method.name).virtual_tokens,
+        chunk_overlap=recipe.preprocess.chunk_overlap,
+        generation=recipe.generation,
+    )
+
+
+def _evaluate_lm(run: TrainedRun, data: str | None) -> dict:
+    if data is None:
+        splits = load_causal_lm(run.recipe.data, run.recipe.train.seed)
+    else:
+        fmt = None if run.recipe.data.format == "auto" else run.recipe.data.format
+        test = load_lm_file(data, run.recipe.data, role="--data", format=fmt)
+        empty = LMSplit([], test.source)
+        splits = LMSplits(empty, empty, test, format=_format_of(test))
+    metrics = _lm_task(run, splits).evaluate(run.model, "test", detailed=True)
+    metrics["examples"] = len(splits.test)
+    metrics["source"] = splits.test.source
+    return metrics
+
+
+def _format_of(split: LMSplit) -> str:
+    """'text' when the file holds raw text, else an instruction format (scored by generation)."""
+    return "text" if split.examples and split.examples[0].messages is None else "chat"
+
+
 def evaluate_run(folder: str | Path, data: str | None = None) -> dict:
     """Metrics of the trained model on `data`, or on the run's own test split."""
     run = load_run(folder)
+    if run.recipe.task == "causal-lm":
+        return _evaluate_lm(run, data)
     if data is None:
         splits = load_text_classification(run.recipe.data, run.recipe.train.seed)
         if splits.label_names != run.label_names:
@@ -79,10 +121,16 @@ def read_inputs(inputs: list[str], text_column: str) -> list[str]:
 
 
 def predict_run(
-    folder: str | Path, inputs: list[str], text_column: str | None = None
+    folder: str | Path,
+    inputs: list[str],
+    text_column: str | None = None,
+    max_new_tokens: int | None = None,
 ) -> list[dict]:
-    """One prediction per text: label, its probability, and every label's probability."""
+    """Classifier: one prediction per text (label, its probability, every label's
+    probability). Causal LM: one generated response per prompt."""
     run = load_run(folder)
+    if run.recipe.task == "causal-lm":
+        return _generate(run, inputs, max_new_tokens)
     texts = read_inputs(inputs, text_column or run.recipe.data.text_column)
     empty = TextExamples([], [], [], "")
     task = _task(run, TextSplits(empty, empty, empty, run.label_names))
@@ -96,4 +144,17 @@ def predict_run(
             "probabilities": {name: float(p) for name, p in zip(names, row, strict=True)},
         }
         for text, row in zip(texts, probabilities, strict=True)
+    ]
+
+
+def _generate(run: TrainedRun, inputs: list[str], max_new_tokens: int | None) -> list[dict]:
+    prompts = read_prompts(inputs, run.recipe.data)
+    if max_new_tokens is not None:
+        run.recipe.generation.max_new_tokens = max_new_tokens
+    empty = LMSplit([], "")
+    task = _lm_task(run, LMSplits(empty, empty, empty, format="chat"))
+    answers = task.generate(run.model, prompts)
+    return [
+        {"prompt": messages[-1]["content"], "response": answer}
+        for messages, answer in zip(prompts, answers, strict=True)
     ]

@@ -17,20 +17,14 @@ import torch
 from rich.console import Console
 from rich.table import Table
 
-from tunesmith.data.text import SPLITS, TextSplits, load_text_classification
 from tunesmith.errors import UserError
-from tunesmith.evaluate.baselines import frozen_features_base, tfidf_baseline
+from tunesmith.families import prepare
 from tunesmith.methods import count_parameters, get_method
-from tunesmith.models.resolve import resolve_model
-from tunesmith.models.text import head_modules, load_text_classifier, load_tokenizer
+from tunesmith.models.structure import is_language_model
 from tunesmith.recipe import Recipe
-from tunesmith.tasks.text_classification import TextClassificationTask
 from tunesmith.train.checkpoint import has_checkpoint
 from tunesmith.train.device import peak_memory_mb, resolve_device, resolve_precision
 from tunesmith.train.loop import fit
-
-BASE_MAX_TRAIN = 10_000
-"""The frozen-feature `base` fits on at most this many training rows (embedding is costly)."""
 
 
 def seed_everything(seed: int) -> None:
@@ -71,41 +65,27 @@ def train(
     prepare_output(output, resume, overwrite)
     seed_everything(recipe.train.seed)
 
-    splits = load_text_classification(recipe.data, recipe.train.seed)
-    folder = resolve_model(recipe.model)
-    tokenizer = load_tokenizer(folder)
     device = resolve_device(recipe.train.device)
     dtype = resolve_precision(recipe.train.precision, device)
-    model = load_text_classifier(folder, splits.label_names).to(device)
-    task = TextClassificationTask(
-        splits,
-        tokenizer,
-        recipe.preprocess.max_length,
-        device,
-        dtype,
-        eval_batch_size=recipe.train.eval_batch_size or max(32, recipe.train.batch_size * 2),
-        label_smoothing=recipe.train.label_smoothing,
-    )
-    _print_data(console, splits, task, recipe)
+    family = prepare(recipe, device, dtype, console)
+    method = get_method(recipe.method.name)
+    family.adapt_to(method)
+    family.describe(console)
     precision = "bf16" if dtype is not None else "fp32"
     console.print(f"Model {recipe.model} on {device.type}, {precision}")
 
     output.mkdir(parents=True, exist_ok=True)
     (output / "recipe.yaml").write_text(recipe.to_yaml())
 
-    console.print("Scoring the cheaper options on the test split (TF-IDF, frozen encoder) ...")
-    baseline = tfidf_baseline(_texts(splits), _labels(splits), splits.label_names)
-    base = _frozen_base(task, model, splits)
-
-    # the fresh head learns faster; found before the method runs (peft copies the head)
-    head = {id(p) for module in head_modules(model).values() for p in module.parameters()}
-    method = get_method(recipe.method.name)
-    model = method.apply(model, recipe.method)
+    before = family.score_before(console)
+    head = family.head_parameters()
+    model = method.apply(family.model, recipe.method)
     trainable, total = count_parameters(model)
     console.print(
         f"Method {recipe.method.name}: {trainable:,} trainable of {total:,} parameters "
         f"({100 * trainable / total:.2f}%)"
     )
+    task = family.task
     result = fit(
         model,
         task,
@@ -122,23 +102,22 @@ def train(
     console.print(result.stop_reason)
 
     fine_tuned = task.evaluate(model, "test", detailed=True)
-    _save_model(model, tokenizer, output, method.saves_adapter)
+    extra = family.finish(model, output)
+    save_model(model, family.tokenizer, output, method.saves_adapter)
     metrics = {
         "task": recipe.task,
         "method": recipe.method.name,
         "model": recipe.model,
-        "labels": splits.label_names,
-        "splits": {name: len(splits.split(name)) for name in SPLITS},
-        "truncated": task.truncated,
+        **extra,
         "params": {"total": total, "trainable": trainable},
         "precision": precision,
         "device": device.type,
         "learning_rate": recipe.learning_rate,
         "fine_tuned": fine_tuned,
-        "base": base,
-        "baseline": baseline,
+        **before,
         "train_seconds": round(result.train_seconds, 3),
         "samples_per_second": round(result.samples_per_second, 2),
+        "tokens_per_second": round(result.tokens_per_second, 1),
         "peak_memory_mb": round(peak_memory_mb(device), 1),
         "steps": result.steps,
         "best_step": result.best_step,
@@ -149,48 +128,23 @@ def train(
         else "loss",
         "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S"),
     }
-    (output / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    (output / "metrics.json").write_text(json.dumps(metrics, indent=2, ensure_ascii=False))
     report = _write_report(output)
-    print_comparison(console, metrics)
+    print_comparison(console, metrics, family.headline)
     console.print(f"Run folder: {output}" + (f"\nReport: {report}" if report else ""))
     return metrics
 
 
-def _frozen_base(task: TextClassificationTask, model: torch.nn.Module, splits: TextSplits) -> dict:
-    train_rows = np.arange(len(splits.train))
-    if len(train_rows) > BASE_MAX_TRAIN:
-        train_rows = np.random.default_rng(0).choice(train_rows, BASE_MAX_TRAIN, replace=False)
-    features = {
-        "train": task.embed(model, "train", train_rows),
-        "validation": task.embed(model, "validation"),
-        "test": task.embed(model, "test"),
-    }
-    labels = _labels(splits)
-    labels["train"] = [labels["train"][i] for i in train_rows]
-    return frozen_features_base(
-        features,
-        labels,
-        splits.label_names,
-        "frozen pre-trained encoder (mean-pooled) + logistic regression",
-    )
-
-
-def _texts(splits: TextSplits) -> dict[str, list[str]]:
-    return {name: splits.split(name).texts for name in SPLITS}
-
-
-def _labels(splits: TextSplits) -> dict[str, list[int]]:
-    return {name: list(splits.split(name).labels) for name in SPLITS}
-
-
-def _save_model(model: torch.nn.Module, tokenizer, output: Path, adapter: bool) -> None:
-    """adapter/ (PEFT format) or model/ (transformers format), each with tokenizer and labels."""
+def save_model(model: torch.nn.Module, tokenizer, output: Path, adapter: bool) -> Path:
+    """adapter/ (PEFT format) or model/ (transformers format), each with its tokenizer (and
+    chat template); a classifier's adapter also keeps the config with its label names."""
     target = output / ("adapter" if adapter else "model")
     model.save_pretrained(target)
     tokenizer.save_pretrained(target)
-    if adapter:
+    if adapter and not is_language_model(model.get_base_model()):
         # the base config with this run's label names, so the head loads with the right size
         model.get_base_model().config.save_pretrained(target)
+    return target
 
 
 def _write_report(output: Path) -> Path | None:
@@ -199,29 +153,15 @@ def _write_report(output: Path) -> Path | None:
     return write_report(output)
 
 
-def _print_data(console: Console, splits: TextSplits, task, recipe: Recipe) -> None:
-    sizes = ", ".join(f"{n} {len(splits.split(n))}" for n in SPLITS)
-    console.print(f"Data: {sizes}; {len(splits.label_names)} labels")
-    cut = task.truncated["train"]
-    if cut:
-        console.print(
-            f"[yellow]{cut} of {len(splits.train)} training texts are longer than "
-            f"preprocess.max_length={recipe.preprocess.max_length} tokens and were truncated"
-        )
-
-
-def print_comparison(console: Console, metrics: dict) -> None:
+def print_comparison(console: Console, metrics: dict, names: tuple[str, ...]) -> None:
     table = Table(title="Test split: fine-tuned vs cheaper options")
     table.add_column("model")
-    for name in ("accuracy", "macro_f1"):
+    for name in names:
         table.add_column(name, justify="right")
     for key, label in (("baseline", "baseline"), ("base", "base"), ("fine_tuned", "fine-tuned")):
         scores = metrics.get(key)
         if scores:
             description = scores.get("description", f"{metrics['method']} fine-tuning")
-            table.add_row(
-                f"{label}: {description}",
-                f"{scores['accuracy']:.4f}",
-                f"{scores['macro_f1']:.4f}",
-            )
+            cells = [f"{scores[n]:.4f}" if n in scores else "-" for n in names]
+            table.add_row(f"{label}: {description}", *cells)
     console.print(table)

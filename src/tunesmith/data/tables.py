@@ -24,7 +24,8 @@ def read_table(path: str | Path, role: str = "data") -> pd.DataFrame:
     """Read `path`; `role` (e.g. "data.train") names it in error messages.
 
     Rows keep the order of the file, so a row number in a message is the 0-based data
-    row as read (the header line not counted).
+    row as read (the header line not counted). For jsonl, `frame.attrs["line_numbers"]`
+    holds each row's 1-based line in the file (blank lines are skipped, so they differ).
     """
     path = Path(path)
     if not path.exists():
@@ -52,6 +53,7 @@ def read_table(path: str | Path, role: str = "data") -> pd.DataFrame:
 
 def _read_jsonl(path: Path) -> pd.DataFrame:
     records = []
+    line_numbers = []
     with path.open(encoding="utf-8") as handle:
         for number, line in enumerate(handle, start=1):
             if not line.strip():
@@ -66,7 +68,10 @@ def _read_jsonl(path: Path) -> pd.DataFrame:
             if not isinstance(record, dict):
                 raise UserError(f"{path}: line {number} is not a JSON object (got {record!r:.60})")
             records.append(record)
-    return pd.DataFrame.from_records(records)
+            line_numbers.append(number)
+    frame = pd.DataFrame.from_records(records)
+    frame.attrs["line_numbers"] = line_numbers
+    return frame
 
 
 def _read_json(path: Path) -> pd.DataFrame:

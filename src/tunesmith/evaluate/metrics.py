@@ -12,7 +12,7 @@ from sklearn.metrics import (
     precision_recall_fscore_support,
 )
 
-HIGHER_IS_BETTER = {"accuracy": True, "macro_f1": True, "loss": False}
+HIGHER_IS_BETTER = {"accuracy": True, "macro_f1": True, "loss": False, "perplexity": False}
 
 
 def classification_metrics(

@@ -3,7 +3,7 @@
 from torch import nn
 
 from tunesmith.methods.registry import freeze_all_but, register
-from tunesmith.models.text import head_modules
+from tunesmith.models.structure import head_modules
 from tunesmith.recipe import LinearProbeMethod
 
 

@@ -18,14 +18,21 @@ class Method:
     """(model, method config) -> the model to train, with only its trainable params unfrozen."""
     saves_adapter: bool
     """True: the run saves a PEFT adapter (adapter/); False: the whole model (model/)."""
+    virtual_tokens: bool
+    """True: the method prepends learned tokens to each row (prefix, prompt, p-tuning,
+    LLaMA-Adapter), so causal-lm rows hold one example each instead of being packed."""
+    mergeable: bool
+    """True: `export --merge` can fold the trained weights into a plain model."""
 
 
 METHODS: dict[str, Method] = {}
 
 
-def register(name: str, saves_adapter: bool = False) -> Callable[[Apply], Apply]:
+def register(
+    name: str, saves_adapter: bool = False, virtual_tokens: bool = False, mergeable: bool = True
+) -> Callable[[Apply], Apply]:
     def decorator(apply: Apply) -> Apply:
-        METHODS[name] = Method(name, apply, saves_adapter)
+        METHODS[name] = Method(name, apply, saves_adapter, virtual_tokens, mergeable)
         return apply
 
     return decorator

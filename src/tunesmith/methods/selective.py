@@ -4,7 +4,7 @@ from torch import nn
 
 from tunesmith.errors import UserError
 from tunesmith.methods.registry import freeze_all_but, register
-from tunesmith.models.text import head_modules, layer_stack
+from tunesmith.models.structure import final_norm, head_modules, is_language_model, layer_stack
 from tunesmith.recipe import SelectiveMethod
 
 
@@ -17,4 +17,6 @@ def apply_selective(model: nn.Module, config: SelectiveMethod) -> nn.Module:
             f"use at most {len(layers)} (or method.name: full)"
         )
     trainable = [*layers[-config.layers :], *head_modules(model).values()]
+    if is_language_model(model):
+        trainable += final_norm(model)
     return freeze_all_but(model, trainable)

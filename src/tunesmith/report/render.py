@@ -13,8 +13,9 @@ from typing import Any
 import jinja2
 
 from tunesmith import __version__
+from tunesmith.evaluate.generation import rouge_l
 from tunesmith.report import fmt, load, plots
-from tunesmith.report.compare import compare, verdict
+from tunesmith.report.compare import compare, is_generative, verdict
 
 Rows = list[tuple[str, str]]
 
@@ -23,6 +24,13 @@ _DATA_KEYS = ("train", "validation", "test")
 _SEVERITY_ORDER = {"error": 0, "warning": 1, "info": 2}
 _FIRST_ROWS = 10
 _FIRST_LABELS = 20
+_MAX_SAMPLES = 100
+# The answers shown for each sample, in reading order: what was wanted, then before and after.
+_SAMPLE_ANSWERS = (
+    ("reference", "Reference answer", "reference"),
+    ("base", "Base model", "base"),
+    ("fine_tuned", "Fine-tuned", "fine-tuned"),
+)
 
 
 def _mapping(value: Any) -> dict[str, Any]:
@@ -50,17 +58,44 @@ def _method_text(recipe: dict[str, Any], metrics: dict[str, Any]) -> str:
     return f"{fmt.value(name)} ({_settings(options)})"
 
 
+def _truncated_text(count: Any, max_length: Any) -> str | None:
+    """'3 truncated to 512 tokens' when any example of the split was cut short."""
+    if not fmt.is_number(count) or count <= 0:
+        return None
+    limit = f" to {fmt.value(max_length)} tokens" if fmt.is_number(max_length) else ""
+    return f"{fmt.value(count)} truncated{limit}"
+
+
 def _data_rows(recipe: dict[str, Any], metrics: dict[str, Any]) -> Rows:
     data, splits = _mapping(recipe.get("data")), _mapping(metrics.get("splits"))
+    truncated = _mapping(metrics.get("truncated"))
+    max_length = _mapping(recipe.get("preprocess")).get("max_length")
     rows = []
-    for split in dict.fromkeys([*_DATA_KEYS, *splits]):
-        if split in data or split in splits:
+    for split in dict.fromkeys([*_DATA_KEYS, *splits, *truncated]):
+        cut = _truncated_text(truncated.get(split), max_length)
+        if split in data or split in splits or cut:
             parts = [str(data[split])] if data.get(split) else []
             parts += [f"{fmt.value(splits[split])} examples"] if split in splits else []
+            parts += [cut] if cut else []
             rows.append((f"Data: {split}", " · ".join(parts)))
     columns = {key: val for key, val in data.items() if key not in _DATA_KEYS}
     if columns:
         rows.append(("Data: options", _settings(columns)))
+    elif metrics.get("format"):
+        rows.append(("Data: format", fmt.value(metrics["format"])))
+    return rows
+
+
+def _recipe_section_rows(recipe: dict[str, Any], metrics: dict[str, Any]) -> Rows:
+    """Preprocessing for every task; generation settings only where answers are generated."""
+    rows = []
+    preprocess = _mapping(recipe.get("preprocess"))
+    if preprocess:
+        rows.append(("Preprocessing", _settings(preprocess, ("max_length",))))
+    generation = _mapping(recipe.get("generation"))
+    task = recipe.get("task") or metrics.get("task")
+    if generation and (task == "causal-lm" if task else is_generative(metrics)):
+        rows.append(("Generation", _settings(generation, ("max_new_tokens", "do_sample"))))
     return rows
 
 
@@ -74,6 +109,7 @@ def setup_rows(recipe: dict[str, Any], metrics: dict[str, Any]) -> Rows:
     train = _mapping(recipe.get("train"))
     if train:
         rows.append(("Training", _settings(train, _TRAIN_KEYS)))
+    rows += _recipe_section_rows(recipe, metrics)
     rows += _data_rows(recipe, metrics)
     labels = metrics.get("labels")
     if isinstance(labels, list) and labels:
@@ -115,13 +151,21 @@ def _params_text(params: dict[str, Any]) -> str | None:
     return None
 
 
+def _tokens_per_second(metrics: dict[str, Any], history: list[dict[str, Any]]) -> Rows:
+    """The run's own training throughput when it recorded one, else the median per evaluation."""
+    overall = metrics.get("tokens_per_second")
+    if fmt.is_number(overall):
+        return [("Tokens per second", overall, " tokens/s")]
+    return [("Tokens per second (median)", _median_of(history, "tokens_per_s"), " tokens/s")]
+
+
 def cost_rows(metrics: dict[str, Any], history: list[dict[str, Any]]) -> Rows:
     """What the run cost in time, memory and trained weights, on which hardware."""
     candidates = [
         ("Training time", metrics.get("train_seconds"), " s"),
         ("Peak memory", metrics.get("peak_memory_mb"), " MB"),
         ("Throughput (median)", _median_of(history, "samples_per_s"), " samples/s"),
-        ("Tokens per second (median)", _median_of(history, "tokens_per_s"), " tokens/s"),
+        *_tokens_per_second(metrics, history),
     ]
     rows = [
         (name, f"{fmt.quantity(val)}{unit}") for name, val, unit in candidates if fmt.is_number(val)
@@ -146,6 +190,43 @@ def per_class_rows(metrics: dict[str, Any]) -> list[list[str]]:
         [name, *(fmt.number(_mapping(per_class[name]).get(key)) for key in keys)]
         for name in ordered
     ]
+
+
+def _text(value: Any) -> str | None:
+    """User text as written, less the blank lines around it; None for a missing value."""
+    if value is None:
+        return None
+    return (value if isinstance(value, str) else str(value)).strip()
+
+
+def _answer(item: dict[str, Any], key: str, title: str, css: str) -> dict[str, str] | None:
+    """One answer of a sample, scored against the sample's reference when there is one."""
+    text, reference = _text(item.get(key)), _text(item.get("reference"))
+    if text is None:
+        return None
+    score = ""
+    if key != "reference" and reference is not None:
+        score = f"ROUGE-L {fmt.number(rouge_l(text, reference))}"
+    return {"title": title, "text": text, "css": css, "score": score}
+
+
+def _sample(item: Any) -> dict[str, Any] | None:
+    if not isinstance(item, dict):
+        return None
+    answers = [_answer(item, *spec) for spec in _SAMPLE_ANSWERS]
+    sample = {"prompt": _text(item.get("prompt")), "answers": [a for a in answers if a]}
+    return sample if sample["prompt"] is not None or sample["answers"] else None
+
+
+def answer_samples(metrics: dict[str, Any]) -> dict[str, Any]:
+    """Prompts with the reference, base and fine-tuned answers; user text is kept verbatim (the
+    template escapes it and keeps its line breaks)."""
+    items = metrics.get("samples") if isinstance(metrics.get("samples"), list) else []
+    samples = [sample for item in items if (sample := _sample(item))]
+    shown = samples[:_MAX_SAMPLES]
+    more = len(samples) - len(shown)
+    note = f"The first {len(shown)} of {len(samples)} are shown." if more else ""
+    return {"shown": shown, "note": note}
 
 
 def _finding_row(finding: dict[str, Any]) -> dict[str, str]:
@@ -220,6 +301,7 @@ def build_context(run_dir: Path) -> dict[str, Any]:
         "version": __version__,
         "verdict": verdict(metrics),
         "comparison": compare(metrics),
+        "samples": answer_samples(metrics),
         "curves": plots.learning_curves(history, metrics.get("best_step")),
         "training": training_rows(metrics, history),
         "confusion": plots.confusion_matrix(

@@ -12,7 +12,8 @@ from transformers import PreTrainedTokenizerBase
 
 from tunesmith.data.text import SPLITS, TextSplits
 from tunesmith.evaluate.metrics import classification_metrics
-from tunesmith.models.text import encoder_of, mean_pooled
+from tunesmith.models.structure import encoder_of
+from tunesmith.models.text import mean_pooled
 from tunesmith.train.batching import sorted_batches
 from tunesmith.train.device import autocast
 from tunesmith.train.task import Batch

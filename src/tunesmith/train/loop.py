@@ -45,6 +45,7 @@ class FitResult:
     stop_reason: str
     train_seconds: float
     samples_per_second: float
+    tokens_per_second: float
 
 
 @dataclass
@@ -144,7 +145,7 @@ def fit(
             for start in range(state.batch_in_epoch, len(batches), config.gradient_accumulation):
                 micro = batches[start : start + config.gradient_accumulation]
                 step_start = time.perf_counter()
-                loss, items, tokens = _optimizer_step(
+                loss, items, samples, tokens = _optimizer_step(
                     model, task, micro, optimizer, config, device, dtype
                 )
                 scheduler.step()
@@ -152,14 +153,15 @@ def fit(
                 state.step += 1
                 state.batch_in_epoch = start + len(micro)
                 state.train_seconds += elapsed
-                state.samples_seen += items
+                state.samples_seen += samples
                 state.tokens_seen += tokens
                 running_loss += loss * items
                 running_items += items
                 progress.update(
                     bar,
                     advance=1,
-                    info=f"loss {loss:.4f}  {items / elapsed:.1f} samples/s",
+                    info=f"loss {loss:.4f}  {samples / elapsed:.1f} samples/s  "
+                    f"{tokens / elapsed:.0f} tokens/s",
                 )
                 end_of_epoch = state.batch_in_epoch >= len(batches)
                 if end_of_epoch:
@@ -203,6 +205,7 @@ def fit(
         stop_reason=reason,
         train_seconds=state.train_seconds,
         samples_per_second=state.samples_seen / max(state.train_seconds, 1e-9),
+        tokens_per_second=state.tokens_seen / max(state.train_seconds, 1e-9),
     )
 
 
@@ -214,8 +217,8 @@ def _optimizer_step(
     config: TrainConfig,
     device: torch.device,
     dtype: torch.dtype | None,
-) -> tuple[float, int, int]:
-    """One optimizer step over accumulated micro-batches.
+) -> tuple[float, int, int, int]:
+    """One optimizer step over accumulated micro-batches: (loss, items, samples, tokens).
 
     The loss is summed per item and divided by the items of the whole step, so accumulation
     of k batches equals one k-times-larger batch (uneven last batches included).
@@ -234,7 +237,7 @@ def _optimizer_step(
         )
     optimizer.step()
     optimizer.zero_grad(set_to_none=True)
-    return total, items, sum(b.tokens for b in batches)
+    return total, items, sum(b.samples for b in batches), sum(b.tokens for b in batches)
 
 
 def _track_best(

@@ -19,6 +19,13 @@ class Batch:
     """Examples in the batch: the loss is normalised by the items of an optimizer step."""
     tokens: int
     """Non-padding tokens (equal to items for images), for throughput."""
+    examples: int | None = None
+    """Examples in the batch when `items` counts something else (a causal LM normalises by
+    scored tokens); None: same as items."""
+
+    @property
+    def samples(self) -> int:
+        return self.items if self.examples is None else self.examples
 
 
 class TrainTask(Protocol):

@@ -1,0 +1,640 @@
+"""Training data for causal language models: instruction/chat examples or raw text.
+
+Four formats, detected from the columns unless `data.format` names one:
+
+- chat: a `messages` (role/content) or `conversations` (ShareGPT from/value) column;
+- alpaca: `instruction` and `output`, optional `input` and `system`;
+- prompt-completion: a prompt column (prompt, question, query) and a response column
+  (completion, response, answer);
+- text: raw text rows (`data.text_column`), or a folder of .txt/.md/.html documents.
+
+Instruction and chat examples become a list of messages ending with the assistant's answer;
+raw text stays text. Every problem is a UserError naming the recipe key, file, row and fix.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import math
+import re
+from dataclasses import dataclass
+from html.parser import HTMLParser
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from tunesmith.data.tables import READERS, read_table
+from tunesmith.errors import UserError
+from tunesmith.recipe import DataConfig
+
+Message = dict[str, str]  # {"role": "system" | "user" | "assistant", "content": str}
+
+FORMATS = ("alpaca", "chat", "prompt-completion", "text")
+SPLITS = ("train", "validation", "test")
+MESSAGES_COLUMNS = ("messages", "conversations")
+PROMPT_COLUMNS = ("prompt", "question", "query")
+RESPONSE_COLUMNS = ("completion", "response", "answer")
+DOCUMENT_SUFFIXES = (".txt", ".md", ".markdown", ".html", ".htm")
+ROLE_NAMES = {
+    "system": "system",
+    "user": "user",
+    "human": "user",
+    "assistant": "assistant",
+    "gpt": "assistant",
+    "model": "assistant",
+    "bot": "assistant",
+    "chatgpt": "assistant",
+}
+"""Accepted roles (OpenAI style and ShareGPT `from` values) and what they become."""
+MAX_REPORTED = 10
+
+
+@dataclass
+class LMExample:
+    """One example: a conversation (instruction and chat formats) or raw text (format text).
+
+    `row` is the 0-based data row in the split's source as read; for a folder, the index of
+    the document in `list_documents(folder)` order."""
+
+    row: int
+    messages: list[Message] | None = None
+    text: str | None = None
+
+
+@dataclass
+class LMSplit:
+    examples: list[LMExample]
+    source: str
+    """The file or folder read."""
+
+    def __len__(self) -> int:
+        return len(self.examples)
+
+
+@dataclass
+class LMSplits:
+    train: LMSplit
+    validation: LMSplit
+    test: LMSplit
+    format: str
+    """The resolved format: alpaca, chat, prompt-completion or text."""
+
+    def split(self, name: str) -> LMSplit:
+        return getattr(self, name)
+
+
+def load_causal_lm(data: DataConfig, seed: int) -> LMSplits:
+    """Read the recipe's files (or train folder); split `train` where validation/test are not
+    given. Validation and test files must have the format of `train`."""
+    train, fmt = _read_source(data.train, data, "data.train", data.format, "data.format")
+    splits = {"train": train}
+    for name in ("validation", "test"):
+        path = getattr(data, name)
+        if path is not None:
+            origin = "data.format" if data.format != "auto" else "data.train"
+            splits[name] = _read_source(path, data, f"data.{name}", fmt, origin)[0]
+
+    missing = [name for name in ("validation", "test") if name not in splits]
+    if missing:
+        examples = train.examples
+        total = len(examples)
+        counts = {name: int(total * getattr(data, f"{name}_size") + 0.5) for name in missing}
+        for name, count in counts.items():
+            if count == 0:
+                raise UserError(
+                    f"data: the {name} split is empty: {data.train} has {total} usable "
+                    f"example(s) and data.{name}_size is {getattr(data, f'{name}_size')}. "
+                    f"Give data.{name} a file, add data, or raise data.{name}_size to at "
+                    f"least {_min_share(total)}"
+                )
+        if total - sum(counts.values()) < 1:
+            raise UserError(
+                f"data: the train split is empty: {data.train} has {total} usable example(s) "
+                f"and {' + '.join(str(c) for c in counts.values())} are held out for "
+                f"{' and '.join(counts)}. Give data.validation / data.test files, add data, "
+                "or lower data.validation_size / data.test_size"
+            )
+        order = np.random.default_rng(seed).permutation(total)
+        start = 0
+        for name in missing:
+            chosen = np.sort(order[start : start + counts[name]])
+            splits[name] = LMSplit([examples[i] for i in chosen], train.source)
+            start += counts[name]
+        kept = np.sort(order[start:])
+        splits["train"] = LMSplit([examples[i] for i in kept], train.source)
+    return LMSplits(**splits, format=fmt)
+
+
+def load_lm_file(
+    path: str, data: DataConfig, role: str = "--data", format: str | None = None
+) -> LMSplit:
+    """One extra file or folder (e.g. `tunesmith eval RUN --data FILE`); `format` is the
+    run's resolved format, None: data.format (auto: detected from the columns)."""
+    requested = format or data.format
+    origin = "the run's format" if format else "data.format"
+    return _read_source(path, data, role, requested, origin)[0]
+
+
+def read_prompts(inputs: list[str], data: DataConfig) -> list[list[Message]]:
+    """Prompt conversations for `tunesmith predict`, in the order given.
+
+    Each input is a prompt text, or an existing file: .txt has one prompt per non-empty
+    line; csv/tsv/jsonl/json/parquet rows may be in any instruction format (chat, alpaca,
+    prompt-completion, or a `prompt` / data.text_column column). A conversation's final
+    assistant answer, if any, is dropped: the model writes it. data.system_prompt applies."""
+    prompts: list[list[Message]] = []
+    for item in inputs:
+        path = Path(item)
+        if len(item) < 4096 and path.is_file():
+            if path.suffix.lower() == ".txt":
+                lines = path.read_text(encoding="utf-8-sig", errors="replace").splitlines()
+                prompts.extend(
+                    _with_system([{"role": "user", "content": line.strip()}], data)
+                    for line in lines
+                    if line.strip()
+                )
+                continue
+            if path.suffix.lower() not in READERS:
+                supported = ", ".join([".txt", *sorted(READERS)])
+                raise UserError(
+                    f"predict: {path}: unsupported file type {path.suffix!r}; use {supported} "
+                    "(.txt: one prompt per line)"
+                )
+            prompts.extend(_file_prompts(path, data))
+        elif item.strip():
+            prompts.append(_with_system([{"role": "user", "content": item.strip()}], data))
+    if not prompts:
+        raise UserError("predict: nothing to predict; give prompts or files of prompts")
+    return prompts
+
+
+def list_documents(folder: str | Path) -> list[Path]:
+    """The documents a text folder holds: .txt/.md/.markdown/.html/.htm files at any depth,
+    hidden files and folders skipped, sorted by relative path (an example's `row` indexes
+    this list)."""
+    folder = Path(folder)
+    found = []
+    for path in folder.rglob("*"):
+        relative = path.relative_to(folder)
+        if any(part.startswith(".") for part in relative.parts):
+            continue
+        if path.is_file() and path.suffix.lower() in DOCUMENT_SUFFIXES:
+            found.append(path)
+    return sorted(found, key=lambda p: p.relative_to(folder).as_posix())
+
+
+def html_to_text(html: str) -> str:
+    """Plain text of an HTML page: scripts and styles dropped, one blank line between blocks."""
+    parser = _HTMLText()
+    parser.feed(html)
+    parser.close()
+    parser.flush()
+    return "\n\n".join(parser.paragraphs)
+
+
+# ---------------------------------------------------------------------------- reading
+
+
+def _read_source(
+    path: str, data: DataConfig, role: str, requested: str, origin: str
+) -> tuple[LMSplit, str]:
+    """A file or folder as examples, and the format they were read in."""
+    if Path(path).is_dir():
+        if requested not in ("auto", "text"):
+            raise UserError(
+                f"{role}: {path} is a folder of documents, which is raw text (format text), "
+                f"but {origin} is {requested!r}; give a csv, jsonl, json or parquet file in "
+                f"that format, or set data.format: text"
+            )
+        return LMSplit(_read_documents(Path(path), role), str(path)), "text"
+    frame = read_table(path, role=role)
+    fmt, columns = _resolve_format(frame, data, path, role, requested)
+    examples = _frame_examples(frame, fmt, columns, data, path, role, prompts=False)
+    return LMSplit(examples, str(path)), fmt
+
+
+def _read_documents(folder: Path, role: str) -> list[LMExample]:
+    paths = list_documents(folder)
+    if not paths:
+        suffixes = ", ".join(DOCUMENT_SUFFIXES)
+        raise UserError(
+            f"{role}: the folder {folder} holds no documents ({suffixes} files, searched "
+            "recursively); put text files there, or give a csv, jsonl, json or parquet file"
+        )
+    examples = []
+    for row, path in enumerate(paths):
+        try:
+            raw = path.read_text(encoding="utf-8-sig")
+        except UnicodeDecodeError as error:
+            raise UserError(
+                f"{role}: {path} is not UTF-8 text ({error.reason} at byte {error.start}); "
+                "convert it to UTF-8 or remove it from the folder"
+            ) from None
+        text = html_to_text(raw) if path.suffix.lower() in (".html", ".htm") else raw
+        text = text.strip()
+        if text:  # empty documents are skipped: there is nothing to learn from them
+            examples.append(LMExample(row=row, text=text))
+    if not examples:
+        raise UserError(f"{role}: every document in {folder} is empty")
+    return examples
+
+
+def _resolve_format(
+    frame: pd.DataFrame, data: DataConfig, path: str, role: str, requested: str
+) -> tuple[str, dict[str, str]]:
+    """The format and the columns that hold each field (instruction, messages, prompt ...)."""
+    present = set(map(str, frame.columns))
+    fmt = requested
+    if fmt == "auto":
+        if data.messages_column or present & set(MESSAGES_COLUMNS):
+            fmt = "chat"
+        elif {"instruction", "output"} <= present:
+            fmt = "alpaca"
+        elif (
+            data.prompt_column
+            or data.response_column
+            or (present & set(PROMPT_COLUMNS) and present & set(RESPONSE_COLUMNS))
+        ):
+            fmt = "prompt-completion"
+        elif data.text_column in present:
+            fmt = "text"
+        else:
+            raise UserError(
+                f"{role}: {path}: cannot tell the data format from its columns "
+                f"({_column_list(frame)}). causal-lm data needs one of: "
+                "chat: a 'messages' or 'conversations' column; "
+                "alpaca: 'instruction' and 'output' (optional 'input', 'system'); "
+                "prompt-completion: a prompt column (prompt, question or query) and a response "
+                "column (completion, response or answer); "
+                f"text: a {data.text_column!r} column. Rename the columns, or set "
+                "data.format and its column (data.messages_column, data.prompt_column, "
+                "data.response_column or data.text_column)"
+            )
+
+    def pick(configured: str | None, defaults: tuple[str, ...], key: str) -> str:
+        if configured:
+            if configured not in present:
+                raise _missing_column(frame, path, role, fmt, [configured], key)
+            return configured
+        for name in defaults:
+            if name in present:
+                return name
+        raise _missing_column(frame, path, role, fmt, list(defaults), key)
+
+    if fmt == "chat":
+        return fmt, {"messages": pick(data.messages_column, MESSAGES_COLUMNS, "messages_column")}
+    if fmt == "alpaca":
+        for name in ("instruction", "output"):
+            if name not in present:
+                raise _missing_column(frame, path, role, fmt, [name], None)
+        columns = {"instruction": "instruction", "output": "output"}
+        columns.update({name: name for name in ("input", "system") if name in present})
+        return fmt, columns
+    if fmt == "prompt-completion":
+        return fmt, {
+            "prompt": pick(data.prompt_column, PROMPT_COLUMNS, "prompt_column"),
+            "response": pick(data.response_column, RESPONSE_COLUMNS, "response_column"),
+        }
+    return fmt, {"text": pick(data.text_column, (data.text_column,), "text_column")}
+
+
+def _missing_column(
+    frame: pd.DataFrame, path: str, role: str, fmt: str, wanted: list[str], key: str | None
+) -> UserError:
+    """The error for a column the format needs: what is there, the closest name, the fix."""
+    columns = [str(c) for c in frame.columns]
+    close = [m for w in wanted for m in difflib.get_close_matches(w, columns, n=1)]
+    hint = f"did you mean {close[0]!r}? " if close else ""
+    alternatives = f" (or {', '.join(repr(w) for w in wanted[1:])})" if len(wanted) > 1 else ""
+    if key:
+        fix = (
+            f"Rename the column, set data.{key} to the right one (or --set data.{key}=NAME), "
+            "or set data.format to the file's format"
+        )
+    else:
+        fix = f"Rename the column to {wanted[0]!r}, or set data.format to the file's format"
+    return UserError(
+        f"{role}: column {wanted[0]!r}{alternatives} not found in {path}, and format {fmt!r} "
+        f"needs it; {hint}its columns are: {', '.join(columns)}. {fix}"
+    )
+
+
+def _frame_examples(
+    frame: pd.DataFrame,
+    fmt: str,
+    columns: dict[str, str],
+    data: DataConfig,
+    path: str | Path,
+    role: str,
+    prompts: bool,
+) -> list[LMExample]:
+    """Rows as examples (prompts=True: conversations without their final answer); bad rows
+    are reported together, empty rows are an error unless data.drop_empty."""
+    cells = {field: frame[column].tolist() for field, column in columns.items()}
+    examples: list[LMExample] = []
+    bad: list[tuple[int, str]] = []
+    empty: list[int] = []
+    for row in range(len(frame)):
+        values = {field: cells[field][row] for field in cells}
+        try:
+            example = _row_example(row, fmt, values, columns, prompts)
+        except _BadRow as problem:
+            bad.append((row, str(problem)))
+            continue
+        if example is None:
+            empty.append(row)
+            continue
+        if example.messages is not None:
+            example.messages = _with_system(example.messages, data)
+        examples.append(example)
+
+    lines = frame.attrs.get("line_numbers")
+    if lines is not None and len(lines) != len(frame):
+        lines = None
+
+    def where(row: int) -> str:
+        return f"row {row} (line {lines[row]})" if lines else f"row {row}"
+
+    if bad:
+        shown = "\n".join(f"  {where(row)}: {problem}" for row, problem in bad[:MAX_REPORTED])
+        more = f"\n  ... and {len(bad) - MAX_REPORTED} more" if len(bad) > MAX_REPORTED else ""
+        raise UserError(
+            f"{role}: {path}: {len(bad)} row(s) are not valid {fmt} examples (0-based rows):\n"
+            f"{shown}{more}\n{_FORMAT_HELP[fmt]}. Fix or remove these rows"
+        )
+    if empty and not data.drop_empty:
+        shown = ", ".join(str(r) for r in empty[:MAX_REPORTED])
+        if lines:
+            shown += "; lines " + ", ".join(str(lines[r]) for r in empty[:MAX_REPORTED])
+        shown += " ..." if len(empty) > MAX_REPORTED else ""
+        raise UserError(
+            f"{role}: {path}: {len(empty)} row(s) with an empty {_empty_what(fmt, columns)} "
+            f"(0-based rows {shown}); fill or remove them, or set data.drop_empty: true to "
+            "skip them"
+        )
+    if not examples:
+        raise UserError(f"{role}: {path}: every row is empty")
+    return examples
+
+
+_FORMAT_HELP = {
+    "chat": (
+        "A chat example is a list of messages, each {'role': ..., 'content': <text>} "
+        "(or ShareGPT {'from': ..., 'value': <text>}) with role system, user or assistant "
+        "(human, gpt, model, bot, chatgpt are accepted); it needs a user message and ends with "
+        "the assistant's answer"
+    ),
+    "alpaca": "An alpaca example has a text 'instruction' and 'output' (optional 'input')",
+    "prompt-completion": "A prompt-completion example has a text prompt and a text response",
+    "text": "A text example is one text cell",
+}
+
+
+def _empty_what(fmt: str, columns: dict[str, str]) -> str:
+    if fmt == "chat":
+        return f"final answer or no user text in {columns['messages']!r}"
+    if fmt == "text":
+        return repr(columns["text"])
+    if fmt == "alpaca":
+        return "'instruction' or 'output'"
+    return f"{columns['prompt']!r} or {columns['response']!r}"
+
+
+class _BadRow(Exception):
+    """A row that fits no example of its format; the message says what is wrong."""
+
+
+def _row_example(
+    row: int, fmt: str, values: dict[str, Any], columns: dict[str, str], prompts: bool
+) -> LMExample | None:
+    """The row's example, None when it is empty; raises _BadRow when it is malformed."""
+
+    def text(field: str) -> str:
+        return _cell_text(values.get(field), columns.get(field, field))
+
+    if fmt == "text":
+        content = text("text")
+        if prompts:
+            return LMExample(row, messages=[_user(content)]) if content else None
+        return LMExample(row, text=content) if content else None
+    if fmt == "chat":
+        messages = _conversation(values["messages"], prompts)
+        if messages is None:
+            return None
+        return LMExample(row, messages=messages)
+    if fmt == "alpaca":
+        user = "\n\n".join(part for part in (text("instruction"), text("input")) if part)
+        answer = "" if prompts else text("output")
+        system = text("system") if "system" in columns else ""
+    else:
+        user, answer = text("prompt"), "" if prompts else text("response")
+        system = ""
+    if not user or not (prompts or answer):
+        return None
+    messages = [{"role": "system", "content": system}] if system else []
+    messages.append(_user(user))
+    if not prompts:
+        messages.append({"role": "assistant", "content": answer})
+    return LMExample(row, messages=messages)
+
+
+def _cell_text(value: Any, column: str) -> str:
+    """A scalar cell as stripped text ("" when missing); a list or object is a _BadRow."""
+    if isinstance(value, str):
+        return value.strip()
+    if value is None:
+        return ""
+    if isinstance(value, (bool, np.bool_)):
+        return str(bool(value))
+    if isinstance(value, (int, np.integer)):
+        return str(int(value))
+    if isinstance(value, (float, np.floating)):
+        if math.isnan(value):
+            return ""
+        return str(int(value)) if float(value).is_integer() else str(float(value))
+    if isinstance(value, (list, tuple, dict, np.ndarray)):
+        raise _BadRow(f"{column!r} holds a {type(value).__name__}, not text")
+    if pd.isna(value):
+        return ""
+    return str(value).strip()
+
+
+def _conversation(value: Any, prompts: bool) -> list[Message] | None:
+    """Validated messages (roles normalised); None when the row is empty.
+
+    prompts=False: the conversation must end with the assistant's answer. prompts=True: a
+    final assistant answer is dropped and what is left must end with a user message."""
+    if isinstance(value, str):
+        if not value.strip():
+            return None
+        try:
+            value = json.loads(value)
+        except json.JSONDecodeError as error:
+            raise _BadRow(f"the messages are not valid JSON ({error.msg})") from None
+    if isinstance(value, np.ndarray):  # parquet lists
+        value = value.tolist()
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return None
+    if not isinstance(value, (list, tuple)):
+        raise _BadRow(f"the messages are not a list (got {type(value).__name__} {value!r:.40})")
+    if not value:
+        return None
+    messages: list[Message] = []
+    for number, item in enumerate(value):
+        if not isinstance(item, dict):
+            raise _BadRow(f"message {number} is not an object (got {item!r:.40})")
+        raw_role = item.get("role") if item.get("role") is not None else item.get("from")
+        content = item.get("content") if item.get("content") is not None else item.get("value")
+        if raw_role is None:
+            raise _BadRow(f"message {number} has no 'role' (or ShareGPT 'from')")
+        role = ROLE_NAMES.get(str(raw_role).strip().lower())
+        if role is None:
+            raise _BadRow(
+                f"message {number} has the unknown role {raw_role!r} (use system, user or "
+                "assistant)"
+            )
+        if not isinstance(content, str):
+            kind = "no content" if content is None else f"a {type(content).__name__} content"
+            raise _BadRow(f"message {number} ({role}) has {kind}, not a text")
+        messages.append({"role": role, "content": content})
+    if not any(m["role"] == "user" for m in messages):
+        raise _BadRow("no user message")
+    if prompts:
+        if messages[-1]["role"] == "assistant":
+            messages = messages[:-1]
+        if messages[-1]["role"] != "user":
+            raise _BadRow(
+                f"the prompt ends with a {messages[-1]['role']} message, not a user message"
+            )
+    elif messages[-1]["role"] != "assistant":
+        raise _BadRow(
+            f"it ends with a {messages[-1]['role']} message, not with the assistant's answer"
+        )
+    elif not messages[-1]["content"].strip():
+        return None
+    if not any(m["content"].strip() for m in messages if m["role"] == "user"):
+        return None
+    return messages
+
+
+def _file_prompts(path: Path, data: DataConfig) -> list[list[Message]]:
+    """Prompt conversations of a table, its format detected from its columns."""
+    frame = read_table(path, role="predict")
+    present = set(map(str, frame.columns))
+
+    def first(configured: str | None, defaults: tuple[str, ...]) -> str | None:
+        if configured and configured in present:
+            return configured
+        return next((name for name in defaults if name in present), None)
+
+    columns: dict[str, str]
+    if messages := first(data.messages_column, MESSAGES_COLUMNS):
+        fmt, columns = "chat", {"messages": messages}
+    elif "instruction" in present:
+        fmt, columns = "alpaca", {n: n for n in ("instruction", "input", "system") if n in present}
+    elif prompt := first(data.prompt_column, PROMPT_COLUMNS):
+        fmt, columns = "prompt-completion", {"prompt": prompt}
+    elif data.text_column in present:
+        fmt, columns = "text", {"text": data.text_column}
+    else:
+        raise UserError(
+            f"predict: {path}: no prompt column among its columns ({_column_list(frame)}); "
+            "give a 'messages' or 'conversations' column (chat), 'instruction' (alpaca), a "
+            f"'prompt', 'question' or 'query' column, or a {data.text_column!r} column, or set "
+            "data.prompt_column"
+        )
+    examples = _frame_examples(frame, fmt, columns, data, path, "predict", prompts=True)
+    return [example.messages or [] for example in examples]
+
+
+def _with_system(messages: list[Message], data: DataConfig) -> list[Message]:
+    """data.system_prompt first, unless the conversation has its own system message."""
+    system = (data.system_prompt or "").strip()
+    if not system or any(m["role"] == "system" for m in messages):
+        return messages
+    return [{"role": "system", "content": system}, *messages]
+
+
+def _user(content: str) -> Message:
+    return {"role": "user", "content": content}
+
+
+def _column_list(frame: pd.DataFrame) -> str:
+    return ", ".join(str(c) for c in frame.columns) or "none"
+
+
+def _min_share(total: int) -> str:
+    """The smallest share that rounds to one example of `total` (at most 0.5)."""
+    if total == 0:
+        return "0.5"
+    return f"{min(0.5, math.ceil(50 / total) / 100):.2f}"
+
+
+# ---------------------------------------------------------------------------- HTML
+
+_SKIPPED_TAGS = {"script", "style", "noscript", "template", "svg", "title"}
+_BLOCK_TAGS = {
+    "address", "article", "aside", "blockquote", "body", "caption", "dd", "details", "div",
+    "dl", "dt", "fieldset", "figcaption", "figure", "footer", "form", "h1", "h2", "h3", "h4",
+    "h5", "h6", "header", "hr", "html", "li", "main", "nav", "ol", "p", "pre", "section",
+    "summary", "table", "td", "th", "tr", "ul",
+}  # fmt: skip
+
+
+class _HTMLText(HTMLParser):
+    """Collects the visible text of a page, one paragraph per block element."""
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.paragraphs: list[str] = []
+        self._lines: list[list[str]] = [[]]
+        self._skip = 0
+        self._pre = 0
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag in _SKIPPED_TAGS:
+            self._skip += 1
+        elif tag == "br":
+            self._lines.append([])
+        elif tag in _BLOCK_TAGS:
+            self.flush()
+            self._pre += tag == "pre"
+
+    def handle_startendtag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag not in _SKIPPED_TAGS:  # <br/>, <hr/>; a self-closed <script/> holds nothing
+            self.handle_starttag(tag, attrs)
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag in _SKIPPED_TAGS:
+            self._skip = max(0, self._skip - 1)
+        elif tag in _BLOCK_TAGS:
+            self.flush()
+            if tag == "pre":
+                self._pre = max(0, self._pre - 1)
+
+    def handle_data(self, data: str) -> None:
+        if self._skip:
+            return
+        if self._pre:
+            first, *rest = data.split("\n")
+            self._lines[-1].append(first)
+            self._lines.extend([line] for line in rest)
+        else:
+            self._lines[-1].append(data)
+
+    def flush(self) -> None:
+        """End the current paragraph."""
+        if self._pre:
+            lines = ["".join(parts).rstrip() for parts in self._lines]
+        else:
+            lines = [re.sub(r"\s+", " ", "".join(parts)).strip() for parts in self._lines]
+        while lines and not lines[0].strip():
+            lines.pop(0)
+        while lines and not lines[-1].strip():
+            lines.pop()
+        if lines:
+            self.paragraphs.append("\n".join(lines))
+        self._lines = [[]]

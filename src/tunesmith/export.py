@@ -1,0 +1,48 @@
+"""`tunesmith export`: a standalone transformers model folder, loadable without tunesmith
+or peft (the adapter merged into the base weights, tokenizer and chat template included)."""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from pathlib import Path
+
+from tunesmith.errors import UserError
+from tunesmith.methods import get_method
+from tunesmith.run_folder import load_run
+
+
+def export_run(folder: str | Path, output: str | Path, merge: bool = False) -> Path:
+    """Write the run's model to `output`; an adapter run needs `merge` (folded into weights)."""
+    output = Path(output)
+    if output.exists() and (not output.is_dir() or any(output.iterdir())):
+        raise UserError(f"--output {output} already exists and is not empty; choose a new folder")
+    run = load_run(folder)
+    model = run.model
+    if run.is_adapter:
+        method = get_method(run.recipe.method.name)
+        if not method.mergeable:
+            raise UserError(
+                f"export: a {method.name} adapter cannot be merged: its learned virtual tokens "
+                f"are not weights of the base model. Load {run.recipe.model} and "
+                f"{Path(folder) / 'adapter'} with peft (PeftModel.from_pretrained) instead"
+            )
+        if not merge:
+            raise UserError(
+                f"export: {folder} holds a {method.name} adapter; add --merge to fold it into "
+                f"the base weights (or use {Path(folder) / 'adapter'}, PEFT format, as it is)"
+            )
+        model = model.merge_and_unload()
+    staging = Path(
+        tempfile.mkdtemp(prefix=".export-", dir=output.parent if output.parent.exists() else None)
+    )
+    try:
+        model.save_pretrained(staging)
+        run.tokenizer.save_pretrained(staging)
+        if output.exists():
+            output.rmdir()
+        output.parent.mkdir(parents=True, exist_ok=True)
+        shutil.move(str(staging), output)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return output

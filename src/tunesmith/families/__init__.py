@@ -1,0 +1,57 @@
+"""Task families: what differs between text classification, causal LMs (and vision) when a
+run is prepared, scored before training and summarised after it. The loop, the methods
+and the run folder are shared; `run.py` drives a family through `Family`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Protocol
+
+import torch
+from rich.console import Console
+from torch import nn
+
+from tunesmith.methods.registry import Method
+from tunesmith.recipe import Recipe
+from tunesmith.train.task import TrainTask
+
+
+class Family(Protocol):
+    model: nn.Module
+    tokenizer: Any
+    task: TrainTask
+    headline: tuple[str, ...]
+    """Test metrics printed in the before/after table."""
+
+    def describe(self, console: Console) -> None:
+        """Print the data summary (sizes, truncation)."""
+        ...
+
+    def adapt_to(self, method: Method) -> None:
+        """Adjust the task to the method (e.g. no packing with virtual tokens)."""
+        ...
+
+    def score_before(self, console: Console) -> dict[str, dict]:
+        """Test metrics of the cheaper options ("base", "baseline"), before the method."""
+        ...
+
+    def head_parameters(self) -> set[int]:
+        """id() of freshly initialised parameters that learn at the head learning rate."""
+        ...
+
+    def finish(self, model: nn.Module, output: Path) -> dict[str, Any]:
+        """Extra metrics.json entries once the tuned model was scored on test."""
+        ...
+
+
+def prepare(
+    recipe: Recipe, device: torch.device, dtype: torch.dtype | None, console: Console
+) -> Family:
+    """Read the data and load model, tokenizer and task for the recipe's task."""
+    if recipe.task == "causal-lm":
+        from tunesmith.families.causal_lm import CausalLMFamily
+
+        return CausalLMFamily(recipe, device, dtype, console)
+    from tunesmith.families.text_classification import TextClassificationFamily
+
+    return TextClassificationFamily(recipe, device, dtype)

@@ -1,0 +1,149 @@
+"""Causal LMs: instruction/chat data or raw text, a decoder with its chat template, scored
+before and after on loss, perplexity and generated answers; a retrieval baseline."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+from rich.console import Console
+from torch import nn
+
+from tunesmith.data.causal import load_causal_lm
+from tunesmith.data.text import SPLITS
+from tunesmith.evaluate.generation import generation_metrics
+from tunesmith.methods.registry import Method
+from tunesmith.models.causal_lm import load_causal_lm as load_model
+from tunesmith.models.causal_lm import prepare_tokenizer
+from tunesmith.models.resolve import resolve_model
+from tunesmith.models.text import load_tokenizer
+from tunesmith.recipe import Recipe
+from tunesmith.tasks.causal_lm import CausalLMTask
+
+
+class CausalLMFamily:
+    headline = ("perplexity", "rouge_l", "exact_match", "token_f1")
+
+    def __init__(
+        self, recipe: Recipe, device: torch.device, dtype: torch.dtype | None, console: Console
+    ) -> None:
+        self.recipe = recipe
+        self.splits = load_causal_lm(recipe.data, recipe.train.seed)
+        folder = resolve_model(recipe.model)
+        self.tokenizer = prepare_tokenizer(load_tokenizer(folder))
+        self.model = load_model(folder).to(device)
+        self.task = CausalLMTask(
+            self.splits,
+            self.tokenizer,
+            recipe.preprocess.max_length,
+            device,
+            dtype,
+            eval_batch_size=recipe.train.eval_batch_size or recipe.train.batch_size,
+            loss_on=recipe.train.loss_on,
+            pack=recipe.preprocess.pack,
+            chunk_overlap=recipe.preprocess.chunk_overlap,
+            generation=recipe.generation,
+        )
+        self.base_answers: list[str] = []
+        if not self.task.rows["train"]:
+            from tunesmith.errors import UserError
+
+            raise UserError(
+                f"data.train: {self.splits.train.source}: no example keeps a response token "
+                f"within preprocess.max_length={recipe.preprocess.max_length}; raise max_length"
+            )
+
+    def describe(self, console: Console) -> None:
+        sizes = ", ".join(f"{n} {len(self.splits.split(n))}" for n in SPLITS)
+        rows = len(self.task.rows["train"])
+        console.print(f"Data ({self.splits.format}): {sizes}; {rows} training rows")
+        limit = self.recipe.preprocess.max_length
+        cut = self.task.truncated["train"]
+        if cut:
+            console.print(
+                f"[yellow]{cut} of {len(self.splits.train)} training examples are longer than "
+                f"preprocess.max_length={limit} tokens and were truncated"
+            )
+        lost = self.task.unscored["train"]
+        if lost:
+            console.print(
+                f"[yellow]{lost} training examples have no response left within {limit} "
+                "tokens (the prompt fills the window) and are skipped"
+            )
+
+    def adapt_to(self, method: Method) -> None:
+        if method.virtual_tokens:  # virtual tokens are prepended per row: one example each
+            self.task.pack = False
+
+    def score_before(self, console: Console) -> dict[str, dict]:
+        test = len(self.splits.test)
+        generated = 0 if self.task.is_text else len(self.task.generation_examples("test"))
+        console.print(
+            f"Scoring the base model on the test split ({test} examples"
+            + (f", {generated} generated answers" if generated else "")
+            + ") ..."
+        )
+        base = self.task.evaluate(self.model, "test", detailed=True)
+        base["description"] = f"{self.recipe.model} before fine-tuning"
+        scores = {"base": base}
+        if not self.task.is_text:
+            self.base_answers = self.task.answers["answers"]
+            scores["baseline"] = self._retrieval_baseline()
+        return scores
+
+    def head_parameters(self) -> set[int]:
+        return set()
+
+    def finish(self, model: nn.Module, output: Path) -> dict[str, Any]:
+        extra: dict[str, Any] = {
+            "format": self.splits.format,
+            "splits": {name: len(self.splits.split(name)) for name in SPLITS},
+            "truncated": self.task.truncated,
+            "unscored": self.task.unscored,
+        }
+        if self.task.is_text:
+            return extra
+        answers = self.task.answers
+        rows = [
+            {
+                "prompt": _prompt_text(prompt),
+                "reference": reference,
+                "base": base,
+                "fine_tuned": tuned,
+            }
+            for prompt, reference, base, tuned in zip(
+                answers["prompts"],
+                answers["references"],
+                self.base_answers,
+                answers["answers"],
+                strict=True,
+            )
+        ]
+        with (output / "generations.jsonl").open("w", encoding="utf-8") as handle:
+            for row in rows:
+                handle.write(json.dumps(row, ensure_ascii=False) + "\n")
+        extra["samples"] = rows[: self.recipe.generation.samples]
+        return extra
+
+    def _retrieval_baseline(self) -> dict:
+        """Answer each test prompt with the training answer of its most similar training
+        prompt (TF-IDF cosine): what a search box over the data would give, for free."""
+        from sklearn.feature_extraction.text import TfidfVectorizer
+
+        train = self.splits.train.examples
+        test = self.task.generation_examples("test")
+        vectorizer = TfidfVectorizer(sublinear_tf=True, ngram_range=(1, 2), min_df=1)
+        train_matrix = vectorizer.fit_transform([_prompt_text(ex.messages[:-1]) for ex in train])
+        test_matrix = vectorizer.transform([_prompt_text(ex.messages[:-1]) for ex in test])
+        nearest = (test_matrix @ train_matrix.T).toarray().argmax(axis=1)
+        answers = [train[i].messages[-1]["content"] for i in nearest]
+        scores = generation_metrics(answers, [ex.messages[-1]["content"] for ex in test])
+        scores["description"] = "nearest training prompt's answer (TF-IDF retrieval)"
+        return scores
+
+
+def _prompt_text(messages: list[dict[str, str]]) -> str:
+    """The user's side of a prompt as plain text (system messages left out)."""
+    return "\n".join(m["content"] for m in messages if m["role"] != "system")

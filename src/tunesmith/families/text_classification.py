@@ -1,0 +1,96 @@
+"""Text classification: labelled texts, an encoder with a fresh head, TF-IDF and frozen-encoder
+baselines."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from rich.console import Console
+from torch import nn
+
+from tunesmith.data.text import SPLITS, load_text_classification
+from tunesmith.evaluate.baselines import frozen_features_base, tfidf_baseline
+from tunesmith.methods.registry import Method
+from tunesmith.models.resolve import resolve_model
+from tunesmith.models.structure import head_modules
+from tunesmith.models.text import load_text_classifier, load_tokenizer
+from tunesmith.recipe import Recipe
+from tunesmith.tasks.text_classification import TextClassificationTask
+
+BASE_MAX_TRAIN = 10_000
+"""The frozen-feature `base` fits on at most this many training rows (embedding is costly)."""
+
+
+class TextClassificationFamily:
+    headline = ("accuracy", "macro_f1")
+
+    def __init__(self, recipe: Recipe, device: torch.device, dtype: torch.dtype | None) -> None:
+        self.recipe = recipe
+        self.splits = load_text_classification(recipe.data, recipe.train.seed)
+        folder = resolve_model(recipe.model)
+        self.tokenizer = load_tokenizer(folder)
+        self.model = load_text_classifier(folder, self.splits.label_names).to(device)
+        self.task = TextClassificationTask(
+            self.splits,
+            self.tokenizer,
+            recipe.preprocess.max_length,
+            device,
+            dtype,
+            eval_batch_size=recipe.train.eval_batch_size or max(32, recipe.train.batch_size * 2),
+            label_smoothing=recipe.train.label_smoothing,
+        )
+
+    def describe(self, console: Console) -> None:
+        sizes = ", ".join(f"{n} {len(self.splits.split(n))}" for n in SPLITS)
+        console.print(f"Data: {sizes}; {len(self.splits.label_names)} labels")
+        cut = self.task.truncated["train"]
+        if cut:
+            console.print(
+                f"[yellow]{cut} of {len(self.splits.train)} training texts are longer than "
+                f"preprocess.max_length={self.recipe.preprocess.max_length} tokens and were "
+                "truncated"
+            )
+
+    def adapt_to(self, method: Method) -> None:
+        """Every method trains on the same padded batches."""
+
+    def score_before(self, console: Console) -> dict[str, dict]:
+        console.print("Scoring the cheaper options on the test split (TF-IDF, frozen encoder) ...")
+        texts = {name: self.splits.split(name).texts for name in SPLITS}
+        baseline = tfidf_baseline(texts, self._labels(), self.splits.label_names)
+        return {"base": self._frozen_base(), "baseline": baseline}
+
+    def head_parameters(self) -> set[int]:
+        # found before the method runs: peft copies the head
+        return {id(p) for m in head_modules(self.model).values() for p in m.parameters()}
+
+    def finish(self, model: nn.Module, output: Path) -> dict[str, Any]:
+        return {
+            "labels": self.splits.label_names,
+            "splits": {name: len(self.splits.split(name)) for name in SPLITS},
+            "truncated": self.task.truncated,
+        }
+
+    def _labels(self) -> dict[str, list[int]]:
+        return {name: list(self.splits.split(name).labels) for name in SPLITS}
+
+    def _frozen_base(self) -> dict:
+        train_rows = np.arange(len(self.splits.train))
+        if len(train_rows) > BASE_MAX_TRAIN:
+            train_rows = np.random.default_rng(0).choice(train_rows, BASE_MAX_TRAIN, replace=False)
+        features = {
+            "train": self.task.embed(self.model, "train", train_rows),
+            "validation": self.task.embed(self.model, "validation"),
+            "test": self.task.embed(self.model, "test"),
+        }
+        labels = self._labels()
+        labels["train"] = [labels["train"][i] for i in train_rows]
+        return frozen_features_base(
+            features,
+            labels,
+            self.splits.label_names,
+            "frozen pre-trained encoder (mean-pooled) + logistic regression",
+        )

@@ -1,0 +1,76 @@
+"""Find a model's parts by structure, not by name, so methods work on any architecture.
+
+A classifier is an encoder plus a freshly initialised head; a causal language model is a
+decoder whose output layer is pre-trained (and usually tied to the input embeddings).
+"""
+
+from __future__ import annotations
+
+from peft import TaskType
+from torch import nn
+from transformers import PreTrainedModel
+
+from tunesmith.errors import UserError
+
+
+def is_language_model(model: PreTrainedModel) -> bool:
+    """True for a model whose head predicts tokens (a causal LM), not classes."""
+    get_output = getattr(model, "get_output_embeddings", None)
+    return get_output is not None and get_output() is not None
+
+
+def peft_task_type(model: PreTrainedModel) -> TaskType:
+    return TaskType.CAUSAL_LM if is_language_model(model) else TaskType.SEQ_CLS
+
+
+def encoder_of(model: PreTrainedModel) -> nn.Module:
+    """The pre-trained body (e.g. `bert`, `model`) under a task head."""
+    return getattr(model, model.base_model_prefix, model)
+
+
+def head_modules(model: PreTrainedModel) -> dict[str, nn.Module]:
+    """The freshly initialised head: what sits beside the encoder, plus its pooler.
+
+    BERT's pooler (dense + tanh on [CLS]) feeds only the head, so it belongs to it. A
+    language model has no fresh head: its output layer is pre-trained (and often tied to
+    the input embeddings), so nothing here.
+    """
+    if is_language_model(model):
+        return {}
+    encoder = encoder_of(model)
+    head = {
+        name: child
+        for name, child in model.named_children()
+        if child is not encoder and any(True for _ in child.parameters())
+    }
+    pooler = getattr(encoder, "pooler", None)
+    if isinstance(pooler, nn.Module):
+        head[f"{model.base_model_prefix}.pooler"] = pooler
+    return head
+
+
+def final_norm(model: PreTrainedModel) -> list[nn.Module]:
+    """Normalisation layers after a decoder's layer stack (e.g. Llama's `model.norm`): they
+    shape what the output layer sees, so selective fine-tuning of the top layers trains them."""
+    encoder = encoder_of(model)
+    stack = layer_stack(model)
+    return [
+        child
+        for child in encoder.children()
+        if child is not stack
+        and not isinstance(child, nn.Embedding)
+        and "norm" in type(child).__name__.lower()
+    ]
+
+
+def layer_stack(model: nn.Module) -> nn.ModuleList:
+    """The transformer's repeated blocks: the ModuleList holding the most parameters."""
+    best, best_size = None, 0
+    for module in model.modules():
+        if isinstance(module, nn.ModuleList) and len(module) > 1:
+            size = sum(p.numel() for p in module.parameters())
+            if size > best_size:
+                best, best_size = module, size
+    if best is None:
+        raise UserError(f"model: cannot find the layer stack of {type(model).__name__}")
+    return best

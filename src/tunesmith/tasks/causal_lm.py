@@ -1,0 +1,313 @@
+"""Causal language modelling as a `TrainTask`: chat-templated examples with response-only
+targets, or chunks of raw text; packed rows; loss, perplexity and generated answers.
+
+Every example becomes (input ids, next-token targets) once, up front. Targets are already
+shifted: `targets[j]` is the token that should follow position j, or -100 where nothing is
+scored (prompt tokens, padding, the last token of an example, overlap context). That makes
+packing trivial: rows are concatenations of examples, with position ids restarting at 0 for
+each example, which tells the model's attention not to look across examples.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from transformers import PreTrainedTokenizerBase
+
+from tunesmith.data.causal import LMExample, LMSplits, Message
+from tunesmith.data.text import SPLITS
+from tunesmith.evaluate.generation import generation_metrics
+from tunesmith.recipe import GenerationConfig
+from tunesmith.train.batching import sorted_batches
+from tunesmith.train.device import autocast
+from tunesmith.train.task import Batch
+
+IGNORE = -100
+
+
+@dataclass
+class Encoded:
+    ids: list[int]
+    targets: list[int]
+    """Next-token targets, already shifted (IGNORE where not scored)."""
+    example: int
+    """Index of the example in its split (a long raw text gives several chunks)."""
+
+    @property
+    def scored(self) -> int:
+        return sum(t != IGNORE for t in self.targets)
+
+
+def render(tokenizer: PreTrainedTokenizerBase, messages: list[Message], prompt: bool) -> str:
+    """The chat template as text; `prompt`: end with the assistant's turn opened."""
+    return tokenizer.apply_chat_template(
+        messages, tokenize=False, add_generation_prompt=prompt, continue_final_message=False
+    )
+
+
+def response_spans(tokenizer: PreTrainedTokenizerBase, messages: list[Message]) -> list[range]:
+    """Character ranges of the assistant turns (with their end-of-turn token) in the
+    rendered conversation: what the model must learn to write."""
+    full = render(tokenizer, messages, prompt=False)
+    spans = []
+    for i, message in enumerate(messages):
+        if message["role"] != "assistant":
+            continue
+        before = render(tokenizer, messages[:i], prompt=True) if i else ""
+        through = render(tokenizer, messages[: i + 1], prompt=False)
+        if full.startswith(before) and full.startswith(through) and len(through) > len(before):
+            spans.append(range(len(before), len(through)))
+        else:  # a template that is not prefix-consistent: find the answer's text instead
+            start = full.rfind(message["content"])
+            if start >= 0:
+                spans.append(range(start, start + len(message["content"])))
+    return spans
+
+
+class CausalLMTask:
+    def __init__(
+        self,
+        splits: LMSplits,
+        tokenizer: PreTrainedTokenizerBase,
+        max_length: int,
+        device: torch.device,
+        dtype: torch.dtype | None,
+        *,
+        eval_batch_size: int = 16,
+        loss_on: str = "response",
+        pack: bool = True,
+        chunk_overlap: int = 64,
+        generation: GenerationConfig | None = None,
+    ) -> None:
+        self.splits = splits
+        self.tokenizer = tokenizer
+        self.max_length = max_length
+        self.device = device
+        self.dtype = dtype
+        self.eval_batch_size = eval_batch_size
+        self.loss_on = loss_on
+        self.pack = pack
+        self.overlap = min(chunk_overlap, max_length // 2)
+        self.generation = generation or GenerationConfig()
+        self.pad_id = tokenizer.pad_token_id
+        if self.pad_id is None:
+            self.pad_id = tokenizer.eos_token_id or 0
+        self.truncated: dict[str, int] = {}
+        self.unscored: dict[str, int] = {}
+        self.rows: dict[str, list[Encoded]] = {}
+        for name in SPLITS:
+            encoded, self.truncated[name] = [], 0
+            for i, example in enumerate(splits.split(name).examples):
+                chunks, cut = self._encode(example, i)
+                encoded += chunks
+                self.truncated[name] += cut
+            self.unscored[name] = sum(row.scored == 0 for row in encoded)
+            if name == "train":  # a row with nothing to learn costs compute and teaches nothing
+                encoded = [row for row in encoded if row.scored]
+            self.rows[name] = encoded
+
+    @property
+    def is_text(self) -> bool:
+        return self.splits.format == "text"
+
+    # -- encoding -----------------------------------------------------------------------
+
+    def _encode(self, example: LMExample, index: int) -> tuple[list[Encoded], bool]:
+        """The example's rows, and whether it was cut at max_length."""
+        if example.messages is None:
+            return self._encode_text(example.text or "", index), False
+        return self._encode_chat(example.messages, index)
+
+    def _encode_chat(self, messages: list[Message], index: int) -> tuple[list[Encoded], bool]:
+        text = render(self.tokenizer, messages, prompt=False)
+        encoding = self.tokenizer(
+            text, add_special_tokens=False, return_offsets_mapping=True, verbose=False
+        )
+        ids, offsets = encoding["input_ids"], encoding["offset_mapping"]
+        if self.loss_on == "all":
+            scored = [True] * len(ids)
+        else:
+            spans = response_spans(self.tokenizer, messages)
+            scored = [any(start in span for span in spans) for start, _ in offsets]
+        cut = len(ids) > self.max_length
+        ids, scored = ids[: self.max_length], scored[: self.max_length]
+        targets = [ids[j + 1] if scored[j + 1] else IGNORE for j in range(len(ids) - 1)]
+        return [Encoded(ids, [*targets, IGNORE], index)], cut
+
+    def _encode_text(self, text: str, index: int) -> list[Encoded]:
+        """Raw text: cut into windows of max_length tokens; each window after the first starts
+        with `overlap` tokens of the previous one, as context that is not scored again."""
+        ids = self.tokenizer(text, add_special_tokens=False, verbose=False)["input_ids"]
+        if self.tokenizer.eos_token_id is not None:
+            ids = [*ids, self.tokenizer.eos_token_id]
+        if self.tokenizer.bos_token_id is not None and self.tokenizer.bos_token_id != (
+            self.tokenizer.eos_token_id
+        ):
+            ids = [self.tokenizer.bos_token_id, *ids]
+        chunks, start, step = [], 0, self.max_length - self.overlap
+        while True:
+            window = ids[start : start + self.max_length]
+            context = 0 if start == 0 else self.overlap
+            targets = [
+                window[j + 1] if j + 1 >= context else IGNORE for j in range(len(window) - 1)
+            ]
+            chunks.append(Encoded(window, [*targets, IGNORE], index))
+            if start + self.max_length >= len(ids):
+                break
+            start += step
+        return chunks
+
+    # -- batches ------------------------------------------------------------------------
+
+    def lengths(self, split: str) -> list[int]:
+        return [len(row.ids) for row in self.rows[split]]
+
+    def batch(self, split: str, indices: Sequence[int]) -> Batch:
+        return self.collate([self.rows[split][i] for i in indices])
+
+    def collate(self, rows: list[Encoded]) -> Batch:
+        """Packed rows (position ids restart per example; no attention mask, so attention
+        stays inside each example) or, without packing, one example per padded row."""
+        groups = _pack(rows, self.max_length) if self.pack else [[row] for row in rows]
+        width = max(sum(len(row.ids) for row in group) for group in groups)
+        input_ids = torch.full((len(groups), width), self.pad_id, dtype=torch.long)
+        targets = torch.full((len(groups), width), IGNORE, dtype=torch.long)
+        positions = torch.zeros((len(groups), width), dtype=torch.long)
+        mask = torch.zeros((len(groups), width), dtype=torch.long)
+        for r, group in enumerate(groups):
+            at = 0
+            for row in group:
+                n = len(row.ids)
+                input_ids[r, at : at + n] = torch.tensor(row.ids)
+                targets[r, at : at + n] = torch.tensor(row.targets)
+                positions[r, at : at + n] = torch.arange(n)
+                at += n
+            mask[r, :at] = 1
+            positions[r, at:] = torch.arange(width - at)  # padding: a segment of its own
+        if self.pack:
+            inputs = {"input_ids": input_ids, "position_ids": positions}
+        else:
+            inputs = {"input_ids": input_ids, "attention_mask": mask}
+        return Batch(
+            inputs={k: v.to(self.device) for k, v in inputs.items()},
+            targets=targets.to(self.device),
+            items=int((targets != IGNORE).sum()),
+            tokens=int(mask.sum()),
+            examples=len(rows),
+        )
+
+    def loss_sum(self, model: nn.Module, batch: Batch) -> torch.Tensor:
+        """Cross-entropy summed over the scored tokens (the loop divides by their count)."""
+        logits = model(**batch.inputs, use_cache=False).logits
+        logits = logits[:, -batch.targets.shape[1] :]  # prompt tuning prepends virtual tokens
+        scored = batch.targets != IGNORE
+        return F.cross_entropy(logits[scored].float(), batch.targets[scored], reduction="sum")
+
+    # -- evaluation ---------------------------------------------------------------------
+
+    @torch.inference_mode()
+    def evaluate(self, model: nn.Module, split: str, detailed: bool = False) -> dict:
+        """Loss and perplexity per scored token; `detailed` adds scores of generated answers
+        (ROUGE-L, exact match, token F1) and keeps the answers in `self.answers[split]`."""
+        model.eval()
+        total, count = 0.0, 0
+        for indices in sorted_batches(self.lengths(split), self.eval_batch_size):
+            batch = self.batch(split, indices)
+            with autocast(self.device, self.dtype):
+                total += self.loss_sum(model, batch).item()
+            count += batch.items
+        loss = total / max(count, 1)
+        out = {"loss": loss, "perplexity": math.exp(min(loss, 50.0))}
+        if not count:
+            out = {"loss": float("nan"), "perplexity": float("nan")}
+        if detailed and not self.is_text:
+            examples = self.generation_examples(split)
+            prompts = [ex.messages[:-1] for ex in examples]
+            references = [ex.messages[-1]["content"] for ex in examples]
+            answers = self.generate(model, prompts)
+            out.update(generation_metrics(answers, references))
+            out["generated"] = len(answers)
+            self.answers = {"prompts": prompts, "references": references, "answers": answers}
+        return out
+
+    def generation_examples(self, split: str) -> list:
+        """The examples scored by generation: the first max_examples of the split."""
+        examples = self.splits.split(split).examples
+        limit = self.generation.max_examples
+        return examples[:limit] if limit else examples
+
+    @torch.inference_mode()
+    def generate(self, model: nn.Module, prompts: list[list[Message]]) -> list[str]:
+        """Answers to chat prompts, in order: batched, left-padded, greedy by default."""
+        model.eval()
+        config = self.generation
+        encoded = [
+            self.tokenizer(
+                render(self.tokenizer, messages, prompt=True),
+                add_special_tokens=False,
+                verbose=False,
+            )["input_ids"][-self.max_length :]
+            for messages in prompts
+        ]
+        answers: list[str] = [""] * len(encoded)
+        stop = _stop_ids(self.tokenizer, model)
+        for chunk in sorted_batches([len(ids) for ids in encoded], config.batch_size):
+            width = max(len(encoded[i]) for i in chunk)
+            input_ids = torch.full((len(chunk), width), self.pad_id, dtype=torch.long)
+            mask = torch.zeros((len(chunk), width), dtype=torch.long)
+            for r, i in enumerate(chunk):
+                ids = encoded[i]
+                input_ids[r, width - len(ids) :] = torch.tensor(ids)
+                mask[r, width - len(ids) :] = 1
+            sampling = (
+                {"do_sample": True, "temperature": config.temperature, "top_p": config.top_p}
+                if config.do_sample
+                else {"do_sample": False, "temperature": None, "top_p": None, "top_k": None}
+            )
+            with autocast(self.device, self.dtype):
+                output = model.generate(
+                    input_ids=input_ids.to(self.device),
+                    attention_mask=mask.to(self.device),
+                    max_new_tokens=config.max_new_tokens,
+                    eos_token_id=stop,
+                    pad_token_id=self.pad_id,
+                    **sampling,
+                )
+            for r, i in enumerate(chunk):
+                new = output[r, width:].tolist()
+                answers[i] = self.tokenizer.decode(new, skip_special_tokens=True).strip()
+        return answers
+
+
+def _stop_ids(tokenizer: PreTrainedTokenizerBase, model: nn.Module) -> list[int]:
+    """End-of-turn tokens: the tokenizer's eos plus whatever the generation config names."""
+    ids = set()
+    if tokenizer.eos_token_id is not None:
+        ids.add(tokenizer.eos_token_id)
+    configured = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
+    if isinstance(configured, int):
+        ids.add(configured)
+    elif isinstance(configured, list):
+        ids.update(configured)
+    return sorted(ids)
+
+
+def _pack(rows: list[Encoded], capacity: int) -> list[list[Encoded]]:
+    """First-fit decreasing: fill each row up to `capacity` tokens."""
+    groups: list[list[Encoded]] = []
+    room: list[int] = []
+    for row in sorted(rows, key=lambda r: -len(r.ids)):
+        for g, free in enumerate(room):
+            if len(row.ids) <= free:
+                groups[g].append(row)
+                room[g] -= len(row.ids)
+                break
+        else:
+            groups.append([row])
+            room.append(capacity - len(row.ids))
+    return groups
