@@ -71,3 +71,92 @@ def tiny_recipe(tiny_model_dir: Path, data_csv: Path, tmp_path: Path) -> dict:
         "train": {"epochs": 2, "batch_size": 8, "learning_rate": 5e-3, "precision": "fp32"},
         "output_dir": str(tmp_path / "run"),
     }
+
+
+# --- causal LM: a tiny Llama with a word-level tokenizer and a ChatML template ------------
+
+CHAT_TEMPLATE = (
+    "{% for message in messages %}{{ '<|im_start|>' + message['role'] + '\\n' + "
+    "message['content'] + '<|im_end|>\\n' }}{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}"
+)
+ANSWERS = {
+    "sports": "the team won the match",
+    "food": "bake the bread with cheese",
+    "tech": "restart the server and the wifi",
+}
+
+
+def make_qa_rows(per_topic: int = 20, seed: int = 0) -> list[dict]:
+    """Alpaca rows whose answer follows from the question's topic: learnable in seconds."""
+    rng = random.Random(seed)
+    rows = []
+    for topic, words in TOPICS.items():
+        for _ in range(per_topic):
+            question = " ".join(rng.sample(words, 2) + rng.sample(FILLER, 2))
+            rows.append({"instruction": question, "input": "", "output": ANSWERS[topic]})
+    rng.shuffle(rows)
+    return rows
+
+
+@pytest.fixture(scope="session")
+def tiny_llm_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A 2-layer Llama (hidden 32) saved with a fast word-level tokenizer and chat template."""
+    from tokenizers import Regex, Tokenizer, models, pre_tokenizers
+    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+
+    folder = tmp_path_factory.mktemp("tiny-llama")
+    words = sorted({w for ws in TOPICS.values() for w in ws} | set(FILLER))
+    words += sorted({w for answer in ANSWERS.values() for w in answer.split()} - set(words))
+    specials = ["<unk>", "<|endoftext|>", "<|im_start|>", "<|im_end|>"]
+    extra = ["system", "user", "assistant", " ", "\n", ".", ",", "?", "!", "'", "-", ":"]
+    vocab = {token: i for i, token in enumerate(specials + extra + words)}
+    backend = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
+    backend.pre_tokenizer = pre_tokenizers.Split(Regex(r"\w+|[^\w]"), behavior="isolated")
+    backend.add_special_tokens(specials)
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=backend,
+        unk_token="<unk>",
+        bos_token="<|im_start|>",
+        eos_token="<|im_end|>",
+        pad_token="<|im_end|>",
+    )
+    tokenizer.chat_template = CHAT_TEMPLATE
+    tokenizer.save_pretrained(folder)
+    torch.manual_seed(0)
+    config = LlamaConfig(
+        vocab_size=len(vocab),
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=256,
+        tie_word_embeddings=True,
+        bos_token_id=vocab["<|im_start|>"],
+        eos_token_id=vocab["<|im_end|>"],
+        pad_token_id=vocab["<|im_end|>"],
+    )
+    LlamaForCausalLM(config).save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture
+def qa_jsonl(tmp_path: Path) -> Path:
+    path = tmp_path / "qa.jsonl"
+    pd.DataFrame(make_qa_rows()).to_json(path, orient="records", lines=True)
+    return path
+
+
+@pytest.fixture
+def tiny_llm_recipe(tiny_llm_dir: Path, qa_jsonl: Path, tmp_path: Path) -> dict:
+    return {
+        "task": "causal-lm",
+        "model": str(tiny_llm_dir),
+        "data": {"train": str(qa_jsonl)},
+        "method": {"name": "lora", "r": 4},
+        "preprocess": {"max_length": 64},
+        "train": {"epochs": 2, "batch_size": 8, "learning_rate": 1e-2, "precision": "fp32"},
+        "generation": {"max_new_tokens": 8, "max_examples": 6, "samples": 2},
+        "output_dir": str(tmp_path / "llm-run"),
+    }

@@ -256,32 +256,56 @@ class CausalLMTask:
         ]
         answers: list[str] = [""] * len(encoded)
         stop = _stop_ids(self.tokenizer, model)
+        virtual = _prefix_tokens(model)
         for chunk in sorted_batches([len(ids) for ids in encoded], config.batch_size):
-            width = max(len(encoded[i]) for i in chunk)
+            # left-padded; with prefix tuning, `virtual` leading slots stand for the prefix
+            width = virtual + max(len(encoded[i]) for i in chunk)
             input_ids = torch.full((len(chunk), width), self.pad_id, dtype=torch.long)
             mask = torch.zeros((len(chunk), width), dtype=torch.long)
+            mask[:, :virtual] = 1
             for r, i in enumerate(chunk):
                 ids = encoded[i]
                 input_ids[r, width - len(ids) :] = torch.tensor(ids)
                 mask[r, width - len(ids) :] = 1
+            generator, extra = model, {}
+            if virtual:
+                generator = model.get_base_model()
+                extra["past_key_values"] = model.get_prompt(
+                    len(chunk), max_cache_len=width + config.max_new_tokens
+                )
             sampling = (
                 {"do_sample": True, "temperature": config.temperature, "top_p": config.top_p}
                 if config.do_sample
                 else {"do_sample": False, "temperature": None, "top_p": None, "top_k": None}
             )
             with autocast(self.device, self.dtype):
-                output = model.generate(
+                output = generator.generate(
                     input_ids=input_ids.to(self.device),
                     attention_mask=mask.to(self.device),
                     max_new_tokens=config.max_new_tokens,
                     eos_token_id=stop,
                     pad_token_id=self.pad_id,
                     **sampling,
+                    **extra,
                 )
             for r, i in enumerate(chunk):
                 new = output[r, width:].tolist()
                 answers[i] = self.tokenizer.decode(new, skip_special_tokens=True).strip()
         return answers
+
+
+def _prefix_tokens(model: nn.Module) -> int:
+    """Virtual tokens of a prefix-tuned peft model, else 0.
+
+    peft 0.21 hands its prefix to generate() as `past_key_values`, which transformers 5
+    ignores beside its own cache, so the prefix would silently vanish when generating. The
+    caller instead passes the prefix as a pre-filled cache to the base model's generate(),
+    with as many placeholder tokens at the front as the cache already holds.
+    """
+    config = getattr(model, "active_peft_config", None)
+    if config is None or getattr(config.peft_type, "value", "") != "PREFIX_TUNING":
+        return 0
+    return config.num_virtual_tokens
 
 
 def _stop_ids(tokenizer: PreTrainedTokenizerBase, model: nn.Module) -> list[int]:

@@ -1,0 +1,187 @@
+"""causal-lm end to end on a tiny Llama: every method trains, the chat template and response
+masks are right, packing keeps examples apart, predict and export work."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
+from tunesmith.cli import main
+from tunesmith.data.causal import LMExample, LMSplit, LMSplits
+from tunesmith.recipe import load_recipe
+from tunesmith.run import train
+from tunesmith.tasks.causal_lm import IGNORE, CausalLMTask
+
+CPU = torch.device("cpu")
+
+
+def _task(tokenizer, examples: list[LMExample], **options) -> CausalLMTask:
+    split = LMSplit(examples, "memory")
+    fmt = "text" if examples[0].messages is None else "chat"
+    return CausalLMTask(LMSplits(split, split, split, fmt), tokenizer, 64, CPU, None, **options)
+
+
+def _chat(question: str, answer: str) -> LMExample:
+    return LMExample(
+        row=0,
+        messages=[{"role": "user", "content": question}, {"role": "assistant", "content": answer}],
+    )
+
+
+def test_only_the_answer_and_its_end_token_are_scored(tiny_llm_dir: Path) -> None:
+    tokenizer = AutoTokenizer.from_pretrained(tiny_llm_dir)
+    task = _task(tokenizer, [_chat("football match", "the team won the match")])
+    row = task.rows["train"][0]
+    scored = tokenizer.convert_ids_to_tokens([t for t in row.targets if t != IGNORE])
+    assert "".join(scored[:9]) == "the team won the match"
+    assert "<|im_end|>" in scored and "football" not in scored
+    everything = _task(tokenizer, [_chat("football match", "the team")], loss_on="all")
+    targets = [t for t in everything.rows["train"][0].targets if t != IGNORE]
+    assert "football" in tokenizer.convert_ids_to_tokens(targets)
+
+
+def test_packed_rows_give_the_same_loss_as_separate_rows(tiny_llm_dir: Path) -> None:
+    """Position ids restarting per example keep attention inside each example."""
+    tokenizer = AutoTokenizer.from_pretrained(tiny_llm_dir)
+    model = AutoModelForCausalLM.from_pretrained(tiny_llm_dir).eval()
+    examples = [_chat("football match", "the team won"), _chat("pizza soup", "bake the bread")]
+    packed = _task(tokenizer, examples, pack=True)
+    separate = _task(tokenizer, examples, pack=False)
+    packed_batch, separate_batch = packed.batch("train", [0, 1]), separate.batch("train", [0, 1])
+    assert packed_batch.inputs["input_ids"].shape[0] == 1  # both examples share one row
+    assert separate_batch.inputs["input_ids"].shape[0] == 2
+    with torch.no_grad():
+        a = packed.loss_sum(model, packed_batch)
+        b = separate.loss_sum(model, separate_batch)
+    assert packed_batch.items == separate_batch.items
+    torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4)
+
+
+def test_raw_text_is_chunked_with_unscored_overlap(tiny_llm_dir: Path) -> None:
+    tokenizer = AutoTokenizer.from_pretrained(tiny_llm_dir)
+    text = " ".join(["football match goal team"] * 30)  # 120 words
+    task = _task(tokenizer, [LMExample(row=0, text=text)], chunk_overlap=16)
+    rows = task.rows["train"]
+    assert len(rows) >= 2 and all(len(r.ids) <= 64 for r in rows)
+    assert rows[1].ids[:16] == rows[0].ids[48:64]  # 16 tokens of context carried over
+    assert all(t == IGNORE for t in rows[1].targets[:15])
+    total_scored = sum(r.scored for r in rows)
+    # every token but the first is scored exactly once: the text plus bos and eos, minus one
+    assert total_scored == len(tokenizer(text)["input_ids"]) + 2 - 1
+
+
+@pytest.mark.parametrize(
+    "method",
+    [
+        {"name": "lora", "r": 4},
+        {"name": "dora", "r": 4},
+        {"name": "ia3"},
+        {"name": "prefix", "num_virtual_tokens": 4},
+        {"name": "prompt", "num_virtual_tokens": 4},
+        {"name": "ptuning", "num_virtual_tokens": 4, "encoder_hidden_size": 16},
+        {"name": "adapter", "adapter_len": 4, "adapter_layers": 2},
+        {"name": "selective", "layers": 1},
+        {"name": "full"},
+    ],
+    ids=lambda m: m["name"],
+)
+def test_every_method_trains_and_lowers_the_loss(tiny_llm_recipe: dict, method: dict) -> None:
+    tiny_llm_recipe["method"] = method
+    tiny_llm_recipe["train"]["epochs"] = 3
+    if method["name"] in ("prefix", "prompt", "ptuning", "adapter"):
+        tiny_llm_recipe["train"]["learning_rate"] = 5e-2  # a few virtual tokens move slowly
+    tiny_llm_recipe["train"]["early_stopping"] = None
+    metrics = train(load_recipe(tiny_llm_recipe))
+    output = Path(tiny_llm_recipe["output_dir"])
+    assert metrics["fine_tuned"]["loss"] < metrics["base"]["loss"]
+    assert 0 < metrics["params"]["trainable"] <= metrics["params"]["total"]
+    assert {"rouge_l", "exact_match", "token_f1", "perplexity"} <= set(metrics["fine_tuned"])
+    assert len(metrics["samples"]) == 2
+    assert len((output / "generations.jsonl").read_text().splitlines()) == 6
+    assert (output / ("model" if method["name"] in ("full", "selective") else "adapter")).is_dir()
+
+
+def test_generated_answers_are_learned(tiny_llm_recipe: dict) -> None:
+    """The answers follow from the question's topic: after training, generation finds them
+    (full fine-tuning: a random tiny model has nothing for an adapter to build on)."""
+    tiny_llm_recipe["method"] = {"name": "full"}
+    tiny_llm_recipe["train"].update(epochs=40, early_stopping=None, learning_rate=2e-2)
+    tiny_llm_recipe["generation"]["max_new_tokens"] = 16
+    metrics = train(load_recipe(tiny_llm_recipe))
+    assert metrics["fine_tuned"]["rouge_l"] > 0.5  # 0.68 measured; the untrained model: 0
+    assert metrics["fine_tuned"]["rouge_l"] > metrics["base"]["rouge_l"] + 0.4
+    assert metrics["fine_tuned"]["perplexity"] < metrics["base"]["perplexity"] / 10
+
+
+@pytest.fixture
+def trained_llm(tiny_llm_recipe: dict) -> Path:
+    tiny_llm_recipe["train"].update(epochs=4, learning_rate=3e-2)
+    train(load_recipe(tiny_llm_recipe))
+    return Path(tiny_llm_recipe["output_dir"])
+
+
+def test_predict_generates_with_the_chat_template(trained_llm: Path, tmp_path: Path, capsys):
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text("football goal\npizza cake\n")
+    out = tmp_path / "answers.jsonl"
+    assert main(["predict", str(trained_llm), str(prompts), "--output", str(out)]) == 0
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [r["prompt"] for r in rows] == ["football goal", "pizza cake"]
+    assert all(isinstance(r["response"], str) for r in rows)
+    capsys.readouterr()
+    assert main(["eval", str(trained_llm), "--json"]) == 0
+    printed = capsys.readouterr().out
+    scores = json.loads(printed[printed.index("{") :])
+    assert scores["perplexity"] > 1 and 0 <= scores["rouge_l"] <= 1
+    assert scores["examples"] == 12  # the run's own test split (20% of 60 rows)
+
+
+def test_export_merges_the_adapter_with_the_same_logits(trained_llm: Path, tmp_path: Path):
+    from peft import PeftModel
+
+    exported = tmp_path / "exported"
+    assert main(["export", str(trained_llm), "--output", str(exported)]) == 2  # needs --merge
+    assert main(["export", str(trained_llm), "--merge", "--output", str(exported)]) == 0
+    recipe = load_recipe(trained_llm / "recipe.yaml")
+    base = AutoModelForCausalLM.from_pretrained(recipe.model).eval()
+    adapted = PeftModel.from_pretrained(
+        AutoModelForCausalLM.from_pretrained(recipe.model), trained_llm / "adapter"
+    ).eval()
+    merged = AutoModelForCausalLM.from_pretrained(exported).eval()
+    tokenizer = AutoTokenizer.from_pretrained(exported)
+    assert tokenizer.chat_template  # shipped with the model
+    ids = tokenizer.apply_chat_template(
+        [{"role": "user", "content": "football goal"}],
+        add_generation_prompt=True,
+        return_tensors="pt",
+        return_dict=True,
+    )["input_ids"]
+    with torch.no_grad():
+        expected = adapted(input_ids=ids).logits
+        got = merged(input_ids=ids).logits
+        untouched = base(input_ids=ids).logits
+    assert not torch.allclose(expected, untouched, atol=1e-3)  # the adapter changed something
+    torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-4)
+
+
+def test_prefix_tuning_generates_with_its_prefix(tiny_llm_dir: Path) -> None:
+    """Guards a peft/transformers mismatch in which generate() silently drops the prefix."""
+    from peft import PrefixTuningConfig, TaskType, get_peft_model
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_llm_dir)
+    model = AutoModelForCausalLM.from_pretrained(tiny_llm_dir)
+    tuned = get_peft_model(
+        model, PrefixTuningConfig(task_type=TaskType.CAUSAL_LM, num_virtual_tokens=4)
+    )
+    with torch.no_grad():
+        for parameter in tuned.prompt_encoder.parameters():
+            parameter.normal_(0, 3.0)
+    task = _task(tokenizer, [_chat("football match", "the team")])
+    prompts = [[{"role": "user", "content": q}] for q in ("football goal", "pizza cake soup")]
+    with_prefix = task.generate(tuned, prompts)
+    without = task.generate(AutoModelForCausalLM.from_pretrained(tiny_llm_dir), prompts)
+    assert with_prefix != without
