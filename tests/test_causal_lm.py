@@ -48,17 +48,32 @@ def test_packed_rows_give_the_same_loss_as_separate_rows(tiny_llm_dir: Path) -> 
     """Position ids restarting per example keep attention inside each example."""
     tokenizer = AutoTokenizer.from_pretrained(tiny_llm_dir)
     model = AutoModelForCausalLM.from_pretrained(tiny_llm_dir).eval()
-    examples = [_chat("football match", "the team won"), _chat("pizza soup", "bake the bread")]
+    long_question = "football match goal team league coach score tennis " * 3
+    examples = [
+        _chat(long_question, "the team won the match and the league"),
+        _chat("pizza", "bake"),
+        _chat("wifi", "restart"),
+    ]
     packed = _task(tokenizer, examples, pack=True)
     separate = _task(tokenizer, examples, pack=False)
-    packed_batch, separate_batch = packed.batch("train", [0, 1]), separate.batch("train", [0, 1])
-    assert packed_batch.inputs["input_ids"].shape[0] == 1  # both examples share one row
-    assert separate_batch.inputs["input_ids"].shape[0] == 2
+    packed_batch = packed.batch("train", [0, 1, 2])
+    separate_batch = separate.batch("train", [0, 1, 2])
+    # the two short examples share the row beside the long one
+    assert packed_batch.inputs["input_ids"].shape[0] == 2
+    assert "position_ids" in packed_batch.inputs
+    assert separate_batch.inputs["input_ids"].shape[0] == 3
     with torch.no_grad():
         a = packed.loss_sum(model, packed_batch)
         b = separate.loss_sum(model, separate_batch)
     assert packed_batch.items == separate_batch.items
     torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4)
+
+
+def test_similar_lengths_are_padded_not_packed(tiny_llm_dir: Path) -> None:
+    tokenizer = AutoTokenizer.from_pretrained(tiny_llm_dir)
+    examples = [_chat("football match", "the team won"), _chat("pizza soup", "bake the bread")]
+    batch = _task(tokenizer, examples, pack=True).batch("train", [0, 1])
+    assert batch.inputs["input_ids"].shape[0] == 2 and "attention_mask" in batch.inputs
 
 
 def test_raw_text_is_chunked_with_unscored_overlap(tiny_llm_dir: Path) -> None:
@@ -185,3 +200,32 @@ def test_prefix_tuning_generates_with_its_prefix(tiny_llm_dir: Path) -> None:
     with_prefix = task.generate(tuned, prompts)
     without = task.generate(AutoModelForCausalLM.from_pretrained(tiny_llm_dir), prompts)
     assert with_prefix != without
+
+
+def test_scoring_only_the_answer_positions_gives_the_full_logits_loss(tiny_llm_dir: Path):
+    from tunesmith.tasks import causal_lm
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_llm_dir)
+    model = AutoModelForCausalLM.from_pretrained(tiny_llm_dir).eval()
+    task = _task(tokenizer, [_chat("football match", "the team won"), _chat("pizza", "bake")])
+    batch = task.batch("train", [0, 1])
+    assert causal_lm.scored_positions_model(model) is model
+    with torch.no_grad():
+        fast = task.loss_sum(model, batch)
+        logits = model(**batch.inputs, use_cache=False).logits
+        scored = batch.targets != IGNORE
+        full = torch.nn.functional.cross_entropy(
+            logits[scored], batch.targets[scored], reduction="sum"
+        )
+    torch.testing.assert_close(fast, full, rtol=1e-5, atol=1e-5)
+
+
+def test_gradient_checkpointing_trains_the_same_model(tiny_llm_recipe: dict, tmp_path: Path):
+    """Recomputing activations in the backward pass saves memory, not accuracy."""
+    tiny_llm_recipe["train"].update(max_steps=3, eval_every=3, early_stopping=None)
+    tiny_llm_recipe["generation"]["max_examples"] = 1
+    plain = train(load_recipe(tiny_llm_recipe))
+    tiny_llm_recipe["train"]["gradient_checkpointing"] = True
+    tiny_llm_recipe["output_dir"] = str(tmp_path / "checkpointed")
+    checkpointed = train(load_recipe(tiny_llm_recipe))
+    assert checkpointed["fine_tuned"]["loss"] == pytest.approx(plain["fine_tuned"]["loss"], 1e-4)

@@ -251,6 +251,9 @@ class TrainConfig(StrictModel):
     precision: Literal["auto", "fp32", "bf16"] = "auto"
     """auto: bf16 autocast where this hardware multiplies bf16 faster than fp32."""
     device: Literal["auto", "cpu", "cuda"] = "auto"
+    gradient_checkpointing: bool = False
+    """Recompute activations during the backward pass instead of keeping them: much less
+    memory for long sequences and deep models, about a third more compute."""
     keep_checkpoints: bool = False
     """Keep checkpoints/ after a successful run (they are needed only for --resume)."""
 

@@ -80,6 +80,8 @@ def train(
     before = family.score_before(console)
     head = family.head_parameters()
     model = method.apply(family.model, recipe.method)
+    if recipe.train.gradient_checkpointing:
+        enable_gradient_checkpointing(model)
     trainable, total = count_parameters(model)
     console.print(
         f"Method {recipe.method.name}: {trainable:,} trainable of {total:,} parameters "
@@ -133,6 +135,17 @@ def train(
     print_comparison(console, metrics, family.headline)
     console.print(f"Run folder: {output}" + (f"\nReport: {report}" if report else ""))
     return metrics
+
+
+def enable_gradient_checkpointing(model: torch.nn.Module) -> None:
+    inner = model.get_base_model() if hasattr(model, "get_base_model") else model
+    if not getattr(inner, "supports_gradient_checkpointing", False):
+        raise UserError(
+            f"train.gradient_checkpointing: {type(inner).__name__} does not support it; "
+            "set it to false (or lower train.batch_size / preprocess.max_length to save memory)"
+        )
+    # non-reentrant: works with frozen embeddings (adapters) without extra hooks
+    inner.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
 
 
 def save_model(model: torch.nn.Module, tokenizer, output: Path, adapter: bool) -> Path:

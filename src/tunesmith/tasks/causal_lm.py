@@ -28,6 +28,7 @@ from tunesmith.train.device import autocast
 from tunesmith.train.task import Batch
 
 IGNORE = -100
+PACKING_MIN_SAVING = 0.15
 
 
 @dataclass
@@ -171,9 +172,19 @@ class CausalLMTask:
         return self.collate([self.rows[split][i] for i in indices])
 
     def collate(self, rows: list[Encoded]) -> Batch:
-        """Packed rows (position ids restart per example; no attention mask, so attention
-        stays inside each example) or, without packing, one example per padded row."""
-        groups = _pack(rows, self.max_length) if self.pack else [[row] for row in rows]
+        """Packed rows (position ids restarting per example and no attention mask, so
+        attention stays inside each example) or one example per padded row.
+
+        Rows are filled up to the batch's longest example, not to max_length: attention
+        costs grow with the square of the row length, so short examples share a row only
+        where they would otherwise be padding. Packing is used only where it removes at
+        least PACKING_MIN_SAVING of the padded slots: on length-grouped batches padding is
+        often rare, and a plain padded batch runs faster through attention kernels."""
+        singles = [[row] for row in rows]
+        groups = _pack(rows, max(len(row.ids) for row in rows)) if self.pack else singles
+        if len(groups) > (1 - PACKING_MIN_SAVING) * len(rows):
+            groups = singles
+        packed = groups is not singles
         width = max(sum(len(row.ids) for row in group) for group in groups)
         input_ids = torch.full((len(groups), width), self.pad_id, dtype=torch.long)
         targets = torch.full((len(groups), width), IGNORE, dtype=torch.long)
@@ -189,7 +200,7 @@ class CausalLMTask:
                 at += n
             mask[r, :at] = 1
             positions[r, at:] = torch.arange(width - at)  # padding: a segment of its own
-        if self.pack:
+        if packed:
             inputs = {"input_ids": input_ids, "position_ids": positions}
         else:
             inputs = {"input_ids": input_ids, "attention_mask": mask}
@@ -202,11 +213,21 @@ class CausalLMTask:
         )
 
     def loss_sum(self, model: nn.Module, batch: Batch) -> torch.Tensor:
-        """Cross-entropy summed over the scored tokens (the loop divides by their count)."""
-        logits = model(**batch.inputs, use_cache=False).logits
-        logits = logits[:, -batch.targets.shape[1] :]  # prompt tuning prepends virtual tokens
+        """Cross-entropy summed over the scored tokens (the loop divides by their count).
+
+        Where the decoder is reachable, the output layer runs on the scored positions only:
+        prompt tokens need no vocabulary-sized logits, which saves compute and, above all,
+        the memory of a (tokens x vocabulary) tensor and its gradient."""
         scored = batch.targets != IGNORE
-        return F.cross_entropy(logits[scored].float(), batch.targets[scored], reduction="sum")
+        lm = scored_positions_model(model)
+        if lm is not None:
+            hidden = lm.get_decoder()(**batch.inputs, use_cache=False).last_hidden_state
+            logits = lm.get_output_embeddings()(hidden[scored])
+        else:
+            logits = model(**batch.inputs, use_cache=False).logits
+            # prompt tuning prepends virtual tokens: the last positions are the real ones
+            logits = logits[:, -batch.targets.shape[1] :][scored]
+        return F.cross_entropy(logits.float(), batch.targets[scored], reduction="sum")
 
     # -- evaluation ---------------------------------------------------------------------
 
@@ -292,6 +313,24 @@ class CausalLMTask:
                 new = output[r, width:].tolist()
                 answers[i] = self.tokenizer.decode(new, skip_special_tokens=True).strip()
         return answers
+
+
+def scored_positions_model(model: nn.Module) -> nn.Module | None:
+    """The causal LM whose decoder and output layer can be called apart, else None: a
+    prompt-learning adapter must go through peft's forward (it adds virtual tokens), and a
+    model that post-processes its logits (soft-capping, scaling) through its own."""
+    config = getattr(model, "active_peft_config", None)
+    if config is not None:
+        if config.is_prompt_learning or getattr(config, "is_adaption_prompt", False):
+            return None
+        model = model.get_base_model()
+    get_decoder = getattr(model, "get_decoder", None)
+    if get_decoder is None or model.get_output_embeddings() is None:
+        return None
+    settings = model.config
+    if getattr(settings, "final_logit_softcapping", None) or getattr(settings, "logit_scale", None):
+        return None
+    return model
 
 
 def _prefix_tokens(model: nn.Module) -> int:
