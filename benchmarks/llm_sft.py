@@ -17,13 +17,13 @@ and prints held-out perplexity before and after.
 from __future__ import annotations
 
 import argparse
-import json
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 import yaml
+
+sys.path.insert(0, str(Path(__file__).parent))
+from runner import train_in_subprocess
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = Path(__file__).parent / "results" / "llm"
@@ -38,20 +38,9 @@ METHOD_SETTINGS = {"lora": {"r": 16, "alpha": 32}, "dora": {"r": 16, "alpha": 32
 
 
 def train(name: str, recipe: dict, overrides: list[str]) -> dict:
-    path = RESULTS / "recipes" / f"{name}.yaml"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(yaml.safe_dump(recipe, sort_keys=False))
-    output = RESULTS / "runs" / name
-    command = [sys.executable, "-m", "tunesmith", "train", str(path), "--output", str(output)]
-    command += ["--overwrite", *[arg for o in overrides for arg in ("--set", o)]]
-    started = time.perf_counter()
-    done = subprocess.run(command, capture_output=True, text=True)
-    if done.returncode != 0:
-        print(done.stdout[-2000:], done.stderr[-3000:], file=sys.stderr)
-        raise SystemExit(f"{name} failed with exit code {done.returncode}")
-    metrics = json.loads((output / "metrics.json").read_text())
-    metrics["wall_seconds"] = time.perf_counter() - started
-    return metrics
+    return train_in_subprocess(
+        recipe, RESULTS / "recipes" / f"{name}.yaml", RESULTS / "runs" / name, overrides
+    )
 
 
 def instruction_tuning(methods: list[str], overrides: list[str], model: str) -> None:

@@ -12,16 +12,12 @@ model beside its anchors: `base` (frozen encoder + logistic regression) and `bas
 from __future__ import annotations
 
 import argparse
-import json
-import subprocess
 import sys
-import time
 from pathlib import Path
-
-import yaml
 
 sys.path.insert(0, str(Path(__file__).parent))
 from datasets import chatterbot_topics, zaragoza_categories
+from runner import train_in_subprocess
 
 RESULTS = Path(__file__).parent / "results"
 DATASETS = {"chatterbot": chatterbot_topics, "zaragoza": zaragoza_categories}
@@ -33,29 +29,16 @@ def run(dataset: str, method: str, overrides: list[str], model: str) -> dict:
     if not data.exists():
         data.parent.mkdir(parents=True, exist_ok=True)
         DATASETS[dataset]().to_csv(data, index=False)
-    recipe = RESULTS / "recipes" / f"{dataset}-{method}.yaml"
-    recipe.parent.mkdir(parents=True, exist_ok=True)
-    recipe.write_text(
-        yaml.safe_dump(
-            {
-                "task": "text-classification",
-                "model": model,
-                "data": {"train": str(data.resolve())},
-                "method": {"name": method},
-            }
-        )
+    recipe = {
+        "task": "text-classification",
+        "model": model,
+        "data": {"train": str(data.resolve())},
+        "method": {"name": method},
+    }
+    name = f"{dataset}-{method}"
+    return train_in_subprocess(
+        recipe, RESULTS / "recipes" / f"{name}.yaml", RESULTS / "runs" / name, overrides
     )
-    output = RESULTS / "runs" / f"{dataset}-{method}"
-    command = [sys.executable, "-m", "tunesmith", "train", str(recipe), "--output", str(output)]
-    command += ["--overwrite", *[arg for o in overrides for arg in ("--set", o)]]
-    started = time.perf_counter()
-    done = subprocess.run(command, capture_output=True, text=True)
-    if done.returncode != 0:
-        print(done.stdout[-2000:], done.stderr[-3000:], file=sys.stderr)
-        raise SystemExit(f"{dataset}/{method} failed with exit code {done.returncode}")
-    metrics = json.loads((output / "metrics.json").read_text())
-    metrics["wall_seconds"] = time.perf_counter() - started
-    return metrics
 
 
 def main() -> None:

@@ -197,3 +197,32 @@ def test_existing_run_folder_is_not_overwritten(tiny_recipe, tmp_path, capsys):
 def test_bad_override(tiny_recipe, tmp_path, capsys):
     code = main(["train", str(write_recipe(tmp_path, tiny_recipe)), "--set", "train.epochs"])
     assert code == 2 and "expected key.sub=value" in capsys.readouterr().err
+
+
+# --- causal-lm bad input ------------------------------------------------------------------
+
+
+def test_llm_row_that_fits_no_format(tiny_llm_recipe, tmp_path, capsys):
+    data = Path(tiny_llm_recipe["data"]["train"])
+    lines = data.read_text().splitlines()
+    lines[3] = json.dumps({"instruction": "football", "input": "", "output": ["not", "text"]})
+    data.write_text("\n".join(lines) + "\n")
+    err = run_bad(tmp_path, tiny_llm_recipe, capsys)
+    assert "row 3 (line 4)" in err and "Traceback" not in err
+
+
+def test_llm_method_that_does_not_fit_the_task(tiny_llm_recipe, tmp_path, capsys):
+    tiny_llm_recipe["method"] = {"name": "linear-probe"}
+    err = run_bad(tmp_path, tiny_llm_recipe, capsys)
+    assert "'linear-probe' is for text-classification" in err
+
+
+def test_llm_selective_with_more_layers_than_the_model(tiny_llm_recipe, tmp_path, capsys):
+    tiny_llm_recipe["method"] = {"name": "selective", "layers": 5}
+    err = run_bad(tmp_path, tiny_llm_recipe, capsys)
+    assert "method.layers: 5, but the model has 2 layers" in err
+
+
+def test_llm_classification_metric_for_early_stopping(tiny_llm_recipe, tmp_path, capsys):
+    tiny_llm_recipe["train"]["early_stopping"] = {"metric": "macro_f1"}
+    assert "does not fit causal-lm" in run_bad(tmp_path, tiny_llm_recipe, capsys)

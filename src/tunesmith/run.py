@@ -74,14 +74,14 @@ def train(
     precision = "bf16" if dtype is not None else "fp32"
     console.print(f"Model {recipe.model} on {device.type}, {precision}")
 
-    output.mkdir(parents=True, exist_ok=True)
-    (output / "recipe.yaml").write_text(recipe.to_yaml())
-
     before = family.score_before(console)
     head = family.head_parameters()
     model = method.apply(family.model, recipe.method)
     if recipe.train.gradient_checkpointing:
         enable_gradient_checkpointing(model)
+    # only now is every input known to be usable: a bad setting leaves no folder behind
+    output.mkdir(parents=True, exist_ok=True)
+    (output / "recipe.yaml").write_text(recipe.to_yaml())
     trainable, total = count_parameters(model)
     console.print(
         f"Method {recipe.method.name}: {trainable:,} trainable of {total:,} parameters "

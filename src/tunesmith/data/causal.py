@@ -27,13 +27,13 @@ import numpy as np
 import pandas as pd
 
 from tunesmith.data.tables import READERS, read_table
+from tunesmith.data.text import SPLITS
 from tunesmith.errors import UserError
 from tunesmith.recipe import DataConfig
 
 Message = dict[str, str]  # {"role": "system" | "user" | "assistant", "content": str}
 
 FORMATS = ("alpaca", "chat", "prompt-completion", "text")
-SPLITS = ("train", "validation", "test")
 MESSAGES_COLUMNS = ("messages", "conversations")
 PROMPT_COLUMNS = ("prompt", "question", "query")
 RESPONSE_COLUMNS = ("completion", "response", "answer")
