@@ -27,7 +27,6 @@ import numpy as np
 import pandas as pd
 
 from tunesmith.data.tables import READERS, read_table
-from tunesmith.data.text import SPLITS
 from tunesmith.errors import UserError
 from tunesmith.recipe import DataConfig
 
