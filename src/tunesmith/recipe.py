@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from tunesmith.errors import UserError
 
-Task = Literal["text-classification", "causal-lm"]
+Task = Literal["text-classification", "causal-lm", "image-classification"]
 DataFormat = Literal["auto", "alpaca", "chat", "prompt-completion", "text"]
 
 
@@ -38,6 +38,12 @@ class DataConfig(StrictModel):
     test_size: float = Field(0.2, gt=0, lt=1)
     drop_empty: bool = False
     """Drop rows with an empty text or label instead of stopping with an error."""
+    image_column: str = "image"
+    """image-classification with a csv/jsonl/parquet of images: the column of image paths
+    (relative paths are read from the file's folder). A folder `root/<label>/<image>`
+    needs no columns."""
+    skip_bad: bool = False
+    """image-classification: skip corrupt or unreadable images (listed) instead of stopping."""
     format: DataFormat = "auto"
     """causal-lm only: alpaca (instruction/input/output), chat (messages or sharegpt
     conversations), prompt-completion, or text (raw text rows, or a folder of .txt/.md/.html
@@ -64,7 +70,10 @@ class DataConfig(StrictModel):
         return self
 
 
-class TextPreprocess(StrictModel):
+class Preprocess(StrictModel):
+    """Text keys (max_length, pack, chunk_overlap) and image keys (the rest); a key for the
+    other kind of task is an error."""
+
     max_length: int | None = Field(None, ge=8, le=32768)
     """Tokens per example, longer ones are truncated; default 128 for text-classification,
     512 for causal-lm (where it is also the length of a packed row and of a text chunk)."""
@@ -75,6 +84,30 @@ class TextPreprocess(StrictModel):
     chunk_overlap: int = Field(64, ge=0)
     """causal-lm raw text: tokens each chunk shares with the previous one (as context only,
     never scored twice)."""
+    image_size: int | None = Field(None, ge=16, le=1024)
+    """Side of the square the model sees; default: the model's own (224 for
+    efficientnet-lite0)."""
+    crop_fraction: float = Field(0.875, gt=0.3, le=1.0)
+    """Evaluation: resize the shorter side to image_size / crop_fraction (aspect kept), then
+    crop the centre square."""
+    denoise: Literal["none", "median", "gaussian"] = "none"
+    """Noise reduction before anything else: a median filter (salt-and-pepper noise) or a
+    Gaussian blur (sensor noise)."""
+    denoise_size: int = Field(3, ge=1, le=15)
+    """Median filter window (odd) or Gaussian radius, in pixels."""
+    augment: bool = True
+    """Training only: random resized crop, horizontal flip and colour jitter."""
+    min_crop_scale: float = Field(0.5, gt=0.05, le=1.0)
+    """Random resized crop: the smallest share of the image area a crop may keep."""
+    flip: bool = True
+    """Random horizontal flip (turn off for text, digits or anything with a handedness)."""
+    color_jitter: float = Field(0.2, ge=0, le=1)
+    """Random brightness, contrast and saturation change of up to this fraction."""
+
+
+TextPreprocess = Preprocess  # the name used before images existed
+TEXT_PREPROCESS_KEYS = frozenset({"max_length", "pack", "chunk_overlap"})
+IMAGE_PREPROCESS_KEYS = frozenset(Preprocess.model_fields) - TEXT_PREPROCESS_KEYS
 
 
 class _Method(StrictModel):
@@ -203,12 +236,21 @@ METHOD_MODELS: dict[str, type[BaseModel]] = {
 METHOD_NAMES = tuple(METHOD_MODELS)
 METHOD_TASKS: dict[str, tuple[str, ...]] = {
     "adapter": ("causal-lm",),
-    "linear-probe": ("text-classification",),
+    "linear-probe": ("text-classification", "image-classification"),
+    "prefix": ("text-classification", "causal-lm"),
+    "prompt": ("text-classification", "causal-lm"),
+    "ptuning": ("text-classification", "causal-lm"),
 }
 """Methods that fit only some tasks; every other method fits every task."""
 TASK_METRICS: dict[str, tuple[str, ...]] = {
     "text-classification": ("macro_f1", "accuracy", "loss"),
     "causal-lm": ("loss", "perplexity"),
+    "image-classification": ("macro_f1", "accuracy", "loss"),
+}
+DEFAULT_MODELS = {
+    "text-classification": "builtin:minilm",
+    "causal-lm": "builtin:smollm2",
+    "image-classification": "builtin:efficientnet-lite0",
 }
 """Validation metrics early stopping can watch, per task; the first is the default."""
 
@@ -282,10 +324,11 @@ class GenerationConfig(StrictModel):
 
 class Recipe(StrictModel):
     task: Task = "text-classification"
-    model: str = "builtin:minilm"
-    """builtin:NAME, a Hugging Face model id (already in the local cache) or a local folder."""
+    model: str | None = None
+    """builtin:NAME, a Hugging Face model id (already in the local cache) or a local folder;
+    default: builtin:minilm, builtin:smollm2 or builtin:efficientnet-lite0 by task."""
     data: DataConfig
-    preprocess: TextPreprocess = Field(default_factory=TextPreprocess)
+    preprocess: Preprocess = Field(default_factory=Preprocess)
     method: MethodConfig = Field(default_factory=lambda: LoraMethod(name="lora"))
     train: TrainConfig = Field(default_factory=TrainConfig)
     generation: GenerationConfig = Field(default_factory=GenerationConfig)
@@ -309,8 +352,20 @@ class Recipe(StrictModel):
                 f"train.early_stopping.metric {stopping.metric!r} does not fit {self.task}; "
                 f"use {' or '.join(allowed)}"
             )
-        if self.preprocess.max_length is None:
+        images = self.task == "image-classification"
+        foreign = self.preprocess.model_fields_set & (
+            TEXT_PREPROCESS_KEYS if images else IMAGE_PREPROCESS_KEYS
+        )
+        if foreign:
+            kind = "text" if images else "image"
+            raise ValueError(
+                f"preprocess: {', '.join(sorted(foreign))} apply to {kind} tasks, not "
+                f"{self.task}; remove them"
+            )
+        if self.preprocess.max_length is None and not images:
             self.preprocess.max_length = 512 if self.task == "causal-lm" else 128
+        if self.model is None:
+            self.model = DEFAULT_MODELS[self.task]
         return self
 
     @property
@@ -322,7 +377,13 @@ class Recipe(StrictModel):
         return self.train.head_learning_rate or max(self.learning_rate, 1e-3)
 
     def to_yaml(self) -> str:
-        return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False, allow_unicode=True)
+        """The resolved recipe; preprocess keys of the other kind of task are left out."""
+        data = self.model_dump(mode="json")
+        foreign = (
+            TEXT_PREPROCESS_KEYS if self.task == "image-classification" else IMAGE_PREPROCESS_KEYS
+        )
+        data["preprocess"] = {k: v for k, v in data["preprocess"].items() if k not in foreign}
+        return yaml.safe_dump(data, sort_keys=False, allow_unicode=True)
 
 
 # ---------------------------------------------------------------------------------------

@@ -48,6 +48,10 @@ def prepare(
     recipe: Recipe, device: torch.device, dtype: torch.dtype | None, console: Console
 ) -> Family:
     """Read the data and load model, tokenizer and task for the recipe's task."""
+    if recipe.task == "image-classification":
+        from tunesmith.errors import UserError
+
+        raise UserError("task: image-classification is being built (issue 4) and cannot train yet")
     if recipe.task == "causal-lm":
         from tunesmith.families.causal_lm import CausalLMFamily
 
