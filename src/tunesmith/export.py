@@ -37,8 +37,7 @@ def export_run(folder: str | Path, output: str | Path, merge: bool = False) -> P
         tempfile.mkdtemp(prefix=".export-", dir=output.parent if output.parent.exists() else None)
     )
     try:
-        model.save_pretrained(staging)
-        run.tokenizer.save_pretrained(staging)
+        _save(model, run, staging)
         if output.exists():
             output.rmdir()
         output.parent.mkdir(parents=True, exist_ok=True)
@@ -46,3 +45,15 @@ def export_run(folder: str | Path, output: str | Path, merge: bool = False) -> P
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return output
+
+
+def _save(model, run, folder: Path) -> None:
+    """transformers format with tokenizer; an image classifier in tunesmith's own format
+    (safetensors + vision_config.json) with its preprocess.json."""
+    if run.recipe.task == "image-classification":
+        model.save(folder)
+        adapter_or_model = run.folder / ("adapter" if run.is_adapter else "model")
+        shutil.copy(adapter_or_model / "preprocess.json", folder / "preprocess.json")
+        return
+    model.save_pretrained(folder)
+    run.tokenizer.save_pretrained(folder)

@@ -7,6 +7,13 @@ from pathlib import Path
 import numpy as np
 
 from tunesmith.data.causal import LMSplit, LMSplits, load_causal_lm, load_lm_file, read_prompts
+from tunesmith.data.images import (
+    ImageExamples,
+    ImageSplits,
+    load_image_classification,
+    load_labelled_images,
+    read_image_inputs,
+)
 from tunesmith.data.tables import READERS, read_table
 from tunesmith.data.text import (
     TextExamples,
@@ -18,6 +25,7 @@ from tunesmith.errors import UserError
 from tunesmith.methods import get_method
 from tunesmith.run_folder import TrainedRun, load_run
 from tunesmith.tasks.causal_lm import CausalLMTask
+from tunesmith.tasks.image_classification import ImageClassificationTask
 from tunesmith.tasks.text_classification import TextClassificationTask
 from tunesmith.train.device import resolve_device, resolve_precision
 
@@ -71,11 +79,57 @@ def _format_of(split: LMSplit) -> str:
     return "text" if split.examples and split.examples[0].messages is None else "chat"
 
 
+def _image_task(run: TrainedRun, splits) -> ImageClassificationTask:
+    device = resolve_device(run.recipe.train.device)
+    run.model.to(device)
+    precision = resolve_precision(run.recipe.train.precision, device)
+    return ImageClassificationTask(splits, run.tokenizer, run.tokenizer, device, precision)
+
+
+def _evaluate_images(run: TrainedRun, data: str | None) -> dict:
+    if data is None:
+        splits = load_image_classification(run.recipe.data, run.recipe.train.seed)
+        if splits.label_names != run.label_names:
+            raise UserError(
+                f"{run.recipe.data.train} no longer has the labels the run was trained on; "
+                "give the images to score with --data"
+            )
+    else:
+        test = load_labelled_images(data, run.recipe.data, run.label_names)
+        empty = ImageExamples([], [], [], "")
+        splits = ImageSplits(empty, empty, test, run.label_names, [])
+    metrics = _image_task(run, splits).evaluate(run.model, "test", detailed=True)
+    metrics["examples"] = len(splits.test)
+    metrics["source"] = splits.test.source
+    return metrics
+
+
+def _predict_images(run: TrainedRun, inputs: list[str]) -> list[dict]:
+    paths = read_image_inputs(inputs, run.recipe.data)
+    empty = ImageExamples([], [], [], "")
+    task = _image_task(run, ImageSplits(empty, empty, empty, run.label_names, []))
+    return _label_rows("image", paths, task.predict_proba(run.model, paths), run.label_names)
+
+
+def _label_rows(key: str, items: list[str], probabilities: np.ndarray, names: list[str]) -> list:
+    return [
+        {
+            key: item,
+            "label": names[int(np.argmax(row))],
+            "score": float(row.max()),
+            "probabilities": {name: float(p) for name, p in zip(names, row, strict=True)},
+        }
+        for item, row in zip(items, probabilities, strict=True)
+    ]
+
+
 def evaluate_run(folder: str | Path, data: str | None = None) -> dict:
     """Metrics of the trained model on `data`, or on the run's own test split."""
     run = load_run(folder)
     if run.recipe.task == "causal-lm":
         return _evaluate_lm(run, data)
+    if run.recipe.task == "image-classification":
+        return _evaluate_images(run, data)
     if data is None:
         splits = load_text_classification(run.recipe.data, run.recipe.train.seed)
         if splits.label_names != run.label_names:
@@ -131,20 +185,13 @@ def predict_run(
     run = load_run(folder)
     if run.recipe.task == "causal-lm":
         return _generate(run, inputs, max_new_tokens)
+    if run.recipe.task == "image-classification":
+        return _predict_images(run, inputs)
     texts = read_inputs(inputs, text_column or run.recipe.data.text_column)
     empty = TextExamples([], [], [], "")
     task = _task(run, TextSplits(empty, empty, empty, run.label_names))
     probabilities = task.predict_proba(run.model, texts)
-    names = run.label_names
-    return [
-        {
-            "text": text,
-            "label": names[int(np.argmax(row))],
-            "score": float(row.max()),
-            "probabilities": {name: float(p) for name, p in zip(names, row, strict=True)},
-        }
-        for text, row in zip(texts, probabilities, strict=True)
-    ]
+    return _label_rows("text", texts, probabilities, run.label_names)
 
 
 def _generate(run: TrainedRun, inputs: list[str], max_new_tokens: int | None) -> list[dict]:

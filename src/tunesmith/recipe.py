@@ -293,6 +293,12 @@ class TrainConfig(StrictModel):
     precision: Literal["auto", "fp32", "bf16"] = "auto"
     """auto: bf16 autocast where this hardware multiplies bf16 faster than fp32."""
     device: Literal["auto", "cpu", "cuda"] = "auto"
+    head_init: Literal["auto", "probe", "random"] = "auto"
+    """probe: start the classification head from a logistic regression fitted on the frozen
+    pre-trained features, then fine-tune (LP-FT, Kumar et al. 2022: better accuracy and
+    less distortion of pre-trained features on small data than a random head); auto:
+    probe for image-classification, random for text-classification (whose head reads
+    other features than the probe)."""
     gradient_checkpointing: bool = False
     """Recompute activations during the backward pass instead of keeping them: much less
     memory for long sequences and deep models, about a third more compute."""
@@ -366,6 +372,13 @@ class Recipe(StrictModel):
             self.preprocess.max_length = 512 if self.task == "causal-lm" else 128
         if self.model is None:
             self.model = DEFAULT_MODELS[self.task]
+        if self.preprocess.denoise == "median" and self.preprocess.denoise_size % 2 == 0:
+            raise ValueError(
+                f"preprocess.denoise_size: a median filter needs an odd window, got "
+                f"{self.preprocess.denoise_size}; use {self.preprocess.denoise_size + 1}"
+            )
+        if self.train.head_init == "probe" and not images:
+            raise ValueError("train.head_init: probe is for image-classification; use auto")
         return self
 
     @property

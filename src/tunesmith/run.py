@@ -20,7 +20,6 @@ from rich.table import Table
 from tunesmith.errors import UserError
 from tunesmith.families import prepare
 from tunesmith.methods import count_parameters, get_method
-from tunesmith.models.structure import is_language_model
 from tunesmith.recipe import Recipe
 from tunesmith.train.checkpoint import has_checkpoint
 from tunesmith.train.device import peak_memory_mb, resolve_device, resolve_precision
@@ -105,7 +104,7 @@ def train(
 
     fine_tuned = task.evaluate(model, "test", detailed=True)
     extra = family.finish(model, output)
-    save_model(model, family.tokenizer, output, method.saves_adapter)
+    family.save(model, output, method.saves_adapter)
     metrics = {
         "task": recipe.task,
         "method": recipe.method.name,
@@ -146,18 +145,6 @@ def enable_gradient_checkpointing(model: torch.nn.Module) -> None:
         )
     # non-reentrant: works with frozen embeddings (adapters) without extra hooks
     inner.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-
-
-def save_model(model: torch.nn.Module, tokenizer, output: Path, adapter: bool) -> Path:
-    """adapter/ (PEFT format) or model/ (transformers format), each with its tokenizer (and
-    chat template); a classifier's adapter also keeps the config with its label names."""
-    target = output / ("adapter" if adapter else "model")
-    model.save_pretrained(target)
-    tokenizer.save_pretrained(target)
-    if adapter and not is_language_model(model.get_base_model()):
-        # the base config with this run's label names, so the head loads with the right size
-        model.get_base_model().config.save_pretrained(target)
-    return target
 
 
 def _write_report(output: Path) -> Path | None:

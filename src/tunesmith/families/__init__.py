@@ -18,7 +18,6 @@ from tunesmith.train.task import TrainTask
 
 class Family(Protocol):
     model: nn.Module
-    tokenizer: Any
     task: TrainTask
     headline: tuple[str, ...]
     """Test metrics printed in the before/after table."""
@@ -43,15 +42,20 @@ class Family(Protocol):
         """Extra metrics.json entries once the tuned model was scored on test."""
         ...
 
+    def save(self, model: nn.Module, output: Path, adapter: bool) -> Path:
+        """Write adapter/ (PEFT format) or model/ into the run folder, with what inference
+        needs (tokenizer, chat template, label names, image preprocessing)."""
+        ...
+
 
 def prepare(
     recipe: Recipe, device: torch.device, dtype: torch.dtype | None, console: Console
 ) -> Family:
     """Read the data and load model, tokenizer and task for the recipe's task."""
     if recipe.task == "image-classification":
-        from tunesmith.errors import UserError
+        from tunesmith.families.image_classification import ImageClassificationFamily
 
-        raise UserError("task: image-classification is being built (issue 4) and cannot train yet")
+        return ImageClassificationFamily(recipe, device, dtype)
     if recipe.task == "causal-lm":
         from tunesmith.families.causal_lm import CausalLMFamily
 

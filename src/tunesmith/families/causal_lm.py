@@ -20,6 +20,7 @@ from tunesmith.models.causal_lm import prepare_tokenizer
 from tunesmith.models.resolve import resolve_model
 from tunesmith.models.text import load_tokenizer
 from tunesmith.recipe import Recipe
+from tunesmith.run_folder import save_pretrained_model
 from tunesmith.tasks.causal_lm import CausalLMTask
 
 
@@ -126,6 +127,9 @@ class CausalLMFamily:
                 handle.write(json.dumps(row, ensure_ascii=False) + "\n")
         extra["samples"] = rows[: self.recipe.generation.samples]
         return extra
+
+    def save(self, model: nn.Module, output: Path, adapter: bool) -> Path:
+        return save_pretrained_model(model, self.tokenizer, output, adapter)
 
     def _retrieval_baseline(self) -> dict:
         """Answer each test prompt with the training answer of its most similar training

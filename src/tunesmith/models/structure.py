@@ -19,7 +19,11 @@ def is_language_model(model: PreTrainedModel) -> bool:
     return get_output is not None and get_output() is not None
 
 
-def peft_task_type(model: PreTrainedModel) -> TaskType:
+def peft_task_type(model: nn.Module) -> TaskType | None:
+    """peft's task type; None (a plain PeftModel) for a model that is not a transformers
+    model, such as tunesmith's image classifier."""
+    if not isinstance(model, PreTrainedModel):
+        return None
     return TaskType.CAUSAL_LM if is_language_model(model) else TaskType.SEQ_CLS
 
 

@@ -160,8 +160,8 @@ def fit(
                 progress.update(
                     bar,
                     advance=1,
-                    info=f"loss {loss:.4f}  {samples / elapsed:.1f} samples/s  "
-                    f"{tokens / elapsed:.0f} tokens/s",
+                    info=f"loss {loss:.4f}  {samples / elapsed:.1f} samples/s"
+                    + (f"  {tokens / elapsed:.0f} tokens/s" if tokens != samples else ""),
                 )
                 end_of_epoch = state.batch_in_epoch >= len(batches)
                 if end_of_epoch:

@@ -1,0 +1,136 @@
+"""Image classification: labelled images, a pre-trained CNN or ViT with a fresh head, a
+frozen-feature probe (which also starts the head: LP-FT) and a pixel baseline."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+from rich.console import Console
+from torch import nn
+
+from tunesmith.data.image_preprocess import ImageTransform
+from tunesmith.data.images import load_image_classification
+from tunesmith.data.text import SPLITS
+from tunesmith.evaluate.baselines import (
+    fit_linear_probe,
+    frozen_features_base,
+    probe_metrics,
+)
+from tunesmith.methods.registry import Method
+from tunesmith.models.resolve import resolve_model
+from tunesmith.models.vision import load_vision_classifier, vision_kind
+from tunesmith.recipe import Recipe
+from tunesmith.tasks.image_classification import ImageClassificationTask
+
+PIXEL_SIDE = 32
+"""The pixel baseline reads each image at this side (3 x 32 x 32 = 3,072 features)."""
+
+
+def image_transforms(recipe: Recipe, model: nn.Module) -> tuple[ImageTransform, ImageTransform]:
+    """(training, evaluation) transforms: the recipe's settings and the model's size and
+    normalisation."""
+    config = model.config
+    size = recipe.preprocess.image_size or config.image_size
+    return tuple(  # type: ignore[return-value]
+        ImageTransform.from_recipe(recipe.preprocess, size, config.mean, config.std, train=train)
+        for train in (True, False)
+    )
+
+
+class ImageClassificationFamily:
+    headline = ("accuracy", "macro_f1")
+
+    def __init__(self, recipe: Recipe, device: torch.device, dtype: torch.dtype | None) -> None:
+        self.recipe = recipe
+        self.splits = load_image_classification(recipe.data, recipe.train.seed)
+        folder = resolve_model(recipe.model)
+        kind = vision_kind(recipe.model, folder)
+        self.model = load_vision_classifier(folder, self.splits.label_names, kind).to(device)
+        self.train_transform, self.tokenizer = image_transforms(recipe, self.model)
+        self.task = ImageClassificationTask(
+            self.splits,
+            self.train_transform,
+            self.tokenizer,
+            device,
+            dtype,
+            eval_batch_size=recipe.train.eval_batch_size or max(32, recipe.train.batch_size * 2),
+            label_smoothing=recipe.train.label_smoothing,
+            seed=recipe.train.seed,
+        )
+        self.probe_head = recipe.train.head_init in ("auto", "probe")
+
+    def describe(self, console: Console) -> None:
+        sizes = ", ".join(f"{n} {len(self.splits.split(n))}" for n in SPLITS)
+        size = self.tokenizer.size
+        console.print(
+            f"Data: {sizes}; {len(self.splits.label_names)} labels; images at {size}x{size}"
+        )
+        if self.splits.skipped:
+            shown = "; ".join(self.splits.skipped[:5])
+            more = (
+                f" (+{len(self.splits.skipped) - 5} more)" if len(self.splits.skipped) > 5 else ""
+            )
+            console.print(
+                f"[yellow]{len(self.splits.skipped)} unreadable images skipped "
+                f"(data.skip_bad): {shown}{more}"
+            )
+
+    def adapt_to(self, method: Method) -> None:
+        """BatchNorm keeps its pre-trained running statistics whatever the method: small
+        fine-tuning batches would shift them, and with them the frozen layers' features
+        (the affine weights still train where the method trains them)."""
+        self.model.freeze_batchnorm()
+
+    def score_before(self, console: Console) -> dict[str, dict]:
+        console.print(
+            "Scoring the cheaper options on the test split (pixels, frozen pre-trained "
+            "features) ..."
+        )
+        labels = {name: list(self.splits.split(name).labels) for name in SPLITS}
+        names = self.splits.label_names
+        pixels = {name: self.task.downscaled_pixels(name, PIXEL_SIDE) for name in SPLITS}
+        baseline = frozen_features_base(
+            pixels, labels, names, f"logistic regression on {PIXEL_SIDE}x{PIXEL_SIDE} pixels"
+        )
+        features = {name: self.task.features(self.model, name) for name in SPLITS}
+        probe = fit_linear_probe(features, labels)
+        base = probe_metrics(
+            probe, features, labels, names, "frozen pre-trained features + logistic regression"
+        )
+        if self.probe_head:
+            weight, bias = probe.head_weights(len(names))
+            classifier = self.model.classifier
+            with torch.no_grad():
+                classifier.weight.copy_(torch.as_tensor(weight, dtype=classifier.weight.dtype))
+                classifier.bias.copy_(torch.as_tensor(bias, dtype=classifier.bias.dtype))
+            console.print("Head initialised from the frozen-feature probe (LP-FT)")
+        return {"base": base, "baseline": baseline}
+
+    def head_parameters(self) -> set[int]:
+        # a probe-initialised head is already good: it learns at the body's rate
+        if self.probe_head:
+            return set()
+        return {id(p) for p in self.model.classifier.parameters()}
+
+    def finish(self, model: nn.Module, output: Path) -> dict[str, Any]:
+        return {
+            "labels": self.splits.label_names,
+            "splits": {name: len(self.splits.split(name)) for name in SPLITS},
+            "skipped_images": self.splits.skipped,
+            "head_init": "probe" if self.probe_head else "random",
+        }
+
+    def save(self, model: nn.Module, output: Path, adapter: bool) -> Path:
+        """model/ (the classifier: safetensors + vision_config.json) or adapter/ (PEFT
+        format plus vision_config.json); preprocess.json in both, for predict."""
+        target = output / ("adapter" if adapter else "model")
+        if adapter:
+            model.save_pretrained(target)
+            model.get_base_model().save_config(target)
+        else:
+            model.save(target)
+        (target / "preprocess.json").write_text(json.dumps(self.tokenizer.to_dict(), indent=2))
+        return target
