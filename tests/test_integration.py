@@ -52,3 +52,24 @@ def test_smollm2_lora_on_real_faq_lowers_perplexity_and_answers(tmp_path):
     assert len(metrics["samples"]) == 2 and all(s["fine_tuned"] for s in metrics["samples"])
     answers = predict_run(tmp_path / "run", ["What is a building permit?"])
     assert len(answers[0]["response"].split()) >= 3
+
+
+def test_efficientnet_lite0_on_real_photos_beats_pixels(tmp_path):
+    """builtin:efficientnet-lite0 on the bundled Fashion-MNIST excerpt (200 photos)."""
+    excerpt = Path(__file__).parent.parent / "examples" / "data" / "fashion-mnist-excerpt"
+    recipe = load_recipe(
+        {
+            "task": "image-classification",
+            "data": {"train": str(excerpt)},
+            "preprocess": {"image_size": 64},
+            "method": {"name": "lora"},
+            "train": {"epochs": 2, "batch_size": 16},
+            "output_dir": str(tmp_path / "run"),
+        }
+    )
+    metrics = train(recipe)
+    assert metrics["params"]["total"] > 3_000_000
+    assert metrics["fine_tuned"]["accuracy"] > 0.3  # 10 classes: chance is 0.1
+    assert metrics["base"]["accuracy"] > 0.3  # ImageNet features carry over
+    predictions = predict_run(tmp_path / "run", [str(excerpt / "trouser")])
+    assert len(predictions) == 20 and all(p["label"] in metrics["labels"] for p in predictions)
