@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 from PIL import Image, ImageOps
 
-from tunesmith.data.split import stratified_split
+from tunesmith.data.split import split_frames
 from tunesmith.data.tables import READERS, read_table
 from tunesmith.data.text import _as_text, _check_known_labels, _require_column, sort_labels
 from tunesmith.errors import UserError
@@ -90,15 +90,7 @@ def load_image_classification(data: DataConfig, seed: int) -> ImageSplits:
                 frames[name], label_names, getattr(data, name), f"data.{name}", data
             )
 
-    shares = {
-        "validation": 0.0 if "validation" in frames else data.validation_size,
-        "test": 0.0 if "test" in frames else data.test_size,
-    }
-    index = stratified_split(train_labels, shares["validation"], shares["test"], seed)
-    for name in ("validation", "test"):
-        if name not in frames:
-            frames[name] = train.iloc[index[name]]
-    frames["train"] = train.iloc[index["train"]]
+    frames = split_frames(frames, data, seed)
 
     label_ids = {label: i for i, label in enumerate(label_names)}
     examples = {}

@@ -3,8 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from tunesmith.recipe import DataConfig
 
 
 def stratified_split(
@@ -33,3 +39,18 @@ def stratified_split(
         parts["validation"].extend(rows[n_test : n_test + n_val])
         parts["train"].extend(rows[n_test + n_val :])
     return {name: np.sort(np.asarray(rows, dtype=int)) for name, rows in parts.items()}
+
+
+def split_frames(
+    frames: dict[str, pd.DataFrame], data: DataConfig, seed: int
+) -> dict[str, pd.DataFrame]:
+    """train/validation/test frames: the files given, and stratified shares of train (its
+    `label` column) for the splits without a file."""
+    shares = {
+        name: 0.0 if name in frames else getattr(data, f"{name}_size")
+        for name in ("validation", "test")
+    }
+    train = frames["train"]
+    index = stratified_split(train["label"].tolist(), shares["validation"], shares["test"], seed)
+    out = {name: frames.get(name, train.iloc[index[name]]) for name in ("validation", "test")}
+    return {"train": train.iloc[index["train"]], **out}

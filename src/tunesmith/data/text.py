@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from tunesmith.data.split import stratified_split
+from tunesmith.data.split import split_frames
 from tunesmith.data.tables import read_table
 from tunesmith.errors import UserError
 from tunesmith.recipe import DataConfig
@@ -61,16 +61,8 @@ def load_text_classification(data: DataConfig, seed: int) -> TextSplits:
                 frames[name], label_names, getattr(data, name), f"data.{name}", data
             )
 
-    shares = {
-        "validation": 0.0 if "validation" in frames else data.validation_size,
-        "test": 0.0 if "test" in frames else data.test_size,
-    }
-    index = stratified_split(train_labels, shares["validation"], shares["test"], seed)
     train = frames["train"]
-    for name in ("validation", "test"):
-        if name not in frames:
-            frames[name] = train.iloc[index[name]]
-    frames["train"] = train.iloc[index["train"]]
+    frames = split_frames(frames, data, seed)
 
     label_ids = {label: i for i, label in enumerate(label_names)}
     examples = {}

@@ -7,18 +7,17 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
+
 from tunesmith.data.image_preprocess import ImageTransform
 from tunesmith.data.images import ImageSplits, open_image
-
-from tunesmith.evaluate.metrics import classification_metrics
+from tunesmith.tasks.classification import ClassifierTask
 from tunesmith.train.batching import sorted_batches
 from tunesmith.train.device import autocast
 from tunesmith.train.task import Batch
 
 
-class ImageClassificationTask:
+class ImageClassificationTask(ClassifierTask):
     def __init__(
         self,
         splits: ImageSplits,
@@ -61,29 +60,8 @@ class ImageClassificationTask:
         rng = self.rng if transform.augment else None
         return torch.stack([transform(open_image(path), rng) for path in paths])
 
-    def loss_sum(self, model: nn.Module, batch: Batch) -> torch.Tensor:
-        logits = model(**batch.inputs).logits
-        return F.cross_entropy(
-            logits.float(), batch.targets, reduction="sum", label_smoothing=self.label_smoothing
-        )
-
-    @torch.inference_mode()
-    def evaluate(self, model: nn.Module, split: str, detailed: bool = False) -> dict:
-        model.eval()
-        examples = self.splits.split(split)
-        loss_sum, predictions, order = 0.0, [], []
-        for indices in sorted_batches(self.lengths(split), self.eval_batch_size):
-            batch = self.batch(split, indices)
-            with autocast(self.device, self.dtype):
-                logits = model(**batch.inputs).logits.float()
-            loss_sum += F.cross_entropy(logits, batch.targets, reduction="sum").item()
-            predictions.extend(logits.argmax(-1).tolist())
-            order.extend(indices)
-        y_pred = np.empty(len(examples), dtype=int)
-        y_pred[order] = predictions
-        return classification_metrics(
-            examples.labels, y_pred, self.splits.label_names, loss_sum / len(examples), detailed
-        )
+    def split_labels(self, split: str) -> tuple[Sequence[int], list[str]]:
+        return self.splits.split(split).labels, self.splits.label_names
 
     @torch.inference_mode()
     def predict_proba(self, model: nn.Module, paths: Sequence[str]) -> np.ndarray:

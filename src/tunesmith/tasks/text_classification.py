@@ -6,20 +6,19 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 from transformers import PreTrainedTokenizerBase
 
 from tunesmith.data.text import SPLITS, TextSplits
-from tunesmith.evaluate.metrics import classification_metrics
 from tunesmith.models.structure import encoder_of
 from tunesmith.models.text import mean_pooled
+from tunesmith.tasks.classification import ClassifierTask
 from tunesmith.train.batching import sorted_batches
 from tunesmith.train.device import autocast
 from tunesmith.train.task import Batch
 
 
-class TextClassificationTask:
+class TextClassificationTask(ClassifierTask):
     def __init__(
         self,
         splits: TextSplits,
@@ -78,29 +77,8 @@ class TextClassificationTask:
             tokens=int(mask.sum()),
         )
 
-    def loss_sum(self, model: nn.Module, batch: Batch) -> torch.Tensor:
-        logits = model(**batch.inputs).logits  # (B, num_labels)
-        return F.cross_entropy(
-            logits.float(), batch.targets, reduction="sum", label_smoothing=self.label_smoothing
-        )
-
-    @torch.inference_mode()
-    def evaluate(self, model: nn.Module, split: str, detailed: bool = False) -> dict:
-        model.eval()
-        loss_sum, predictions, order = 0.0, [], []
-        labels = self.splits.split(split).labels
-        for indices in sorted_batches(self.lengths(split), self.eval_batch_size):
-            batch = self.batch(split, indices)
-            with autocast(self.device, self.dtype):
-                logits = model(**batch.inputs).logits.float()
-            loss_sum += F.cross_entropy(logits, batch.targets, reduction="sum").item()
-            predictions.extend(logits.argmax(-1).tolist())
-            order.extend(indices)
-        y_pred = np.empty(len(labels), dtype=int)
-        y_pred[order] = predictions
-        return classification_metrics(
-            labels, y_pred, self.splits.label_names, loss_sum / len(labels), detailed
-        )
+    def split_labels(self, split: str) -> tuple[Sequence[int], list[str]]:
+        return self.splits.split(split).labels, self.splits.label_names
 
     @torch.inference_mode()
     def predict_proba(self, model: nn.Module, texts: Sequence[str]) -> np.ndarray:
