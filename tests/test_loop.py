@@ -105,6 +105,26 @@ def test_best_weights_are_restored_after_early_stopping(tiny_model_dir, data_csv
         assert "did not improve" in result.stop_reason
 
 
+def test_training_that_only_hurts_is_rolled_back_to_the_start(tiny_model_dir, data_csv, tmp_path):
+    """score_start: the weights before training compete for best; a wrecking learning rate
+    leaves the model exactly as it started."""
+    recipe, model, task = setup(
+        tiny_model_dir,
+        data_csv,
+        epochs=3,
+        batch_size=8,
+        warmup_ratio=0,
+        scheduler="constant",
+        early_stopping={"metric": "loss", "patience": 2},
+    )
+    start = task.evaluate(model, "validation")["loss"]
+    result = fit(model, task, recipe.train, 5.0, CPU, None, tmp_path, score_start=True)
+    lines = [json.loads(x) for x in (tmp_path / "history.jsonl").read_text().splitlines()]
+    assert lines[0]["step"] == 0 and lines[0]["best"] is True
+    assert result.best_step == 0
+    assert task.evaluate(model, "validation")["loss"] == pytest.approx(start, abs=1e-5)
+
+
 def test_resume_continues_to_the_same_weights(tiny_model_dir, data_csv, tmp_path):
     settings = {"epochs": 3, "batch_size": 8, "eval_every": 5, "early_stopping": None}
     recipe, straight, task = setup(tiny_model_dir, data_csv, **settings)

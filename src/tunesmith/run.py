@@ -99,6 +99,7 @@ def train(
         console=console,
         head=head,
         head_learning_rate=recipe.head_learning_rate,
+        score_start=family.score_start,
     )
     console.print(result.stop_reason)
 

@@ -21,6 +21,9 @@ class Family(Protocol):
     task: TrainTask
     headline: tuple[str, ...]
     """Test metrics printed in the before/after table."""
+    score_start: bool
+    """The model before training is a fair candidate for the best weights (a pre-trained
+    LLM, a probe-fitted head): training that only makes it worse is rolled back."""
 
     def describe(self, console: Console) -> None:
         """Print the data summary (sizes, truncation)."""

@@ -25,6 +25,7 @@ from tunesmith.tasks.causal_lm import CausalLMTask
 
 
 class CausalLMFamily:
+    score_start = True
     headline = ("perplexity", "rouge_l", "exact_match", "token_f1")
 
     def __init__(

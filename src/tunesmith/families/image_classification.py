@@ -61,6 +61,7 @@ class ImageClassificationFamily:
             seed=recipe.train.seed,
         )
         self.probe_head = recipe.train.head_init in ("auto", "probe")
+        self.score_start = self.probe_head
 
     def describe(self, console: Console) -> None:
         sizes = ", ".join(f"{n} {len(self.splits.split(n))}" for n in SPLITS)

@@ -26,6 +26,7 @@ BASE_MAX_TRAIN = 10_000
 
 
 class TextClassificationFamily:
+    score_start = False
     headline = ("accuracy", "macro_f1")
 
     def __init__(self, recipe: Recipe, device: torch.device, dtype: torch.dtype | None) -> None:

@@ -112,8 +112,13 @@ def fit(
     on_evaluation: Callable[[dict], None] | None = None,
     head: set[int] | None = None,
     head_learning_rate: float | None = None,
+    score_start: bool = False,
 ) -> FitResult:
-    """Train `model` in place; on return it holds the best weights seen on validation."""
+    """Train `model` in place; on return it holds the best weights seen on validation.
+
+    `score_start`: evaluate before the first step and count the starting weights as a
+    candidate, so a run that only makes the model worse ends where it started (for a
+    pre-trained LLM, or a head already fitted by a probe; not for a random head)."""
     console = console or Console()
     checkpoints = run_dir / "checkpoints"
     lengths = task.lengths("train")
@@ -136,6 +141,13 @@ def fit(
 
     stopping = config.early_stopping
     watched = stopping.metric if stopping else "loss"
+    if score_start and state.step == 0:
+        record = {"step": 0, "epoch": 0.0}
+        record.update({f"val_{k}": v for k, v in task.evaluate(model, "validation").items()})
+        record["best"] = _track_best(record, watched, stopping, state, model, checkpoints)
+        with history_path.open("a") as handle:
+            handle.write(json.dumps(record) + "\n")
+        console.print(_describe(record, watched, record["best"]) + "  (before training)")
     running_loss, running_items = 0.0, 0
     model.train()
     with _progress(console) as progress:
@@ -272,7 +284,8 @@ def _track_best(
 
 def _describe(record: dict, watched: str, improved: bool) -> str:
     shown = [f"step {record['step']}", f"epoch {record['epoch']:.2f}"]
-    shown.append(f"train_loss {record['train_loss']:.4f}")
+    if "train_loss" in record:
+        shown.append(f"train_loss {record['train_loss']:.4f}")
     shown += [f"{k} {v:.4f}" for k, v in record.items() if k.startswith("val_")]
     return " | ".join(shown) + (f"  [best {watched}]" if improved else "")
 
