@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from tunesmith.data.causal import LMSplit, LMSplits, load_causal_lm, load_lm_file, read_prompts
 from tunesmith.data.images import (
@@ -30,28 +31,37 @@ from tunesmith.tasks.text_classification import TextClassificationTask
 from tunesmith.train.device import resolve_device, resolve_precision
 
 
-def _task(run: TrainedRun, splits: TextSplits) -> TextClassificationTask:
+def _placed(run: TrainedRun) -> tuple[torch.device, torch.dtype | None]:
+    """Move the run's model to its device; (device, autocast dtype) as the recipe says."""
     device = resolve_device(run.recipe.train.device)
     run.model.to(device)
+    return device, resolve_precision(run.recipe.train.precision, device)
+
+
+def _check_same_labels(run: TrainedRun, label_names: list[str], what: str) -> None:
+    if label_names != run.label_names:
+        raise UserError(
+            f"{run.recipe.data.train} no longer has the labels the run was trained on; "
+            f"give the {what} to score with --data"
+        )
+
+
+def _task(run: TrainedRun, splits: TextSplits) -> TextClassificationTask:
+    device, dtype = _placed(run)
     return TextClassificationTask(
-        splits,
-        run.tokenizer,
-        run.recipe.preprocess.max_length,
-        device,
-        resolve_precision(run.recipe.train.precision, device),
+        splits, run.tokenizer, run.recipe.preprocess.max_length, device, dtype
     )
 
 
 def _lm_task(run: TrainedRun, splits: LMSplits) -> CausalLMTask:
-    device = resolve_device(run.recipe.train.device)
-    run.model.to(device)
+    device, dtype = _placed(run)
     recipe = run.recipe
     return CausalLMTask(
         splits,
         run.tokenizer,
         recipe.preprocess.max_length,
         device,
-        resolve_precision(recipe.train.precision, device),
+        dtype,
         eval_batch_size=recipe.train.eval_batch_size or recipe.train.batch_size,
         loss_on=recipe.train.loss_on,
         pack=recipe.preprocess.pack and not get_method(recipe.method.name).virtual_tokens,
@@ -79,21 +89,15 @@ def _format_of(split: LMSplit) -> str:
     return "text" if split.examples and split.examples[0].messages is None else "chat"
 
 
-def _image_task(run: TrainedRun, splits) -> ImageClassificationTask:
-    device = resolve_device(run.recipe.train.device)
-    run.model.to(device)
-    precision = resolve_precision(run.recipe.train.precision, device)
-    return ImageClassificationTask(splits, run.tokenizer, run.tokenizer, device, precision)
+def _image_task(run: TrainedRun, splits: ImageSplits) -> ImageClassificationTask:
+    device, dtype = _placed(run)
+    return ImageClassificationTask(splits, run.tokenizer, run.tokenizer, device, dtype)
 
 
 def _evaluate_images(run: TrainedRun, data: str | None) -> dict:
     if data is None:
         splits = load_image_classification(run.recipe.data, run.recipe.train.seed)
-        if splits.label_names != run.label_names:
-            raise UserError(
-                f"{run.recipe.data.train} no longer has the labels the run was trained on; "
-                "give the images to score with --data"
-            )
+        _check_same_labels(run, splits.label_names, "images")
     else:
         test = load_labelled_images(data, run.recipe.data, run.label_names)
         empty = ImageExamples([], [], [], "")
@@ -132,11 +136,7 @@ def evaluate_run(folder: str | Path, data: str | None = None) -> dict:
         return _evaluate_images(run, data)
     if data is None:
         splits = load_text_classification(run.recipe.data, run.recipe.train.seed)
-        if splits.label_names != run.label_names:
-            raise UserError(
-                f"{run.recipe.data.train} no longer has the labels the run was trained on; "
-                "give the file to score with --data"
-            )
+        _check_same_labels(run, splits.label_names, "file")
     else:
         empty = TextExamples([], [], [], "")
         test = load_labelled_file(data, run.recipe.data, run.label_names)
