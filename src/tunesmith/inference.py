@@ -23,7 +23,6 @@ from tunesmith.data.text import (
     load_text_classification,
 )
 from tunesmith.errors import UserError
-from tunesmith.methods import get_method
 from tunesmith.run_folder import TrainedRun, load_run
 from tunesmith.tasks.causal_lm import CausalLMTask
 from tunesmith.tasks.image_classification import ImageClassificationTask
@@ -55,19 +54,7 @@ def _task(run: TrainedRun, splits: TextSplits) -> TextClassificationTask:
 
 def _lm_task(run: TrainedRun, splits: LMSplits) -> CausalLMTask:
     device, dtype = _placed(run)
-    recipe = run.recipe
-    return CausalLMTask(
-        splits,
-        run.tokenizer,
-        recipe.preprocess.max_length,
-        device,
-        dtype,
-        eval_batch_size=recipe.train.eval_batch_size or recipe.train.batch_size,
-        loss_on=recipe.train.loss_on,
-        pack=recipe.preprocess.pack and not get_method(recipe.method.name).virtual_tokens,
-        chunk_overlap=recipe.preprocess.chunk_overlap,
-        generation=recipe.generation,
-    )
+    return CausalLMTask.from_recipe(splits, run.tokenizer, run.recipe, device, dtype)
 
 
 def _evaluate_lm(run: TrainedRun, data: str | None) -> dict:

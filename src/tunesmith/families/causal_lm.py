@@ -36,18 +36,7 @@ class CausalLMFamily:
         folder = resolve_model(recipe.model)
         self.tokenizer = prepare_tokenizer(load_tokenizer(folder))
         self.model = load_model(folder).to(device)
-        self.task = CausalLMTask(
-            self.splits,
-            self.tokenizer,
-            recipe.preprocess.max_length,
-            device,
-            dtype,
-            eval_batch_size=recipe.train.eval_batch_size or recipe.train.batch_size,
-            loss_on=recipe.train.loss_on,
-            pack=recipe.preprocess.pack,
-            chunk_overlap=recipe.preprocess.chunk_overlap,
-            generation=recipe.generation,
-        )
+        self.task = CausalLMTask.from_recipe(self.splits, self.tokenizer, recipe, device, dtype)
         self.base_answers: list[str] = []
         if not self.task.rows["train"]:
             from tunesmith.errors import UserError
@@ -76,8 +65,7 @@ class CausalLMFamily:
             )
 
     def adapt_to(self, method: Method) -> None:
-        if method.virtual_tokens:  # virtual tokens are prepended per row: one example each
-            self.task.pack = False
+        """Packing already follows the method (CausalLMTask.from_recipe)."""
 
     def score_before(self, console: Console) -> dict[str, dict]:
         test = len(self.splits.test)

@@ -22,7 +22,7 @@ from transformers import PreTrainedTokenizerBase
 from tunesmith.data.causal import LMExample, LMSplits, Message
 from tunesmith.data.text import SPLITS
 from tunesmith.evaluate.generation import generation_metrics
-from tunesmith.recipe import GenerationConfig
+from tunesmith.recipe import GenerationConfig, Recipe
 from tunesmith.train.batching import sorted_batches
 from tunesmith.train.device import autocast
 from tunesmith.train.task import Batch
@@ -111,6 +111,32 @@ class CausalLMTask:
             if name == "train":  # a row with nothing to learn costs compute and teaches nothing
                 encoded = [row for row in encoded if row.scored]
             self.rows[name] = encoded
+
+    @classmethod
+    def from_recipe(
+        cls,
+        splits: LMSplits,
+        tokenizer: PreTrainedTokenizerBase,
+        recipe: Recipe,
+        device: torch.device,
+        dtype: torch.dtype | None,
+    ) -> CausalLMTask:
+        """The task as the recipe sets it up; methods that prepend virtual tokens to each
+        row (prefix, prompt, ptuning, adapter) train one example per row, unpacked."""
+        from tunesmith.methods import get_method
+
+        return cls(
+            splits,
+            tokenizer,
+            recipe.preprocess.max_length,
+            device,
+            dtype,
+            eval_batch_size=recipe.train.eval_batch_size or recipe.train.batch_size,
+            loss_on=recipe.train.loss_on,
+            pack=recipe.preprocess.pack and not get_method(recipe.method.name).virtual_tokens,
+            chunk_overlap=recipe.preprocess.chunk_overlap,
+            generation=recipe.generation,
+        )
 
     @property
     def is_text(self) -> bool:
