@@ -46,6 +46,7 @@ def test_train_writes_the_run_folder(trained_runs):
     run = trained_runs["lora"]
     assert {p.name for p in run.iterdir()} == {
         "recipe.yaml",
+        "quality.json",
         "history.jsonl",
         "metrics.json",
         "adapter",

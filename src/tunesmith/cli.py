@@ -62,6 +62,67 @@ def train(
     run_train(loaded, output_dir=output, resume=resume, overwrite=overwrite, console=console)
 
 
+def data_check(
+    recipe: Annotated[
+        Path | None, typer.Argument(help="Recipe YAML whose data to check (or use --data)")
+    ] = None,
+    data: Annotated[
+        str | None, typer.Option(help="A data file or image folder to check, without a recipe")
+    ] = None,
+    task: Annotated[
+        str,
+        typer.Option(help="With --data: text-classification, causal-lm or image-classification"),
+    ] = "text-classification",
+    text_column: Annotated[str | None, typer.Option(help="With --data: the text column")] = None,
+    label_column: Annotated[str | None, typer.Option(help="With --data: the label column")] = None,
+    image_column: Annotated[
+        str | None, typer.Option(help="With --data: the image-path column")
+    ] = None,
+    set_: Annotated[
+        list[str] | None,
+        typer.Option("--set", help="Override a recipe key: --set data.test=t.csv (repeatable)"),
+    ] = None,
+    output: Annotated[
+        Path | None, typer.Option(help="Folder for quality.json (e.g. for `annotate --suspects`)")
+    ] = None,
+    label_issues: Annotated[
+        bool, typer.Option(help="Look for likely label errors with the pre-trained model")
+    ] = True,
+) -> None:
+    """Check the data before training: duplicates, leakage, empty/overlong rows, label
+    problems and likely label errors. Exit 1 when an error-level problem is found."""
+    from tunesmith.data.quality import check_data
+    from tunesmith.recipe import load_recipe
+
+    if (recipe is None) == (data is None):
+        raise UserError("data check: give a recipe, or --data FILE (with --task), not both")
+    if recipe is not None:
+        loaded = load_recipe(recipe, set_ or [])
+    else:
+        columns = {
+            key: value
+            for key, value in (
+                ("text_column", text_column),
+                ("label_column", label_column),
+                ("image_column", image_column),
+            )
+            if value is not None
+        }
+        loaded = load_recipe({"task": task, "data": {"train": data, **columns}}, set_ or [])
+    report = check_data(loaded, console, label_issues=label_issues)
+    report.print(console)
+    if output is not None:
+        path = report.write(output)
+        console.print(f"Findings (every row): {path}")
+    else:
+        console.print("[dim]Add --output DIR to save every finding and row to DIR/quality.json")
+    if report.errors:
+        raise GateFailed(
+            f"{len(report.errors)} error-level problem(s) in the data; fix them before training "
+            "(or train with --set guards.data_quality=warn)"
+        )
+
+
 def eval_(
     run_dir: Annotated[Path, typer.Argument(help="A run folder written by `tunesmith train`")],
     data: Annotated[
@@ -162,15 +223,66 @@ def export(
     )
 
 
+def annotate(
+    data: Annotated[
+        Path, typer.Argument(help="A table (csv, tsv, jsonl, json, parquet) or an image folder")
+    ],
+    port: Annotated[int, typer.Option(help="Port of the page (0: any free port)")] = 8765,
+    host: Annotated[str, typer.Option(help="Address to listen on")] = "127.0.0.1",
+    text_column: Annotated[str, typer.Option(help="Column of texts")] = "text",
+    label_column: Annotated[str, typer.Option(help="Column of labels (empty: to label)")] = "label",
+    image_column: Annotated[
+        str | None, typer.Option(help="Column of image paths, relative to the table's folder")
+    ] = None,
+    labels: Annotated[
+        str | None, typer.Option(help="Labels to offer besides DATA's, in order: a,b,c")
+    ] = None,
+    suspects: Annotated[
+        Path | None, typer.Option(help="quality.json of `tunesmith data check`: label issues")
+    ] = None,
+    db: Annotated[
+        Path | None, typer.Option(help="Decisions database (default DATA.annotations.sqlite)")
+    ] = None,
+    export_to: Annotated[
+        Path | None,
+        typer.Option("--export", help="Write DATA with the final labels (.csv or .jsonl); no page"),
+    ] = None,
+    agreement: Annotated[
+        bool, typer.Option(help="Print agreement between annotators; no page")
+    ] = False,
+) -> None:
+    """A local web page to label rows and review suspected label errors (decisions in SQLite)."""
+    from tunesmith.annotate.command import run_annotate
+
+    run_annotate(
+        data,
+        port=port,
+        host=host,
+        text_column=text_column,
+        label_column=label_column,
+        image_column=image_column,
+        labels=labels,
+        suspects=suspects,
+        db=db,
+        export=export_to,
+        agreement=agreement,
+        console=console,
+    )
+
+
 COMMANDS = {
     "demo": demo,
     "train": train,
     "eval": eval_,
     "predict": predict,
     "export": export,
+    "annotate": annotate,
 }
 for _name, _function in COMMANDS.items():
     app.command(_name)(_function)
+data_app = typer.Typer(no_args_is_help=True, help="Check data before training.")
+data_app.command("check")(data_check)
+app.add_typer(data_app, name="data")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -17,6 +17,7 @@ import torch
 from rich.console import Console
 from rich.table import Table
 
+from tunesmith.data.quality import QualityReport, check_data, gate
 from tunesmith.errors import UserError
 from tunesmith.families import prepare
 from tunesmith.methods import count_parameters, get_method
@@ -64,6 +65,7 @@ def train(
     prepare_output(output, resume, overwrite)
     seed_everything(recipe.train.seed)
 
+    quality = None if resume else check_data_quality(recipe, console)
     device = resolve_device(recipe.train.device)
     dtype = resolve_precision(recipe.train.precision, device)
     family = prepare(recipe, device, dtype, console)
@@ -81,6 +83,8 @@ def train(
     # only now is every input known to be usable: a bad setting leaves no folder behind
     output.mkdir(parents=True, exist_ok=True)
     (output / "recipe.yaml").write_text(recipe.to_yaml())
+    if quality is not None:
+        quality.write(output)
     trainable, total = count_parameters(model)
     console.print(
         f"Method {recipe.method.name}: {trainable:,} trainable of {total:,} parameters "
@@ -135,6 +139,24 @@ def train(
     print_comparison(console, metrics, family.headline)
     console.print(f"Run folder: {output}" + (f"\nReport: {report}" if report else ""))
     return metrics
+
+
+def check_data_quality(recipe: Recipe, console: Console) -> QualityReport | None:
+    """The data-quality gate (guards.data_quality): error-level findings stop the run
+    before any model is loaded for training, unless the recipe says warn."""
+    mode = recipe.guards.data_quality
+    if mode == "off":
+        return None
+    console.print("Checking the data (guards.data_quality) ...")
+    report = check_data(recipe, console)
+    report.print_brief(console)
+    gate(report, mode)
+    if report.errors:
+        console.print(
+            f"[yellow]guards.data_quality is warn: training despite {len(report.errors)} "
+            "error-level finding(s); they are recorded in quality.json and the report"
+        )
+    return report
 
 
 def enable_gradient_checkpointing(model: torch.nn.Module) -> None:

@@ -238,6 +238,7 @@ def _finding_row(finding: dict[str, Any]) -> dict[str, str]:
         "check": fmt.value(finding.get("check")),
         "split": fmt.value(finding.get("split")),
         "message": fmt.value(finding.get("message")),
+        "fix": str(finding.get("fix") or ""),
         "count": fmt.number(len(rows)),
         "rows": shown + more or fmt.MISSING,
     }

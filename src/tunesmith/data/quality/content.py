@@ -1,0 +1,259 @@
+"""Checks on single rows and on the label set: too short or overlong rows, repeated answers,
+label names that differ only in spelling, rare classes, imbalance, and data too small for
+the method."""
+
+from __future__ import annotations
+
+import difflib
+from collections import Counter, defaultdict
+from collections.abc import Callable, Sequence
+
+from tunesmith.data.quality.findings import Finding, row_list
+from tunesmith.data.quality.items import SPLITS, CheckData
+from tunesmith.data.quality.similarity import normalise_text
+from tunesmith.recipe import Recipe
+
+SHORT_CHARACTERS = 3
+"""A text to classify with fewer characters (after normalising) carries almost no signal."""
+TRUNCATION_WARNING = 0.05
+"""Share of truncated rows from which truncation is a warning, not a note."""
+RARE_CLASS = 5
+"""Training examples a class needs at the least to be learnt and scored at all."""
+IMBALANCE_WARNING = 10.0
+"""Largest class / smallest class in train from which the imbalance is a warning."""
+SIMILAR_LABEL_NAMES = 0.85
+"""difflib ratio from which two different label names look like one misspelt class."""
+REPEATED_RESPONSE = 3
+"""causal-lm: the same response to this many different prompts is a canned answer."""
+FULL_FINE_TUNING_ROWS = 1_000
+"""Fewer training rows than this make full fine-tuning a likely overfit."""
+TOO_FEW_ROWS = 10
+
+
+def length_findings(
+    data: CheckData, recipe: Recipe, count_tokens: Callable[[Sequence[str]], list[int]] | None
+) -> tuple[list[Finding], dict]:
+    """Too short texts (classification), and rows longer than preprocess.max_length tokens
+    (the share that would be truncated). `count_tokens` is None when no tokenizer is
+    available (image tasks)."""
+    findings: list[Finding] = []
+    summary: dict = {}
+    max_length = recipe.preprocess.max_length
+    for name in SPLITS:
+        split = data.splits[name]
+        if split.texts is None:
+            continue
+        if data.task == "text-classification":
+            short = [
+                row
+                for row, text in zip(split.rows, split.texts, strict=True)
+                if len(normalise_text(text)) < SHORT_CHARACTERS
+            ]
+            if short:
+                findings.append(
+                    Finding(
+                        check="short_rows",
+                        severity="warning",
+                        split=name,
+                        rows=short,
+                        file=split.file,
+                        message=f"{len(short)} text(s) have fewer than {SHORT_CHARACTERS} "
+                        f"characters: rows {row_list(short)}",
+                        fix="check that the text column holds the whole text, or remove them",
+                    )
+                )
+        if count_tokens is None or max_length is None or data.format == "text":
+            continue  # raw text is cut into overlapping chunks: nothing is lost
+        texts = split.texts
+        if split.responses is not None:
+            texts = [f"{p}\n{r}" for p, r in zip(split.texts, split.responses, strict=True)]
+        lengths = count_tokens(texts)
+        long = [row for row, n in zip(split.rows, lengths, strict=True) if n > max_length]
+        summary[f"{name}_tokens_max"] = max(lengths, default=0)
+        if long:
+            share = len(long) / max(len(split), 1)
+            what = "responses are cut short" if data.task == "causal-lm" else "texts are cut"
+            findings.append(
+                Finding(
+                    check="truncated",
+                    severity="warning" if share >= TRUNCATION_WARNING else "info",
+                    split=name,
+                    rows=long,
+                    file=split.file,
+                    message=f"{len(long)} row(s) ({share:.1%}) are longer than "
+                    f"preprocess.max_length={max_length} tokens, so their {what}: rows "
+                    f"{row_list(long)} (longest: {max(lengths)} tokens)",
+                    fix=f"raise preprocess.max_length (up to {max(lengths)}) or shorten them",
+                )
+            )
+    return findings, summary
+
+
+def response_findings(data: CheckData) -> list[Finding]:
+    """causal-lm: the same answer to many different prompts (a canned reply the model will
+    learn to give to everything)."""
+    findings = []
+    for name in SPLITS:
+        split = data.splits[name]
+        if split.responses is None:
+            continue
+        by_response: dict[str, list[int]] = defaultdict(list)
+        prompts: dict[str, set[str]] = defaultdict(set)
+        for row, prompt, response in zip(split.rows, split.texts, split.responses, strict=True):
+            key = normalise_text(response)
+            if key:
+                by_response[key].append(row)
+                prompts[key].add(normalise_text(prompt))
+        rows = sorted(
+            row
+            for key, group in by_response.items()
+            if len(prompts[key]) >= REPEATED_RESPONSE
+            for row in group
+        )
+        if rows:
+            findings.append(
+                Finding(
+                    check="repeated_responses",
+                    severity="warning",
+                    split=name,
+                    rows=rows,
+                    file=split.file,
+                    message=f"{len(rows)} row(s) give the same response to "
+                    f"{REPEATED_RESPONSE} or more different prompts: rows {row_list(rows)}; "
+                    "the model learns to give that answer to everything",
+                    fix="write a specific answer for each prompt, or keep few such rows",
+                )
+            )
+    return findings
+
+
+def label_findings(data: CheckData, recipe: Recipe) -> tuple[list[Finding], dict]:
+    """Label names, rare classes, imbalance and data size. Counts are of the train split."""
+    findings = _label_name_findings(data)
+    train = data.splits["train"]
+    counts = Counter(train.labels or [])
+    summary: dict = {}
+    if counts:
+        summary["class_counts"] = dict(sorted(counts.items()))
+        largest, smallest = max(counts.values()), min(counts.values())
+        ratio = largest / smallest
+        summary["imbalance_ratio"] = round(ratio, 2)
+        rare = sorted(label for label, n in counts.items() if n < RARE_CLASS)
+        if rare:
+            rows = [r for r, label in zip(train.rows, train.labels, strict=True) if label in rare]
+            findings.append(
+                Finding(
+                    check="rare_classes",
+                    severity="warning",
+                    split="train",
+                    rows=rows,
+                    file=train.file,
+                    message=f"{len(rare)} class(es) have fewer than {RARE_CLASS} training "
+                    f"examples: {_counted(rare, counts)}; they can hardly be learnt or scored",
+                    fix="add examples of these classes, or merge them into a related class",
+                )
+            )
+        if ratio >= IMBALANCE_WARNING:
+            common = max(counts, key=counts.__getitem__)
+            scarce = min(counts, key=counts.__getitem__)
+            findings.append(
+                Finding(
+                    check="imbalance",
+                    severity="warning",
+                    split="train",
+                    rows=[],
+                    file=train.file,
+                    message=f"classes are imbalanced {ratio:.0f}:1 ({common!r}: {counts[common]}"
+                    f", {scarce!r}: {counts[scarce]}); the model will favour the common "
+                    "classes (accuracy hides it, macro F1 shows it)",
+                    fix="collect more examples of the rare classes, or watch macro_f1 "
+                    "(the default early-stopping metric)",
+                )
+            )
+    findings.extend(_size_findings(data, recipe, counts))
+    return findings, summary
+
+
+def _label_name_findings(data: CheckData) -> list[Finding]:
+    """`Positive` vs `positive `: names that normalise to one, or nearly one, class."""
+    findings = []
+    names = Counter(label for s in data.splits.values() for label in (s.labels or []))
+    by_form: dict[str, list[str]] = defaultdict(list)
+    for name in names:
+        by_form[normalise_text(name)].append(name)
+    same = [sorted(group, key=lambda n: -names[n]) for group in by_form.values() if len(group) > 1]
+    for group in same:
+        findings.append(_name_finding(data, group, "error", "differ only in case or punctuation"))
+    forms = sorted(by_form)
+    for i, one in enumerate(forms):
+        for two in forms[i + 1 :]:
+            if difflib.SequenceMatcher(None, one, two).ratio() >= SIMILAR_LABEL_NAMES:
+                group = sorted(by_form[one] + by_form[two], key=lambda n: -names[n])
+                findings.append(_name_finding(data, group, "warning", "are spelt almost alike"))
+    spaced = sorted(
+        {raw for raws in data.raw_labels.values() for raw in raws if raw != raw.strip()}
+    )
+    if spaced:
+        findings.append(
+            Finding(
+                check="label_names",
+                severity="info",
+                split="all",
+                rows=[],
+                message=f"label(s) {', '.join(repr(s) for s in spaced[:5])} have spaces around "
+                "them; they are stripped, so they count as the same class",
+            )
+        )
+    return findings
+
+
+def _name_finding(data: CheckData, group: list[str], severity: str, how: str) -> Finding:
+    """Rows of the less common spellings (the most common one is taken as right)."""
+    keep, others = group[0], set(group[1:])
+    train = data.splits["train"]
+    rows = [r for r, label in zip(train.rows, train.labels or [], strict=True) if label in others]
+    return Finding(
+        check="label_names",
+        severity=severity,  # type: ignore[arg-type]
+        split="train",
+        rows=rows,
+        file=train.file,
+        message=f"label names {', '.join(repr(n) for n in group)} {how}: are they one class?",
+        fix=f"use one spelling (e.g. {keep!r}) in every file",
+    )
+
+
+def _size_findings(data: CheckData, recipe: Recipe, counts: Counter) -> list[Finding]:
+    rows = len(data.splits["train"])
+    findings = []
+    if rows < TOO_FEW_ROWS:
+        findings.append(
+            Finding(
+                check="too_small",
+                severity="error",
+                split="train",
+                rows=[],
+                file=data.splits["train"].file,
+                message=f"only {rows} training row(s): nothing can be learnt or measured",
+                fix="collect more data (dozens of examples per class at the very least)",
+            )
+        )
+    elif recipe.method.name == "full" and rows < FULL_FINE_TUNING_ROWS:
+        findings.append(
+            Finding(
+                check="too_small",
+                severity="warning",
+                split="train",
+                rows=[],
+                file=data.splits["train"].file,
+                message=f"full fine-tuning updates every weight but has only {rows} training "
+                "rows; it will overfit and may forget what the model knew",
+                fix="use method lora (or linear-probe for classification), or collect more data",
+            )
+        )
+    return findings
+
+
+def _counted(labels: list[str], counts: Counter) -> str:
+    shown = ", ".join(f"{label!r} ({counts[label]})" for label in labels[:8])
+    return shown + (f" and {len(labels) - 8} more" if len(labels) > 8 else "")

@@ -1,0 +1,187 @@
+"""Likely label errors: out-of-fold class probabilities from the frozen pre-trained model's
+features and a logistic regression, ranked by cleanlab's confident learning.
+
+Every row is scored by a model that never saw it (k-fold), so a row whose given label the
+other rows' pattern contradicts stands out. The features come from the recipe's own model,
+so the check costs one forward pass over the data and needs no training."""
+
+from __future__ import annotations
+
+import warnings
+from collections import Counter
+
+import numpy as np
+import torch
+from rich.console import Console
+from sklearn.linear_model import LogisticRegression
+from sklearn.model_selection import StratifiedKFold, cross_val_predict
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+
+from tunesmith.data.quality.findings import Finding, row_list
+from tunesmith.data.quality.items import SPLITS, CheckData
+from tunesmith.recipe import Recipe
+
+MIN_ROWS = 20
+"""Fewer labelled rows than this give no trustworthy out-of-fold probabilities."""
+FOLDS = 5
+
+
+def label_issue_findings(
+    data: CheckData, recipe: Recipe, console: Console
+) -> tuple[list[Finding], dict]:
+    labels = data.label_names
+    rows = sum(len(s) for s in data.splits.values())
+    if len(labels) < 2 or rows < MIN_ROWS:
+        return [], {"label_issues": f"skipped: {rows} rows, {len(labels)} labels"}
+    console.print(f"Looking for label errors: features of {rows} rows from {recipe.model} ...")
+    features = frozen_features(data, recipe, labels)
+    x = np.concatenate([features[name] for name in SPLITS if len(data.splits[name])])
+    index = {label: i for i, label in enumerate(labels)}
+    y = np.asarray([index[label] for name in SPLITS for label in data.splits[name].labels])
+    refs = [(name, i) for name in SPLITS for i in range(len(data.splits[name]))]
+
+    probabilities, scored = out_of_fold_probabilities(x, y)
+    if probabilities is None:
+        return [], {"label_issues": "skipped: every class needs at least 2 rows"}
+    found = ranked_label_issues(y[scored], probabilities)
+    by_split: dict[str, list[dict]] = {name: [] for name in SPLITS}
+    for position in found:
+        split, i = refs[scored[position]]
+        p = probabilities[position]
+        suggested = int(np.argmax(p))
+        by_split[split].append(
+            {
+                "row": data.splits[split].rows[i],
+                "label": labels[y[scored[position]]],
+                "suggested": labels[suggested],
+                "confidence": round(float(p[suggested]), 4),
+                "label_probability": round(float(p[y[scored[position]]]), 4),
+            }
+        )
+    accuracy = float((probabilities.argmax(1) == y[scored]).mean())
+    findings = []
+    for split, details in by_split.items():
+        if not details:
+            continue
+        flagged = [d["row"] for d in details]
+        findings.append(
+            Finding(
+                check="label_issues",
+                severity="warning",
+                split=split,
+                rows=flagged,
+                file=data.splits[split].file,
+                details=details,
+                message=f"{len(flagged)} row(s) look mislabelled: the pre-trained model's "
+                f"features suggest another label (most likely first: rows {row_list(flagged)})",
+                fix="review them, e.g. with `tunesmith annotate DATA --suspects quality.json`",
+            )
+        )
+    summary = {
+        "label_issues": len(found),
+        "label_issue_model_accuracy": round(accuracy, 4),
+    }
+    return findings, summary
+
+
+def out_of_fold_probabilities(
+    x: np.ndarray, y: np.ndarray, seed: int = 0
+) -> tuple[np.ndarray | None, np.ndarray]:
+    """(probabilities of the rows scored, their indices): rows of classes with a single
+    example cannot be held out and are left out."""
+    counts = Counter(y.tolist())
+    scored = np.flatnonzero([counts[label] >= 2 for label in y.tolist()])
+    kept = y[scored]
+    if len(set(kept.tolist())) < 2:
+        return None, scored
+    folds = min(FOLDS, min(Counter(kept.tolist()).values()))
+    # re-number the classes kept, so every fold's model sees the same class set
+    classes, dense = np.unique(kept, return_inverse=True)
+    model = make_pipeline(StandardScaler(), LogisticRegression(C=0.1, max_iter=2000))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # convergence warnings on tiny folds
+        probabilities = cross_val_predict(
+            model,
+            x[scored],
+            dense,
+            cv=StratifiedKFold(folds, shuffle=True, random_state=seed),
+            method="predict_proba",
+        )
+    full = np.zeros((len(scored), int(y.max()) + 1), dtype=np.float64)
+    full[:, classes] = probabilities
+    return full, scored
+
+
+def ranked_label_issues(labels: np.ndarray, probabilities: np.ndarray) -> np.ndarray:
+    """Positions of likely label errors, most likely first (cleanlab, confident learning)."""
+    from cleanlab.filter import find_label_issues
+
+    present = np.flatnonzero(probabilities.sum(0) > 0)
+    remap = np.full(probabilities.shape[1], -1)
+    remap[present] = np.arange(len(present))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return find_label_issues(
+            remap[labels],
+            probabilities[:, present],
+            return_indices_ranked_by="self_confidence",
+        )
+
+
+@torch.inference_mode()
+def frozen_features(data: CheckData, recipe: Recipe, labels: list[str]) -> dict[str, np.ndarray]:
+    """Each split's pooled features from the recipe's pre-trained model (no head)."""
+    from tunesmith.models.resolve import resolve_model
+    from tunesmith.train.device import resolve_device
+
+    device = resolve_device(recipe.train.device)
+    folder = resolve_model(recipe.model)
+    ids = {label: i for i, label in enumerate(labels)}
+    batch_size = recipe.train.eval_batch_size or max(32, recipe.train.batch_size * 2)
+    if data.task == "image-classification":
+        from tunesmith.data.images import ImageExamples, ImageSplits
+        from tunesmith.families.image_classification import image_transforms
+        from tunesmith.models.vision import load_vision_classifier, vision_kind
+        from tunesmith.tasks.image_classification import ImageClassificationTask
+
+        splits = ImageSplits(
+            **{
+                name: ImageExamples(
+                    paths=s.paths, labels=[ids[x] for x in s.labels], rows=s.rows, source=s.file
+                )
+                for name, s in data.splits.items()
+            },
+            label_names=labels,
+        )
+        model = load_vision_classifier(folder, labels, vision_kind(recipe.model, folder))
+        model = model.to(device)
+        train, evaluation = image_transforms(recipe, model)
+        task = ImageClassificationTask(
+            splits, train, evaluation, device, None, eval_batch_size=batch_size
+        )
+        return {name: task.features(model, name) for name in SPLITS}
+
+    from tunesmith.data.text import TextExamples, TextSplits
+    from tunesmith.models.text import load_text_classifier, load_tokenizer
+    from tunesmith.tasks.text_classification import TextClassificationTask
+
+    splits = TextSplits(
+        **{
+            name: TextExamples(
+                texts=s.texts, labels=[ids[x] for x in s.labels], rows=s.rows, source=s.file
+            )
+            for name, s in data.splits.items()
+        },
+        label_names=labels,
+    )
+    model = load_text_classifier(folder, labels).to(device)
+    task = TextClassificationTask(
+        splits,
+        load_tokenizer(folder),
+        recipe.preprocess.max_length or 128,
+        device,
+        None,
+        batch_size,
+    )
+    return {name: task.embed(model, name) for name in SPLITS}

@@ -1,0 +1,114 @@
+"""Fingerprints for finding duplicates: normalised text and character n-gram vectors for text,
+a perceptual hash and a small grey thumbnail for images; and the pairs of rows whose vectors
+are nearly the same."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import unicodedata
+from collections.abc import Sequence
+
+import numpy as np
+from PIL import Image
+from scipy import sparse
+from scipy.fft import dctn
+from sklearn.feature_extraction.text import TfidfVectorizer
+
+from tunesmith.data.images import open_image
+
+NEAR_TEXT = 0.85
+"""Cosine similarity of character 2-4-gram TF-IDF vectors from which two texts are near
+duplicates (a typo, a changed word or two, another spelling)."""
+NEAR_IMAGE = 0.95
+"""Correlation of 16x16 grey thumbnails from which two images are near duplicates (resized,
+re-encoded, slightly brightened, cropped or noised copies)."""
+NEAR_IMAGE_HASH_BITS = 12
+"""... and their 64-bit perceptual hashes differ in at most this many bits."""
+_BLOCK = 2048
+
+
+def normalise_text(text: str) -> str:
+    """What makes two texts "the same": Unicode NFKC, case folded, punctuation and symbols
+    dropped, runs of spaces collapsed."""
+    text = unicodedata.normalize("NFKC", text).casefold()
+    text = "".join(" " if unicodedata.category(c)[0] in "PSZC" else c for c in text)
+    return re.sub(r"\s+", " ", text).strip()
+
+
+def text_vectors(texts: Sequence[str]) -> sparse.csr_matrix:
+    """L2-normalised character n-gram TF-IDF rows (works for any script, CJK included)."""
+    if not texts:
+        return sparse.csr_matrix((0, 1))
+    vectorizer = TfidfVectorizer(analyzer="char_wb", ngram_range=(2, 4), sublinear_tf=True)
+    try:
+        return vectorizer.fit_transform(texts).tocsr()
+    except ValueError:  # every text empty
+        return sparse.csr_matrix((len(texts), 1))
+
+
+def similar_pairs(vectors: sparse.csr_matrix | np.ndarray, threshold: float) -> np.ndarray:
+    """(i, j) pairs with i < j whose rows have a dot product >= threshold (cosine for
+    L2-normalised rows), computed in blocks so memory stays bounded."""
+    n = vectors.shape[0]
+    found = []
+    for start in range(0, n, _BLOCK):
+        block = vectors[start : start + _BLOCK]
+        scores = block @ vectors.T
+        if sparse.issparse(scores):
+            scores = scores.tocoo()
+            rows, cols, values = scores.row, scores.col, scores.data
+            keep = values >= threshold
+            rows, cols = rows[keep] + start, cols[keep]
+        else:
+            rows, cols = np.nonzero(scores >= threshold)
+            rows = rows + start
+        upper = cols > rows
+        found.append(np.stack([rows[upper], cols[upper]], axis=1))
+    if not found:
+        return np.zeros((0, 2), dtype=int)
+    return np.concatenate(found).astype(int)
+
+
+class ImagePrint:
+    """An image's fingerprints: the digest of its decoded pixels (exact copies, whatever the
+    file format), a 64-bit DCT perceptual hash and a mean-centred unit thumbnail."""
+
+    __slots__ = ("digest", "hash_bits", "thumbnail")
+
+    def __init__(self, path: str) -> None:
+        image = open_image(path)
+        self.digest = hashlib.blake2b(
+            image.tobytes() + repr(image.size).encode(), digest_size=16
+        ).hexdigest()
+        grey = image.convert("L")
+        self.hash_bits = _phash(grey)
+        small = np.asarray(
+            grey.resize((16, 16), Image.Resampling.LANCZOS), dtype=np.float32
+        ).ravel()
+        small -= small.mean()
+        norm = np.linalg.norm(small)
+        self.thumbnail = small / norm if norm > 1e-6 else small
+
+
+def near_image_pairs(prints: Sequence[ImagePrint]) -> np.ndarray:
+    """Pairs of images whose thumbnails correlate >= NEAR_IMAGE and whose perceptual hashes
+    differ in <= NEAR_IMAGE_HASH_BITS bits (both must agree: plain backgrounds make
+    thumbnails alike, and the hash alone confuses similar shapes)."""
+    if len(prints) < 2:
+        return np.zeros((0, 2), dtype=int)
+    thumbnails = np.stack([p.thumbnail for p in prints])
+    pairs = similar_pairs(thumbnails, NEAR_IMAGE)
+    if len(pairs) == 0:
+        return pairs
+    bits = np.stack([p.hash_bits for p in prints])
+    distance = (bits[pairs[:, 0]] != bits[pairs[:, 1]]).sum(1)
+    return pairs[distance <= NEAR_IMAGE_HASH_BITS]
+
+
+def _phash(grey: Image.Image) -> np.ndarray:
+    """The classic pHash: 32x32 grey, 2-D DCT, the 8x8 lowest frequencies above their
+    median."""
+    pixels = np.asarray(grey.resize((32, 32), Image.Resampling.LANCZOS), dtype=np.float32)
+    low = dctn(pixels, norm="ortho")[:8, :8].ravel()
+    return low > np.median(low[1:])
