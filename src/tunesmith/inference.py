@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from rich.console import Console
 
 from tunesmith.data.causal import LMSplit, LMSplits, load_causal_lm, load_lm_file, read_prompts
 from tunesmith.data.images import (
@@ -22,6 +23,7 @@ from tunesmith.data.text import (
     load_labelled_file,
     load_text_classification,
 )
+from tunesmith.data.text_preprocess import TextPreprocessor
 from tunesmith.errors import UserError
 from tunesmith.run_folder import TrainedRun, load_run
 from tunesmith.tasks.causal_lm import CausalLMTask
@@ -46,10 +48,25 @@ def _check_same_labels(run: TrainedRun, label_names: list[str], what: str) -> No
 
 
 def _task(run: TrainedRun, splits: TextSplits) -> TextClassificationTask:
+    """The task with the run's own text preprocessing (from its recipe.yaml), so texts are
+    prepared exactly as in training."""
     device, dtype = _placed(run)
     return TextClassificationTask(
-        splits, run.tokenizer, run.recipe.preprocess.max_length, device, dtype
+        splits,
+        run.tokenizer,
+        run.recipe.preprocess.max_length,
+        device,
+        dtype,
+        preprocessor=TextPreprocessor.from_config(run.recipe.preprocess),
     )
+
+
+def _note_fallbacks(count: int, what: str) -> None:
+    if count:
+        Console(stderr=True).print(
+            f"[yellow]{count} {what} hold nothing but stop words; they were kept normalised, "
+            "with their stop words"
+        )
 
 
 def _lm_task(run: TrainedRun, splits: LMSplits) -> CausalLMTask:
@@ -128,9 +145,12 @@ def evaluate_run(folder: str | Path, data: str | None = None) -> dict:
         empty = TextExamples([], [], [], "")
         test = load_labelled_file(data, run.recipe.data, run.label_names)
         splits = TextSplits(empty, empty, test, run.label_names)
-    metrics = _task(run, splits).evaluate(run.model, "test", detailed=True)
+    task = _task(run, splits)
+    metrics = task.evaluate(run.model, "test", detailed=True)
     metrics["examples"] = len(splits.test)
     metrics["source"] = splits.test.source
+    metrics["stop_word_fallbacks"] = task.fallbacks["test"]
+    _note_fallbacks(task.fallbacks["test"], "texts")
     return metrics
 
 
@@ -178,6 +198,7 @@ def predict_run(
     empty = TextExamples([], [], [], "")
     task = _task(run, TextSplits(empty, empty, empty, run.label_names))
     probabilities = task.predict_proba(run.model, texts)
+    _note_fallbacks(task.fallbacks["predict"], "inputs")
     return _label_rows("text", texts, probabilities, run.label_names)
 
 

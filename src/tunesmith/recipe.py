@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from tunesmith.errors import UserError
 
@@ -71,8 +71,10 @@ class DataConfig(StrictModel):
 
 
 class Preprocess(StrictModel):
-    """Text keys (max_length, pack, chunk_overlap) and image keys (the rest); a key for the
-    other kind of task is an error."""
+    """Text keys (max_length, pack, chunk_overlap, unicode, lowercase, stop_words,
+    extra_stop_words) and image keys (the rest); a key for the other kind of task is an error.
+    The text options are saved in the run's recipe.yaml and applied again by eval and
+    predict."""
 
     max_length: int | None = Field(None, ge=8, le=32768)
     """Tokens per example, longer ones are truncated; default 128 for text-classification,
@@ -84,6 +86,23 @@ class Preprocess(StrictModel):
     chunk_overlap: int = Field(64, ge=0)
     """causal-lm raw text: tokens each chunk shares with the previous one (as context only,
     never scored twice)."""
+    unicode: Literal["nfkc", "none"] | None = None
+    """Unicode normalisation of every text: nfkc unifies full-width and half-width forms
+    ("ＡＢＣ１２３" -> "ABC123", "ｶﾀｶﾅ" -> "カタカナ") and compatibility characters, which
+    matters for Japanese; none: texts as given. Default: nfkc for text-classification, none
+    for causal-lm (nfkc would teach it to write "x2" for "x²" and "..." for "…"; set it to
+    nfkc to apply it to prompts and responses alike)."""
+    lowercase: bool = False
+    """text-classification: lowercase every text (after unicode)."""
+    stop_words: Literal["none", "english", "japanese", "auto"] = "none"
+    """text-classification: drop stop words. english: scikit-learn's list less negations,
+    numbers and content words; japanese: janome tokens, dropping particles, auxiliary verbs
+    (negations kept), symbols and a few formal words (これ, こと, する ...), the kept tokens
+    joined by spaces; auto: japanese for a text with kana or kanji, else english. A text left
+    empty keeps its normalised form (the run counts them)."""
+    extra_stop_words: list[str] = Field(default_factory=list)
+    """text-classification: more words to drop, in any case (with stop_words none: only
+    these); a Japanese word must be one janome token (surface or dictionary form)."""
     image_size: int | None = Field(None, ge=16, le=1024)
     """Side of the square the model sees; default: the model's own (224 for
     efficientnet-lite0)."""
@@ -104,9 +123,35 @@ class Preprocess(StrictModel):
     color_jitter: float = Field(0.2, ge=0, le=1)
     """Random brightness, contrast and saturation change of up to this fraction."""
 
+    @field_validator("stop_words", mode="before")
+    @classmethod
+    def _null_is_none(cls, value: Any) -> Any:
+        return "none" if value is None or value is False else value
+
+    @field_validator("unicode", mode="before")
+    @classmethod
+    def _false_is_none(cls, value: Any) -> Any:
+        return "none" if value is False else value
+
+    @field_validator("extra_stop_words")
+    @classmethod
+    def _single_words(cls, words: list[str]) -> list[str]:
+        spaced = [word for word in words if len(word.split()) != 1]
+        if spaced:
+            raise ValueError(
+                f"{', '.join(repr(w) for w in spaced)}: stop words are matched one word at a "
+                "time; list single words without spaces"
+            )
+        return [word.strip() for word in words]
+
 
 TextPreprocess = Preprocess  # the name used before images existed
-TEXT_PREPROCESS_KEYS = frozenset({"max_length", "pack", "chunk_overlap"})
+CLASSIFIER_TEXT_KEYS = frozenset({"lowercase", "stop_words", "extra_stop_words"})
+"""Text keys refused for causal-lm: the model would learn to write without capitals or
+stop words."""
+TEXT_PREPROCESS_KEYS = (
+    frozenset({"max_length", "pack", "chunk_overlap", "unicode"}) | CLASSIFIER_TEXT_KEYS
+)
 IMAGE_PREPROCESS_KEYS = frozenset(Preprocess.model_fields) - TEXT_PREPROCESS_KEYS
 
 
@@ -328,6 +373,18 @@ class GenerationConfig(StrictModel):
     """Answers shown side by side (base vs tuned) in the report."""
 
 
+class Guards(StrictModel):
+    """The source document's pitfalls, checked by tunesmith itself."""
+
+    data_quality: Literal["error", "warn", "off"] = "error"
+    """Before training, `tunesmith data check` runs on the recipe's data. error: refuse to
+    train on error-level findings (duplicates across splits, conflicting labels, empty rows,
+    ...); warn: train anyway and record them in quality.json and the report; off: skip it."""
+    label_issues: bool = True
+    """Look for likely label errors (out-of-fold predictions of the frozen pre-trained model
+    + a linear model, ranked by cleanlab); costs one pass of the model over the data."""
+
+
 class Recipe(StrictModel):
     task: Task = "text-classification"
     model: str | None = None
@@ -338,6 +395,7 @@ class Recipe(StrictModel):
     method: MethodConfig = Field(default_factory=lambda: LoraMethod(name="lora"))
     train: TrainConfig = Field(default_factory=TrainConfig)
     generation: GenerationConfig = Field(default_factory=GenerationConfig)
+    guards: Guards = Field(default_factory=Guards)
     output_dir: str | None = None
     """Run folder; default runs/<recipe file name>."""
 
@@ -368,6 +426,15 @@ class Recipe(StrictModel):
                 f"preprocess: {', '.join(sorted(foreign))} apply to {kind} tasks, not "
                 f"{self.task}; remove them"
             )
+        refused = self.preprocess.model_fields_set & CLASSIFIER_TEXT_KEYS
+        if self.task == "causal-lm" and refused:
+            raise ValueError(
+                f"preprocess: {', '.join(sorted(refused))} would teach a causal LM to write "
+                "without capitals or stop words, so they apply to text-classification only; "
+                "remove them (preprocess.unicode applies to causal-lm)"
+            )
+        if self.preprocess.unicode is None and not images:
+            self.preprocess.unicode = "none" if self.task == "causal-lm" else "nfkc"
         if self.preprocess.max_length is None and not images:
             self.preprocess.max_length = 512 if self.task == "causal-lm" else 128
         if self.model is None:
@@ -392,9 +459,10 @@ class Recipe(StrictModel):
     def to_yaml(self) -> str:
         """The resolved recipe; preprocess keys of the other kind of task are left out."""
         data = self.model_dump(mode="json")
-        foreign = (
-            TEXT_PREPROCESS_KEYS if self.task == "image-classification" else IMAGE_PREPROCESS_KEYS
-        )
+        foreign = {
+            "image-classification": TEXT_PREPROCESS_KEYS,
+            "causal-lm": IMAGE_PREPROCESS_KEYS | CLASSIFIER_TEXT_KEYS,
+        }.get(self.task, IMAGE_PREPROCESS_KEYS)
         data["preprocess"] = {k: v for k, v in data["preprocess"].items() if k not in foreign}
         return yaml.safe_dump(data, sort_keys=False, allow_unicode=True)
 

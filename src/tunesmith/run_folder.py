@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+import yaml
 from transformers import (
     AutoConfig,
     AutoModelForCausalLM,
@@ -59,7 +60,11 @@ def load_run(folder: str | Path, device: torch.device | None = None) -> TrainedR
     folder = Path(folder)
     if not (folder / "recipe.yaml").is_file():
         raise UserError(f"{folder} is not a tunesmith run folder (no recipe.yaml); give RUN_DIR")
-    recipe = load_recipe(folder / "recipe.yaml")
+    saved = yaml.safe_load((folder / "recipe.yaml").read_text()) or {}
+    preprocess = saved.get("preprocess") or {}
+    # a text run trained before text preprocessing existed saw its texts as given
+    old = saved.get("task") != "image-classification" and "unicode" not in preprocess
+    recipe = load_recipe(folder / "recipe.yaml", ["preprocess.unicode=none"] if old else [])
     adapter, full = folder / "adapter", folder / "model"
     if recipe.task == "image-classification":
         return _load_image_run(folder, recipe, device)

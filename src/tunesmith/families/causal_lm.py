@@ -37,6 +37,7 @@ class CausalLMFamily:
         self.tokenizer = prepare_tokenizer(load_tokenizer(folder))
         self.model = load_model(folder).to(device)
         self.task = CausalLMTask.from_recipe(self.splits, self.tokenizer, recipe, device, dtype)
+        self.splits = self.task.splits  # preprocessed (preprocess.unicode), as the model sees them
         self.base_answers: list[str] = []
         if not self.task.rows["train"]:
             from tunesmith.errors import UserError
@@ -50,6 +51,7 @@ class CausalLMFamily:
         sizes = ", ".join(f"{n} {len(self.splits.split(n))}" for n in SPLITS)
         rows = len(self.task.rows["train"])
         console.print(f"Data ({self.splits.format}): {sizes}; {rows} training rows")
+        console.print(f"Text preprocessing: {self.task.preprocessor.describe()}")
         limit = self.recipe.preprocess.max_length
         cut = self.task.truncated["train"]
         if cut:

@@ -12,6 +12,7 @@ from rich.console import Console
 from torch import nn
 
 from tunesmith.data.text import SPLITS, load_text_classification
+from tunesmith.data.text_preprocess import TextPreprocessor
 from tunesmith.evaluate.baselines import frozen_features_base, tfidf_baseline
 from tunesmith.methods.registry import Method
 from tunesmith.models.resolve import resolve_model
@@ -43,11 +44,20 @@ class TextClassificationFamily:
             dtype,
             eval_batch_size=recipe.train.eval_batch_size or max(32, recipe.train.batch_size * 2),
             label_smoothing=recipe.train.label_smoothing,
+            preprocessor=TextPreprocessor.from_config(recipe.preprocess),
         )
 
     def describe(self, console: Console) -> None:
         sizes = ", ".join(f"{n} {len(self.splits.split(n))}" for n in SPLITS)
         console.print(f"Data: {sizes}; {len(self.splits.label_names)} labels")
+        console.print(f"Text preprocessing: {self.task.preprocessor.describe()}")
+        emptied = {name: n for name, n in self.task.fallbacks.items() if n}
+        if emptied:
+            counts = ", ".join(f"{n} {name}" for name, n in emptied.items())
+            console.print(
+                f"[yellow]{counts} texts hold nothing but stop words; they are kept "
+                "normalised, with their stop words"
+            )
         cut = self.task.truncated["train"]
         if cut:
             console.print(
@@ -61,8 +71,8 @@ class TextClassificationFamily:
 
     def score_before(self, console: Console) -> dict[str, dict]:
         console.print("Scoring the cheaper options on the test split (TF-IDF, frozen encoder) ...")
-        texts = {name: self.splits.split(name).texts for name in SPLITS}
-        baseline = tfidf_baseline(texts, self._labels(), self.splits.label_names)
+        # the texts as the model sees them: the baseline gets the same preprocessing
+        baseline = tfidf_baseline(self.task.texts, self._labels(), self.splits.label_names)
         return {"base": self._frozen_base(), "baseline": baseline}
 
     def head_parameters(self) -> set[int]:
@@ -74,6 +84,7 @@ class TextClassificationFamily:
             "labels": self.splits.label_names,
             "splits": {name: len(self.splits.split(name)) for name in SPLITS},
             "truncated": self.task.truncated,
+            "stop_word_fallbacks": {name: self.task.fallbacks[name] for name in SPLITS},
         }
 
     def save(self, model: nn.Module, output: Path, adapter: bool) -> Path:

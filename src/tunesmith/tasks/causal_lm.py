@@ -12,15 +12,16 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 from transformers import PreTrainedTokenizerBase
 
-from tunesmith.data.causal import LMExample, LMSplits, Message
+from tunesmith.data.causal import LMExample, LMSplit, LMSplits, Message
 from tunesmith.data.text import SPLITS
+from tunesmith.data.text_preprocess import TextPreprocessor
 from tunesmith.evaluate.generation import generation_metrics
 from tunesmith.recipe import GenerationConfig, Recipe
 from tunesmith.train.batching import sorted_batches
@@ -84,8 +85,13 @@ class CausalLMTask:
         pack: bool = True,
         chunk_overlap: int = 64,
         generation: GenerationConfig | None = None,
+        preprocessor: TextPreprocessor | None = None,
     ) -> None:
-        self.splits = splits
+        """`preprocessor` (preprocess.unicode; none by default) normalises every message and
+        text: the splits here (so references are scored in the same form) and the prompts
+        given to `generate`."""
+        self.preprocessor = preprocessor or TextPreprocessor(unicode="none")
+        self.splits = _preprocessed(splits, self.preprocessor)
         self.tokenizer = tokenizer
         self.max_length = max_length
         self.device = device
@@ -103,7 +109,7 @@ class CausalLMTask:
         self.rows: dict[str, list[Encoded]] = {}
         for name in SPLITS:
             encoded, self.truncated[name] = [], 0
-            for i, example in enumerate(splits.split(name).examples):
+            for i, example in enumerate(self.splits.split(name).examples):
                 chunks, cut = self._encode(example, i)
                 encoded += chunks
                 self.truncated[name] += cut
@@ -136,6 +142,8 @@ class CausalLMTask:
             pack=recipe.preprocess.pack and not get_method(recipe.method.name).virtual_tokens,
             chunk_overlap=recipe.preprocess.chunk_overlap,
             generation=recipe.generation,
+            # unicode only: lowercase and stop words are refused for causal-lm
+            preprocessor=TextPreprocessor(unicode=recipe.preprocess.unicode),
         )
 
     @property
@@ -293,6 +301,7 @@ class CausalLMTask:
         """Answers to chat prompts, in order: batched, left-padded, greedy by default."""
         model.eval()
         config = self.generation
+        prompts = [_preprocessed_messages(messages, self.preprocessor) for messages in prompts]
         encoded = [
             self.tokenizer(
                 render(self.tokenizer, messages, prompt=True),
@@ -339,6 +348,34 @@ class CausalLMTask:
                 new = output[r, width:].tolist()
                 answers[i] = self.tokenizer.decode(new, skip_special_tokens=True).strip()
         return answers
+
+
+def _preprocessed(splits: LMSplits, preprocessor: TextPreprocessor) -> LMSplits:
+    """The splits with every text and message content preprocessed (new examples; the
+    given ones are left as they are)."""
+    if preprocessor.is_identity:
+        return splits
+
+    def example(ex: LMExample) -> LMExample:
+        if ex.messages is not None:
+            return replace(ex, messages=_preprocessed_messages(ex.messages, preprocessor))
+        return replace(ex, text=preprocessor(ex.text or ""))
+
+    parts = {
+        name: LMSplit(
+            [example(ex) for ex in splits.split(name).examples], splits.split(name).source
+        )
+        for name in SPLITS
+    }
+    return LMSplits(**parts, format=splits.format)
+
+
+def _preprocessed_messages(
+    messages: list[Message], preprocessor: TextPreprocessor
+) -> list[Message]:
+    if preprocessor.is_identity:
+        return messages
+    return [{**m, "content": preprocessor(m["content"])} for m in messages]
 
 
 def scored_positions_model(model: nn.Module) -> nn.Module | None:

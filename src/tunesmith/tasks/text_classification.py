@@ -1,4 +1,5 @@
-"""Text classification as a `TrainTask`: tokenised once, padded per batch, metrics streamed."""
+"""Text classification as a `TrainTask`: preprocessed and tokenised once, padded per batch,
+metrics streamed."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from torch import nn
 from transformers import PreTrainedTokenizerBase
 
 from tunesmith.data.text import SPLITS, TextSplits
+from tunesmith.data.text_preprocess import TextPreprocessor
 from tunesmith.models.structure import encoder_of
 from tunesmith.models.text import mean_pooled
 from tunesmith.tasks.classification import ClassifierTask
@@ -28,7 +30,10 @@ class TextClassificationTask(ClassifierTask):
         dtype: torch.dtype | None,
         eval_batch_size: int = 64,
         label_smoothing: float = 0.0,
+        preprocessor: TextPreprocessor | None = None,
     ) -> None:
+        """`preprocessor` (the recipe's text preprocessing, none by default) applies to every
+        text the model sees: the splits here, and the texts given to `predict_proba`."""
         self.splits = splits
         self.tokenizer = tokenizer
         self.max_length = max_length
@@ -37,13 +42,23 @@ class TextClassificationTask(ClassifierTask):
         self.eval_batch_size = eval_batch_size
         self.label_smoothing = label_smoothing
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+        self.preprocessor = preprocessor or TextPreprocessor(unicode="none")
+        self.texts: dict[str, list[str]] = {}
+        """Each split's texts as the model sees them (preprocessed); the baseline reads them."""
+        self.fallbacks: dict[str, int] = {}
+        """Texts per split (and in the last `predict_proba` call, "predict") that stop-word
+        removal would have emptied, kept normalised instead."""
         self.truncated: dict[str, int] = {}
         self.ids: dict[str, list[list[int]]] = {}
         for name in SPLITS:
-            self.ids[name], self.truncated[name] = self.encode(splits.split(name).texts)
+            self.texts[name], self.fallbacks[name] = self.preprocessor.apply_counted(
+                splits.split(name).texts, progress=f"Preprocessing the {name} texts"
+            )
+            self.ids[name], self.truncated[name] = self.encode(self.texts[name])
 
     def encode(self, texts: Sequence[str]) -> tuple[list[list[int]], int]:
-        """Token ids cut to max_length, and how many texts were cut."""
+        """Token ids cut to max_length, and how many texts were cut (texts already
+        preprocessed)."""
         if not texts:
             return [], 0
         ids = self.tokenizer(list(texts), truncation=False, verbose=False)["input_ids"]
@@ -82,9 +97,11 @@ class TextClassificationTask(ClassifierTask):
 
     @torch.inference_mode()
     def predict_proba(self, model: nn.Module, texts: Sequence[str]) -> np.ndarray:
-        """(N, num_labels) class probabilities, in the order of `texts`."""
+        """(N, num_labels) class probabilities of raw `texts` (preprocessed here as in
+        training), in their order."""
         model.eval()
-        ids, _ = self.encode(texts)
+        prepared, self.fallbacks["predict"] = self.preprocessor.apply_counted(texts)
+        ids, _ = self.encode(prepared)
         return self._map_batches(
             ids, lambda batch: torch.softmax(model(**batch.inputs).logits.float(), -1)
         )

@@ -90,26 +90,28 @@ def length_findings(
 
 
 def response_findings(data: CheckData) -> list[Finding]:
-    """causal-lm: the same answer to many different prompts (a canned reply the model will
-    learn to give to everything)."""
-    findings = []
+    """causal-lm: the same answer to many different prompts, counted over all splits (a canned
+    reply the model will learn to give to everything)."""
+    by_response: dict[str, list[tuple[str, int]]] = defaultdict(list)
+    prompts: dict[str, set[str]] = defaultdict(set)
     for name in SPLITS:
         split = data.splits[name]
         if split.responses is None:
-            continue
-        by_response: dict[str, list[int]] = defaultdict(list)
-        prompts: dict[str, set[str]] = defaultdict(set)
+            return []
         for row, prompt, response in zip(split.rows, split.texts, split.responses, strict=True):
             key = normalise_text(response)
             if key:
-                by_response[key].append(row)
+                by_response[key].append((name, row))
                 prompts[key].add(normalise_text(prompt))
-        rows = sorted(
-            row
-            for key, group in by_response.items()
-            if len(prompts[key]) >= REPEATED_RESPONSE
-            for row in group
-        )
+    canned = [
+        where
+        for key, group in by_response.items()
+        if len(prompts[key]) >= REPEATED_RESPONSE
+        for where in group
+    ]
+    findings = []
+    for name in SPLITS:
+        rows = sorted(row for split, row in canned if split == name)
         if rows:
             findings.append(
                 Finding(
@@ -117,8 +119,8 @@ def response_findings(data: CheckData) -> list[Finding]:
                     severity="warning",
                     split=name,
                     rows=rows,
-                    file=split.file,
-                    message=f"{len(rows)} row(s) give the same response to "
+                    file=data.splits[name].file,
+                    message=f"{len(rows)} row(s) give a response that the data gives to "
                     f"{REPEATED_RESPONSE} or more different prompts: rows {row_list(rows)}; "
                     "the model learns to give that answer to everything",
                     fix="write a specific answer for each prompt, or keep few such rows",

@@ -17,12 +17,10 @@ import numpy as np
 from tunesmith.data.quality.findings import Finding, Severity, row_list
 from tunesmith.data.quality.items import SPLITS, CheckData
 from tunesmith.data.quality.similarity import (
-    NEAR_TEXT,
     ImagePrint,
     near_image_pairs,
+    near_text_pairs,
     normalise_text,
-    similar_pairs,
-    text_vectors,
 )
 
 Ref = tuple[str, int]
@@ -90,13 +88,13 @@ class _Collected:
     )
     seen: set[tuple[str, str, int]] = field(default_factory=set)
 
-    def add(self, check: str, ref: Ref, other: str, data: CheckData, **detail: Any) -> None:
+    def add(self, check: str, ref: Ref, against: str, data: CheckData, **detail: Any) -> None:
         split, position = ref
         row = data.splits[split].rows[position]
         if (check, split, row) in self.seen:
             return
         self.seen.add((check, split, row))
-        key = (check, split, other)
+        key = (check, split, against)
         self.rows[key].append(row)
         self.details[key].append({"row": row, **detail})
 
@@ -119,8 +117,7 @@ def duplicate_findings(data: CheckData) -> tuple[list[Finding], dict[str, int]]:
         responses = [normalise_text(_response(data, ref)) for ref in refs]
         exact_keys = [f"{p}\x00{r}" for p, r in zip(prompts, responses, strict=True)]
         leak_keys = prompts
-        vectors = text_vectors(prompts)
-        near_leak = similar_pairs(vectors, NEAR_TEXT)
+        near_leak = near_text_pairs(prompts)
         near = near_leak if data.task != "causal-lm" else _same_response(near_leak, responses)
 
     groups = _groups(exact_keys)

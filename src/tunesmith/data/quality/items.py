@@ -20,6 +20,7 @@ from tunesmith.data.quality.findings import Finding, row_list
 from tunesmith.data.split import split_frames
 from tunesmith.data.tables import read_table
 from tunesmith.data.text import _as_text, _require_column
+from tunesmith.errors import UserError
 from tunesmith.recipe import DataConfig, Recipe
 
 SPLITS = ("train", "validation", "test")
@@ -82,6 +83,15 @@ def _classification(recipe: Recipe) -> CheckData:
         check.raw_labels[str(path)] = raw
 
     known = set(frames["train"]["label"])
+    if len(known) < 2:
+        unreadable = [f for f in check.findings if f.severity == "error"]
+        if unreadable:  # the rows that could not be read are the problem: name them
+            raise UserError("\n".join(f"{f.file}: {f.message}; {f.fix}" for f in unreadable))
+        only = f"only {next(iter(known))!r}" if known else "no labelled rows"
+        raise UserError(
+            f"data.train: {data.train} has {only}; a classifier needs at least two classes "
+            f"(column {data.label_column!r}, or one folder per class for images)"
+        )
     for name in ("validation", "test"):
         if name in frames:
             frames[name] = _drop_unknown(frames[name], known, getattr(data, name), name, check)
