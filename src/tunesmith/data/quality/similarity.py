@@ -27,6 +27,10 @@ differ (edit distance with transpositions; at least one edit allowed for texts o
 MIN_NEAR_LENGTH characters and more): a typo, another spelling, a changed word in a
 longer text."""
 MIN_NEAR_LENGTH = 6
+MAX_SHARE = 0.05
+"""n-grams in more than this share of the texts (and more than 50 texts) are left out of
+the vectors: they say little about sameness and make every pair a candidate (quadratic time
+on large sets: 30,000 texts took 65 s with them, 22 s without)."""
 NEAR_TEXT_COSINE = 0.95
 """... or when their n-gram vectors are this close (long texts with moved passages)."""
 NEAR_IMAGE = 0.99
@@ -50,7 +54,12 @@ def text_vectors(texts: Sequence[str]) -> sparse.csr_matrix:
     """L2-normalised character n-gram TF-IDF rows (works for any script, CJK included)."""
     if not texts:
         return sparse.csr_matrix((0, 1))
-    vectorizer = TfidfVectorizer(analyzer="char_wb", ngram_range=(2, 4), sublinear_tf=True)
+    vectorizer = TfidfVectorizer(
+        analyzer="char_wb",
+        ngram_range=(2, 4),
+        sublinear_tf=True,
+        max_df=max(50, int(MAX_SHARE * len(texts))),
+    )
     try:
         return vectorizer.fit_transform(texts).tocsr()
     except ValueError:  # every text empty

@@ -1,0 +1,103 @@
+"""The web app: one static page (static/) and a small JSON API over an AnnotationSession."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from pathlib import Path
+
+from fastapi import FastAPI, Request
+from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
+from fastapi.staticfiles import StaticFiles
+from pydantic import BaseModel
+
+from tunesmith.annotate.export import FORMATS
+from tunesmith.annotate.session import QUEUES, AnnotationSession
+from tunesmith.errors import UserError
+
+STATIC = Path(__file__).parent / "static"
+
+
+class DecisionIn(BaseModel):
+    row: int
+    label: str
+    annotator: str
+
+
+class UndoIn(BaseModel):
+    annotator: str
+
+
+class ExportIn(BaseModel):
+    format: str = "csv"
+
+
+def create_app(session: AnnotationSession) -> FastAPI:
+    """A user's mistake (no name, an unknown label) answers 400 with the message to show."""
+    app = FastAPI(title="tunesmith annotate", docs_url=None, redoc_url=None)
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+    page = (STATIC / "index.html").read_text(encoding="utf-8")
+
+    @app.exception_handler(UserError)
+    async def user_error(_: Request, error: UserError) -> JSONResponse:
+        return JSONResponse({"detail": str(error)}, status_code=400)
+
+    @app.get("/", response_class=HTMLResponse)
+    def index() -> str:
+        return page
+
+    @app.get("/api/info")
+    def info() -> dict:
+        data = session.data
+        return {
+            "data": str(data.path),
+            "kind": data.kind,
+            "rows": len(data),
+            "labels": session.labels,
+            "queues": list(QUEUES),
+            "suspects": len(session.suspects),
+            "db": str(session.store.path),
+            "export_format": "jsonl" if data.path.suffix.lower() in (".jsonl", ".json") else "csv",
+        }
+
+    @app.get("/api/queue")
+    def queue(name: str = "to_label", annotator: str = "") -> dict:
+        return {"queue": name, "rows": session.queue(name, annotator)}
+
+    @app.get("/api/rows/{row}")
+    def row(row: int, annotator: str = "") -> dict:
+        return session.row(row, annotator)
+
+    @app.get("/api/rows/{row}/image")
+    def image(row: int) -> FileResponse:
+        return FileResponse(session.image_path(row))
+
+    @app.get("/api/progress")
+    def progress(annotator: str = "") -> dict:
+        return session.progress(annotator)
+
+    @app.post("/api/decisions")
+    def decide(decision: DecisionIn) -> dict:
+        stored = session.decide(decision.row, decision.label, decision.annotator)
+        return {"decision": asdict(stored), "progress": session.progress(decision.annotator)}
+
+    @app.post("/api/undo")
+    def undo(request: UndoIn) -> dict:
+        undone = session.undo(request.annotator)
+        return {
+            "decision": asdict(undone) if undone else None,
+            "progress": session.progress(request.annotator),
+        }
+
+    @app.get("/api/agreement")
+    def agreement() -> dict:
+        return asdict(session.agreement())
+
+    @app.post("/api/export")
+    def export(request: ExportIn) -> dict:
+        suffix = "." + request.format.lower().lstrip(".")
+        if suffix not in FORMATS:
+            raise UserError(f"export format {request.format!r}: use csv or jsonl")
+        path = session.export(suffix=suffix)
+        return {"path": str(path), "rows": len(session.data)}
+
+    return app
