@@ -106,21 +106,32 @@ def sort_labels(labels: set[str]) -> list[str]:
         return sorted(labels)
 
 
+def labelled_rows(data: DataConfig, path: str, role: str) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(frame with columns row, text, label; the file as read). Empty cells are kept as ""."""
+    table = read_table(path, role=role)
+    for key in ("text_column", "label_column"):
+        _require_column(table, getattr(data, key), key, path)
+    frame = pd.DataFrame(
+        {
+            "row": np.arange(len(table)),
+            "text": _as_text(table[data.text_column]),
+            "label": _as_text(table[data.label_column]),
+        }
+    )
+    return frame, table
+
+
+def empty_rows(frame: pd.DataFrame) -> pd.Index:
+    """Index of the rows with an empty text or label."""
+    return frame.index[(frame["text"] == "") | (frame["label"] == "")]
+
+
 def _read_labelled(data: DataConfig, path: str, role: str) -> pd.DataFrame:
     """A frame with columns row, text, label; empty texts or labels are an error or dropped.
 
     `role` names the file in messages: the recipe key (data.test) or the CLI option."""
-    frame = read_table(path, role=role)
-    for key in ("text_column", "label_column"):
-        _require_column(frame, getattr(data, key), key, path)
-    out = pd.DataFrame(
-        {
-            "row": np.arange(len(frame)),
-            "text": _as_text(frame[data.text_column]),
-            "label": _as_text(frame[data.label_column]),
-        }
-    )
-    empty = out.index[(out["text"] == "") | (out["label"] == "")]
+    out, _ = labelled_rows(data, path, role)
+    empty = empty_rows(out)
     if len(empty) and not data.drop_empty:
         shown = ", ".join(str(r) for r in empty[:10]) + (" ..." if len(empty) > 10 else "")
         raise UserError(

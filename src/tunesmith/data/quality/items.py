@@ -11,7 +11,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 from tunesmith.data.causal import list_documents, load_causal_lm
@@ -19,7 +18,7 @@ from tunesmith.data.images import _read_folder, _read_table, _verify_all
 from tunesmith.data.quality.findings import Finding, row_list
 from tunesmith.data.split import split_frames
 from tunesmith.data.tables import read_table
-from tunesmith.data.text import _as_text, _require_column
+from tunesmith.data.text import empty_rows, labelled_rows
 from tunesmith.errors import UserError
 from tunesmith.recipe import DataConfig, Recipe
 
@@ -110,17 +109,8 @@ def _classification(recipe: Recipe) -> CheckData:
 def _text_frame(
     data: DataConfig, path: str, split: str, check: CheckData
 ) -> tuple[pd.DataFrame, list[str]]:
-    table = read_table(path, role=f"data.{split}")
-    for key in ("text_column", "label_column"):
-        _require_column(table, getattr(data, key), key, path)
-    frame = pd.DataFrame(
-        {
-            "row": np.arange(len(table)),
-            "text": _as_text(table[data.text_column]),
-            "label": _as_text(table[data.label_column]),
-        }
-    )
-    empty = frame.index[(frame["text"] == "") | (frame["label"] == "")]
+    frame, table = labelled_rows(data, path, f"data.{split}")
+    empty = empty_rows(frame)
     _report_empty(check, frame["row"][empty].tolist(), path, split, data, "text or label")
     raw = [str(v) for v in table[data.label_column].dropna()]
     return frame.drop(index=empty), raw

@@ -87,8 +87,8 @@ def label_issue_findings(
                 file=data.splits[split].file,
                 details=details,
                 message=f"{len(flagged)} row(s) look mislabelled: models that never saw them "
-                f"(out-of-fold) suggest another label (most likely first: rows {row_list(flagged)})."
-                + caution,
+                "(out-of-fold) suggest another label (most likely first: rows "
+                f"{row_list(flagged)})." + caution,
                 fix="review them, e.g. with `tunesmith annotate DATA --suspects quality.json`",
             )
         )
