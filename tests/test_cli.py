@@ -47,6 +47,7 @@ def test_train_writes_the_run_folder(trained_runs):
     assert {p.name for p in run.iterdir()} == {
         "recipe.yaml",
         "quality.json",
+        "estimate.json",
         "history.jsonl",
         "metrics.json",
         "adapter",

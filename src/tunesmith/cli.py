@@ -123,6 +123,41 @@ def data_check(
         )
 
 
+def estimate(
+    recipe: Annotated[Path, typer.Argument(help="Recipe YAML")],
+    memory_budget: Annotated[
+        str | None, typer.Option(help="Memory to fit in, e.g. 16GB (default: free memory now)")
+    ] = None,
+    time_budget: Annotated[
+        str | None, typer.Option(help="Time the whole run may take, e.g. 2h or 90m")
+    ] = None,
+    device: Annotated[
+        str | None, typer.Option(help="cpu or cuda (default: the recipe's train.device)")
+    ] = None,
+    dry_run: Annotated[
+        bool, typer.Option(help="Calibrate with a few real training steps of the recipe's method")
+    ] = True,
+    models: Annotated[
+        str | None, typer.Option(help="Compare candidate models: A,B,... (the recipe's method)")
+    ] = None,
+    set_: Annotated[
+        list[str] | None,
+        typer.Option("--set", help="Override a recipe key: --set train.batch_size=8 (repeatable)"),
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the estimate as JSON")] = False,
+) -> None:
+    """Memory and time of the recipe for every method that fits its task, before training;
+    recommends what fits the budgets. Exit 1 when nothing fits."""
+    from tunesmith.estimate.command import run_estimate
+    from tunesmith.recipe import load_recipe
+
+    if device not in (None, "cpu", "cuda"):
+        raise UserError(f"--device {device!r}: use cpu or cuda")
+    loaded = load_recipe(recipe, set_ or [])
+    candidates = [m.strip() for m in models.split(",") if m.strip()] if models else []
+    run_estimate(loaded, console, memory_budget, time_budget, device, dry_run, candidates, as_json)
+
+
 def eval_(
     run_dir: Annotated[Path, typer.Argument(help="A run folder written by `tunesmith train`")],
     data: Annotated[
@@ -273,6 +308,7 @@ def annotate(
 COMMANDS = {
     "demo": demo,
     "train": train,
+    "estimate": estimate,
     "eval": eval_,
     "predict": predict,
     "export": export,

@@ -19,6 +19,7 @@ from rich.table import Table
 
 from tunesmith.data.quality import QualityReport, check_data, gate
 from tunesmith.errors import UserError
+from tunesmith.estimate.memory import current_rss_mb
 from tunesmith.families import prepare
 from tunesmith.methods import count_parameters, get_method
 from tunesmith.recipe import Recipe
@@ -65,6 +66,7 @@ def train(
     prepare_output(output, resume, overwrite)
     seed_everything(recipe.train.seed)
 
+    runtime_mb = current_rss_mb()
     quality = None if resume else check_data_quality(recipe, console)
     device = resolve_device(recipe.train.device)
     dtype = resolve_precision(recipe.train.precision, device)
@@ -85,6 +87,8 @@ def train(
     (output / "recipe.yaml").write_text(recipe.to_yaml())
     if quality is not None:
         quality.write(output)
+    predicted = predict_cost(recipe, model, family.task, device, dtype, runtime_mb, console)
+    write_estimate(output, predicted, None)
     trainable, total = count_parameters(model)
     console.print(
         f"Method {recipe.method.name}: {trainable:,} trainable of {total:,} parameters "
@@ -135,6 +139,9 @@ def train(
         "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S"),
     }
     (output / "metrics.json").write_text(json.dumps(metrics, indent=2, ensure_ascii=False))
+    measured = measured_cost(metrics, result, family.task, recipe)
+    write_estimate(output, predicted, measured)
+    warn_if_underestimated(predicted, measured, console)
     report = _write_report(output)
     print_comparison(console, metrics, family.headline)
     console.print(f"Run folder: {output}" + (f"\nReport: {report}" if report else ""))
@@ -157,6 +164,71 @@ def check_data_quality(recipe: Recipe, console: Console) -> QualityReport | None
             "error-level finding(s); they are recorded in quality.json and the report"
         )
     return report
+
+
+def predict_cost(
+    recipe: Recipe,
+    model: torch.nn.Module,
+    task: object,
+    device: torch.device,
+    dtype: torch.dtype | None,
+    runtime_mb: float,
+    console: Console,
+) -> dict | None:
+    """The analytic estimate of this run (estimate.json's `predicted`), printed in one line.
+    The random state is kept as it was, so estimating never changes what training does."""
+    from tunesmith.estimate import predict_run
+
+    state = torch.get_rng_state()
+    try:
+        predicted = predict_run(recipe, model, task, device, dtype is not None, runtime_mb)
+    except (ValueError, RuntimeError) as error:  # a model the profiler cannot run
+        console.print(f"[yellow]No cost estimate for this model: {error}")
+        return None
+    finally:
+        torch.set_rng_state(state)
+    seconds = predicted["seconds_per_epoch"]
+    console.print(
+        f"Estimate: peak {predicted['peak_memory_mb']:,.0f} MB"
+        + (f", {seconds:.1f} s per epoch" if seconds else "")
+        + " (analytic; `tunesmith estimate` calibrates it with a dry run)"
+    )
+    return predicted
+
+
+def measured_cost(metrics: dict, result: object, task: object, recipe: Recipe) -> dict:
+    from tunesmith.train.loop import plan_steps
+
+    batches = -(-len(task.lengths("train")) // recipe.train.batch_size)
+    steps_per_epoch = plan_steps(batches, recipe.train).steps_per_epoch
+    epochs = max(result.steps / steps_per_epoch, 1e-9)
+    return {
+        "peak_memory_mb": metrics["peak_memory_mb"],
+        "seconds_per_epoch": round(result.train_seconds / epochs, 3),
+        "epochs": round(epochs, 3),
+    }
+
+
+OVERRUN = {"peak_memory_mb": 1.5, "seconds_per_epoch": 2.0}
+"""How far past its prediction a measure may go before the run warns."""
+
+
+def warn_if_underestimated(predicted: dict | None, measured: dict, console: Console) -> None:
+    for key, factor in OVERRUN.items():
+        guess = (predicted or {}).get(key)
+        if guess and measured[key] > factor * guess:
+            console.print(
+                f"[yellow]{key} was {measured[key]:,.1f}, {measured[key] / guess:.1f}x the "
+                f"estimate of {guess:,.1f}: run `tunesmith estimate` (with its dry run) before "
+                "a larger run of this kind"
+            )
+
+
+def write_estimate(output: Path, predicted: dict | None, measured: dict | None) -> None:
+    if predicted is None:
+        return
+    content = {"predicted": predicted, "measured": measured}
+    (output / "estimate.json").write_text(json.dumps(content, indent=2))
 
 
 def enable_gradient_checkpointing(model: torch.nn.Module) -> None:

@@ -267,6 +267,8 @@ def estimate_rows(estimate: Any) -> list[list[str]]:
     rows = []
     for key in dict.fromkeys([*predicted, *measured]):
         guess, real = predicted.get(key), measured.get(key)
+        if isinstance(guess, (dict, list)) or isinstance(real, (dict, list)):
+            continue
         ratio = (
             f"{real / guess:.2f}×"
             if fmt.is_number(guess) and fmt.is_number(real) and guess

@@ -77,6 +77,13 @@ def peak_memory_mb(device: torch.device) -> float:
     """CUDA peak allocation on a GPU, else the process's peak resident set size."""
     if device.type == "cuda":
         return torch.cuda.max_memory_allocated(device) / 2**20
+    try:  # this program's own peak; ru_maxrss would include the parent's RSS at fork time
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024  # kB
+    except OSError:
+        pass
     import resource
 
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB

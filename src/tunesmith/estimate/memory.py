@@ -1,0 +1,134 @@
+"""The analytic cost model: memory by component and time from multiply-adds.
+
+Training memory is the runtime (Python, torch and the libraries, measured in this process
+before the model is loaded), the weights, a gradient and two AdamW moments per trainable
+weight (fp32), the activations autograd keeps for the longest batch (profiled, see
+profile.py), and, on a CPU, the allocator's slack. Time is the training multiply-adds of an
+epoch divided by what the device sustains, measured by a short matrix product and derated
+to what training loops reach."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass
+
+import torch
+from torch import nn
+
+from tunesmith.estimate.profile import ForwardProfile
+
+MB = 2**20
+ADAMW_STATES = 2
+"""exp_avg and exp_avg_sq, fp32, per trainable weight."""
+CPU_SLACK = 1.25
+"""Freed-but-kept allocator memory and temporaries on a CPU, on top of the dynamic part
+(gradients, optimizer, activations); fitted on the shipped recipes' dry runs."""
+BACKWARD_COPIES = 2
+"""The gradient of the largest saved tensor and of its input, alive together."""
+CUDA_WORKSPACE = 1.1
+"""cuBLAS/cuDNN workspaces and fragmentation on top of the tensors."""
+BF16_ACTIVATIONS = 0.6
+"""Share of the fp32 activation memory kept under bf16 autocast (matmul outputs halve,
+norms and softmax stay fp32)."""
+CHECKPOINTING_ACTIVATIONS = 0.25
+"""Share of the activations kept with gradient checkpointing (layer inputs, plus one layer
+being recomputed)."""
+CHECKPOINTING_TIME = 1.33
+"""One more forward pass per step."""
+TRAINING_EFFICIENCY = 0.35
+"""Share of the matrix-product speed that a training step reaches (small matrices,
+element-wise work, the optimizer); the dry run replaces it with the measured speed."""
+STEP_OVERHEAD_SECONDS = 0.01
+"""Fixed cost of an optimizer step (Python, autograd bookkeeping, gradient clipping)."""
+OPTIMIZER_SECONDS_PER_PARAMETER = 2e-9
+"""AdamW's update, per trainable weight and step (memory-bound: it reads and writes four
+fp32 tensors)."""
+
+
+@dataclass
+class MemoryBreakdown:
+    runtime_mb: float
+    weights_mb: float
+    gradients_mb: float
+    optimizer_mb: float
+    activations_mb: float
+    backward_mb: float
+    """Gradients of the largest activations, alive at once during the backward pass."""
+    overhead_mb: float
+    peak_mb: float
+    """Predicted peak for the device: process RSS on a CPU, CUDA peak allocation on a GPU."""
+
+    def to_dict(self) -> dict[str, float]:
+        return {key: round(value, 1) for key, value in asdict(self).items()}
+
+
+def parameter_bytes(model: nn.Module) -> tuple[int, int, float, float]:
+    """(total params, trainable params, bytes of all weights and buffers, trainable bytes)."""
+    total = trainable = 0
+    weight_bytes = trainable_bytes = 0.0
+    for parameter in model.parameters():
+        total += parameter.numel()
+        weight_bytes += parameter.numel() * parameter.element_size()
+        if parameter.requires_grad:
+            trainable += parameter.numel()
+            trainable_bytes += parameter.numel() * 4  # fp32 master weights and moments
+    weight_bytes += sum(b.numel() * b.element_size() for b in model.buffers())
+    return total, trainable, weight_bytes, trainable_bytes
+
+
+def memory_breakdown(
+    model: nn.Module,
+    profile: ForwardProfile,
+    batch_size: int,
+    device: str,
+    runtime_mb: float,
+    bf16: bool,
+    checkpointing: bool,
+) -> MemoryBreakdown:
+    _, _, weight_bytes, trainable_bytes = parameter_bytes(model)
+    activations = profile.activation_bytes * batch_size + profile.fixed_activation_bytes
+    activations *= BF16_ACTIVATIONS if bf16 else 1.0
+    activations *= CHECKPOINTING_ACTIVATIONS if checkpointing else 1.0
+    backward = BACKWARD_COPIES * profile.largest_bytes * batch_size * (0.6 if bf16 else 1.0)
+    gradients = trainable_bytes
+    optimizer = trainable_bytes * ADAMW_STATES
+    dynamic = gradients + optimizer + activations + backward
+    if device == "cuda":
+        overhead = (weight_bytes + dynamic) * (CUDA_WORKSPACE - 1)
+        runtime = 0.0
+    else:
+        overhead = dynamic * (CPU_SLACK - 1)
+        runtime = runtime_mb * MB
+    peak = runtime + weight_bytes + dynamic + overhead
+    return MemoryBreakdown(
+        runtime_mb=runtime / MB,
+        weights_mb=weight_bytes / MB,
+        gradients_mb=gradients / MB,
+        optimizer_mb=optimizer / MB,
+        activations_mb=activations / MB,
+        backward_mb=backward / MB,
+        overhead_mb=overhead / MB,
+        peak_mb=peak / MB,
+    )
+
+
+def matmul_flops_per_second(device: torch.device, bf16: bool, size: int = 1024) -> float:
+    """Sustained multiply-add speed of a square matrix product (best of a few trials)."""
+    dtype = torch.bfloat16 if bf16 else torch.float32
+    a = torch.randn(size, size, device=device, dtype=dtype)
+    b = torch.randn(size, size, device=device, dtype=dtype)
+    best = float("inf")
+    for _ in range(5):
+        began = time.perf_counter()
+        for _ in range(4):
+            a @ b
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        best = min(best, (time.perf_counter() - began) / 4)
+    return 2 * size**3 / best
+
+
+def current_rss_mb() -> float:
+    import psutil
+
+    return psutil.Process().memory_info().rss / MB

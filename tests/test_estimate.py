@@ -1,0 +1,176 @@
+"""The pre-flight estimate: profiling, the memory model, budgets, verdicts and the dry run."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+from rich.console import Console
+
+from tunesmith.cli import main
+from tunesmith.errors import UserError
+from tunesmith.estimate import estimate
+from tunesmith.estimate.profile import profile_example
+from tunesmith.estimate.recommend import (
+    judge,
+    nothing_fits_message,
+    options,
+    parse_duration,
+    parse_memory,
+)
+from tunesmith.recipe import load_recipe
+
+QUIET = Console(quiet=True)
+
+
+@pytest.fixture
+def analytic(tiny_recipe):
+    return estimate(load_recipe(tiny_recipe), QUIET, dry_run=False)
+
+
+def test_budgets_parse():
+    assert parse_memory("16GB") == 16 * 1024
+    assert parse_memory("800 MB") == 800
+    assert parse_memory("1.5g") == 1536
+    assert parse_memory("2GiB") == 2048
+    assert parse_duration("2h") == 7200
+    assert parse_duration("1h30m") == 5400
+    assert parse_duration("45s") == 45
+    with pytest.raises(UserError, match="--memory-budget 'lots'"):
+        parse_memory("lots")
+    with pytest.raises(UserError, match="--time-budget"):
+        parse_duration("2 fortnights")
+
+
+def test_profile_counts_only_what_backward_needs(tiny_model_dir, tiny_recipe):
+    """Full fine-tuning keeps activations and costs about 3x the forward multiply-adds; a
+    linear probe (frozen encoder) keeps almost nothing and costs about one forward."""
+    import copy
+
+    import torch
+
+    from tunesmith.families import prepare
+    from tunesmith.methods import get_method
+
+    recipe = load_recipe(tiny_recipe)
+    family = prepare(recipe, torch.device("cpu"), None, QUIET)
+    batch = family.task.batch("train", [0])
+    profiles = {}
+    for name in ("full", "linear-probe", "lora"):
+        config = load_recipe({**tiny_recipe, "method": {"name": name}}).method
+        model = get_method(name).apply(copy.deepcopy(family.model), config)
+        profiles[name] = profile_example(model, family.task, batch)
+    full, probe, lora = profiles["full"], profiles["linear-probe"], profiles["lora"]
+    assert full.forward_flops == pytest.approx(probe.forward_flops, rel=0.01)
+    assert 2.5 < full.train_flops / full.forward_flops <= 3.0
+    assert probe.train_flops / probe.forward_flops < 1.1
+    assert probe.activation_bytes < 0.05 * full.activation_bytes
+    assert lora.activation_bytes > 0
+    assert full.largest_bytes <= full.activation_bytes
+
+
+def test_analytic_estimate_covers_every_method(analytic):
+    names = [m.method for m in analytic.methods]
+    assert names[0] == "lora" and set(names) >= {"full", "ia3", "selective", "linear-probe"}
+    full, lora = analytic.method("full"), analytic.method("lora")
+    assert full.trainable_params == full.total_params
+    assert 0 < lora.trainable_params < lora.total_params
+    memory = full.memory
+    parts = (
+        memory.runtime_mb
+        + memory.weights_mb
+        + memory.gradients_mb
+        + memory.optimizer_mb
+        + memory.activations_mb
+        + memory.backward_mb
+        + memory.overhead_mb
+    )
+    assert memory.peak_mb == pytest.approx(parts)
+    assert memory.optimizer_mb == pytest.approx(2 * memory.gradients_mb)
+    assert full.memory.peak_mb > lora.memory.peak_mb
+    assert lora.seconds_per_epoch and lora.total_seconds > lora.seconds_per_epoch
+    prefix = analytic.method("prefix")  # peft's prefix tuning needs a decoder's cache
+    assert prefix.not_applicable and prefix.memory is None
+
+
+def test_verdicts_and_recommendation(analytic):
+    own = analytic.method("lora")
+    chosen = judge(analytic, memory_mb=1e9, time_s=None)
+    assert chosen.method == "lora" and chosen.batch_size == analytic.recipe.train.batch_size
+    assert own.verdict == "fits"
+
+    smallest_lora = min(o.peak_mb for o in options(analytic, own))
+    budget = (smallest_lora + own.memory.peak_mb) / 2  # the recipe's batch does not fit
+    chosen = judge(analytic, memory_mb=budget, time_s=None)
+    assert chosen is not None and chosen.peak_mb <= budget
+    assert own.verdict != "fits"
+    if chosen.method == "lora":  # a smaller batch keeps the effective batch
+        assert chosen.batch_size * chosen.gradient_accumulation == 8
+
+    assert judge(analytic, memory_mb=1.0, time_s=None) is None
+    message = nothing_fits_message(analytic, 1.0, None)
+    assert "no method fits the budget of 1 MB" in message and "preprocess.max_length" in message
+    assert judge(analytic, memory_mb=1e9, time_s=1e-6) is None  # too slow for any method
+
+
+def test_cuda_estimate_without_a_gpu_is_analytic(tiny_recipe, analytic):
+    cuda = estimate(load_recipe(tiny_recipe), QUIET, device="cuda", dry_run=True)
+    assert cuda.measured is None and cuda.costs.device == "cuda"
+    own = cuda.method("lora")
+    assert own.memory.runtime_mb == 0 and own.seconds_per_epoch is None
+    assert own.memory.peak_mb < analytic.method("lora").memory.peak_mb
+
+
+def test_dry_run_calibrates(tiny_recipe):
+    result = estimate(load_recipe(tiny_recipe), QUIET, dry_run=True, methods=["lora", "full"])
+    measured = result.measured
+    assert measured["peak_memory_mb"] > 100 and measured["seconds_per_epoch"] > 0
+    own = result.method("lora")
+    assert own.memory.peak_mb == pytest.approx(measured["peak_memory_mb"])
+    assert own.seconds_per_epoch == pytest.approx(measured["seconds_per_epoch"])
+    # the analytic model was not off by orders of magnitude (a unit mistake would be)
+    assert 0.5 < result.calibration["memory"] < 2.0
+    predicted = result.predicted()
+    assert predicted["calibrated_by_dry_run"] and predicted["analytic"]["peak_memory_mb"] > 0
+
+
+def write(tmp_path: Path, recipe: dict) -> Path:
+    path = tmp_path / "recipe.yaml"
+    path.write_text(yaml.safe_dump(recipe))
+    return path
+
+
+def test_estimate_command(tiny_recipe, tmp_path, capsys):
+    path = write(tmp_path, tiny_recipe)
+    args = ["estimate", str(path), "--no-dry-run"]
+    assert main([*args, "--memory-budget", "100GB", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["recommendation"]["method"] == "lora"
+    assert report["predicted"]["peak_memory_mb"] > 0
+    assert {m["method"] for m in report["methods"]} >= {"lora", "full", "linear-probe"}
+
+    assert main([*args, "--memory-budget", "1MB"]) == 1
+    err = capsys.readouterr().err
+    assert "no method fits the budget of 1 MB" in err and "the smallest option is" in err
+
+    assert main([*args, "--memory-budget", "plenty"]) == 2
+    assert main([*args, "--device", "tpu"]) == 2
+    assert main([*args, "--models", f"{tiny_recipe['model']},/no/such/model"]) == 0
+    out = capsys.readouterr().out
+    assert "Candidate models" in out and "/no/such/model" in out
+
+
+def test_train_writes_predicted_and_measured(tiny_recipe, tmp_path):
+    output = tmp_path / "run"
+    assert main(["train", str(write(tmp_path, tiny_recipe)), "--output", str(output)]) == 0
+    cost = json.loads((output / "estimate.json").read_text())
+    assert cost["predicted"]["peak_memory_mb"] > 0
+    assert cost["measured"]["peak_memory_mb"] > 0 and cost["measured"]["seconds_per_epoch"] > 0
+    metrics = json.loads((output / "metrics.json").read_text())
+    assert cost["measured"]["peak_memory_mb"] == metrics["peak_memory_mb"]
+    assert (
+        "Predicted" in (output / "report.html").read_text()
+        or "predicted" in (output / "report.html").read_text()
+    )
