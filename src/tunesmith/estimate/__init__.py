@@ -22,6 +22,7 @@ from tunesmith.errors import UserError
 from tunesmith.estimate.memory import (
     CHECKPOINTING_TIME,
     OPTIMIZER_SECONDS_PER_PARAMETER,
+    RUN_GROWTH,
     STEP_OVERHEAD_SECONDS,
     TRAINING_EFFICIENCY,
     MemoryBreakdown,
@@ -311,10 +312,15 @@ def _calibrate(result: Estimate) -> None:
         "peak_memory_mb": round(own.memory.peak_mb, 1),
         "seconds_per_epoch": _round(own.seconds_per_epoch),
     }
-    memory = measured["peak_memory_mb"] / own.memory.peak_mb
+    growth = RUN_GROWTH if result.costs.device == "cpu" else 1.0
+    memory = measured["peak_memory_mb"] * growth / own.memory.peak_mb
     result.calibration["memory"] = memory
+    # a one-off warm-up (first allocations) spread over the planned epochs
+    epoch = measured["seconds_per_epoch"] + measured.get("warmup_seconds", 0.0) / max(
+        result.costs.epochs, 1e-9
+    )
     if own.seconds_per_epoch:
-        result.calibration["time"] = measured["seconds_per_epoch"] / own.seconds_per_epoch
+        result.calibration["time"] = epoch / own.seconds_per_epoch
     for item in result.methods:
         if item.memory is None:
             continue
@@ -325,9 +331,9 @@ def _calibrate(result: Estimate) -> None:
         if "time" in result.calibration and item.seconds_per_epoch:
             item.seconds_per_epoch *= result.calibration["time"]
             item.total_seconds = (item.total_seconds or 0) * result.calibration["time"]
+    own.seconds_per_epoch = epoch
     own.total_seconds = (
-        measured["seconds_per_epoch"] * result.costs.epochs
-        + measured["eval_seconds"] * result.costs.evaluations
+        epoch * result.costs.epochs + measured["eval_seconds"] * result.costs.evaluations
     )
 
 

@@ -1,9 +1,10 @@
 """The dry run: a few real optimizer steps of the recipe, in a fresh process, measured.
 
 The process loads the data and model as `train` does, takes one optimizer step on the
-longest batch (the activation peak), then a few steps on ordinary batches of the first epoch
-(timed, the first one excluded as warm-up), one evaluation of the validation split and one
-checkpoint write, and reports its peak memory (RSS, or CUDA peak) and timings as JSON.
+longest batch (the activation peak; its time beyond the steady rate is the run's one-off
+warm-up), then a few steps on ordinary batches of the first epoch (timed, the first one
+excluded), one evaluation of the validation split and one checkpoint write, and reports its
+peak memory (RSS, or CUDA peak) and timings as JSON.
 
     python -m tunesmith.estimate.dry_run < recipe.yaml
 """
@@ -77,7 +78,10 @@ def measure(recipe: Recipe) -> dict[str, Any]:
     accumulation = config.gradient_accumulation
     longest = sorted_batches(lengths.tolist(), config.batch_size)[0]
     model.train()
+    began = time.perf_counter()
     _optimizer_step(model, task, [longest] * accumulation, optimizer, config, device, dtype)
+    first_seconds = time.perf_counter() - began  # cold: allocates the optimizer state too
+    first_cost = _cost(lengths, longest) * accumulation
 
     batches = length_grouped_batches(lengths.tolist(), config.batch_size, config.seed, 0)
     timed_seconds, timed_cost = 0.0, 0.0
@@ -107,11 +111,13 @@ def measure(recipe: Recipe) -> dict[str, Any]:
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: 1.0)
         save_checkpoint(Path(folder), model, optimizer, scheduler, LoopState())
     epoch_cost = sum(_cost(lengths, indices) for indices in batches)
+    per_cost = timed_seconds / timed_cost
     return {
+        "warmup_seconds": round(max(first_seconds - per_cost * first_cost, 0.0), 3),
         "peak_memory_mb": round(peak_memory_mb(device), 1),
         "loaded_memory_mb": round(loaded_mb, 1),
-        "seconds_per_epoch": round(timed_seconds / timed_cost * epoch_cost, 3),
-        "seconds_per_cost": timed_seconds / timed_cost,
+        "seconds_per_epoch": round(per_cost * epoch_cost, 3),
+        "seconds_per_cost": per_cost,
         "epoch_cost": epoch_cost,
         "eval_seconds": round(eval_seconds, 3),
         "load_seconds": round(load_seconds, 3),
