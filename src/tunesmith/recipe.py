@@ -344,6 +344,16 @@ class TrainConfig(StrictModel):
     less distortion of pre-trained features on small data than a random head); auto:
     probe for image-classification, random for text-classification (whose head reads
     other features than the probe)."""
+    replay: float = Field(0.0, ge=0, lt=0.9)
+    """causal-lm: share of training examples drawn from the forgetting reference (its
+    half that is never measured), so the model keeps practising general text."""
+    l2_sp: float = Field(0.0, ge=0)
+    """L2-SP (Li et al. 2018): pull the trained pre-trained weights back towards their
+    starting values with this strength (e.g. 0.01), against forgetting."""
+    layer_decay: float | None = Field(None, gt=0, le=1)
+    """Layer-wise learning-rate decay: each layer below the top learns this factor slower
+    (e.g. 0.8), the embeddings slowest; keeps the general lower layers closer to where they
+    were."""
     gradient_checkpointing: bool = False
     """Recompute activations during the backward pass instead of keeping them: much less
     memory for long sequences and deep models, about a third more compute."""
@@ -373,6 +383,35 @@ class GenerationConfig(StrictModel):
     """Answers shown side by side (base vs tuned) in the report."""
 
 
+class ForgettingGuard(StrictModel):
+    """Catastrophic forgetting: measured on reference data before training and at every
+    evaluation (causal-lm: perplexity of reference prose; text encoders: drift of their
+    sentence representations, 1 - linear CKA; vision: share of reference photos whose
+    original ImageNet class changed)."""
+
+    reference: str | None = "builtin:general-en"
+    """builtin:general-en (public-domain English prose, bundled), a .txt of paragraphs, or a
+    table with a text column; null turns the guard off."""
+    max_increase: float | None = Field(None, gt=0)
+    """Past this the action is taken. causal-lm: relative perplexity increase (default 0.10,
+    i.e. +10%); text-classification: representation drift (default 0.5); vision: share of
+    changed ImageNet predictions (default 0.5)."""
+    action: Literal["warn", "stop", "rollback"] = "warn"
+    """warn: say so and go on; stop: end training (the best weights so far are kept);
+    rollback: end training and keep the best weights among the evaluations under the
+    threshold (the starting weights when there were none)."""
+
+
+class OverfittingGuard(StrictModel):
+    """Validation loss rising while training loss falls: the model learns the training set
+    by heart."""
+
+    patience: int = Field(2, ge=1)
+    """Consecutive evaluations in which validation loss rose while training loss fell."""
+    action: Literal["warn", "stop"] = "stop"
+    """stop: end training and restore the best-validation weights."""
+
+
 class Guards(StrictModel):
     """The source document's pitfalls, checked by tunesmith itself."""
 
@@ -383,6 +422,10 @@ class Guards(StrictModel):
     label_issues: bool = True
     """Look for likely label errors (out-of-fold predictions of the frozen pre-trained model
     + a linear model, ranked by cleanlab); costs one pass of the model over the data."""
+    forgetting: ForgettingGuard | None = Field(default_factory=ForgettingGuard)
+    """null: do not measure forgetting."""
+    overfitting: OverfittingGuard | None = Field(default_factory=OverfittingGuard)
+    """null: no overfitting guard (early stopping still watches the validation metric)."""
 
 
 class Recipe(StrictModel):
@@ -443,6 +486,19 @@ class Recipe(StrictModel):
             raise ValueError(
                 f"preprocess.denoise_size: a median filter needs an odd window, got "
                 f"{self.preprocess.denoise_size}; use {self.preprocess.denoise_size + 1}"
+            )
+        if self.train.replay and self.task != "causal-lm":
+            raise ValueError(
+                "train.replay mixes reference text into an LLM's training; it applies to "
+                "causal-lm only. Against forgetting in a classifier use train.l2_sp or "
+                "train.layer_decay"
+            )
+        if self.train.replay and (
+            self.guards.forgetting is None or not self.guards.forgetting.reference
+        ):
+            raise ValueError(
+                "train.replay draws from guards.forgetting.reference; set one "
+                "(e.g. builtin:general-en)"
             )
         if self.train.head_init == "probe" and not images:
             raise ValueError("train.head_init: probe is for image-classification; use auto")

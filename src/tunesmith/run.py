@@ -20,11 +20,12 @@ from rich.table import Table
 from tunesmith.data.quality import QualityReport, check_data, gate
 from tunesmith.errors import UserError
 from tunesmith.estimate.memory import current_rss_mb
-from tunesmith.families import prepare
+from tunesmith.families import Family, prepare
 from tunesmith.methods import count_parameters, get_method
 from tunesmith.recipe import Recipe
 from tunesmith.train.checkpoint import has_checkpoint
 from tunesmith.train.device import peak_memory_mb, resolve_device, resolve_precision
+from tunesmith.train.guards import ForgettingMonitor, OverfittingMonitor, overfitting_risk
 from tunesmith.train.loop import fit
 
 
@@ -78,8 +79,11 @@ def train(
     console.print(f"Model {recipe.model} on {device.type}, {precision}")
 
     before = family.score_before(console)
+    forgetting = forgetting_monitor(recipe, family, console)
     head = family.head_parameters()
     model = method.apply(family.model, recipe.method)
+    if forgetting is not None:
+        forgetting.keep_start(model)
     if recipe.train.gradient_checkpointing:
         enable_gradient_checkpointing(model)
     # only now is every input known to be usable: a bad setting leaves no folder behind
@@ -95,6 +99,8 @@ def train(
         f"({100 * trainable / total:.2f}%)"
     )
     task = family.task
+    guards = [g for g in (forgetting, overfitting_monitor(recipe)) if g is not None]
+    warn_overfitting_risk(recipe, task, trainable, console)
     result = fit(
         model,
         task,
@@ -108,10 +114,24 @@ def train(
         head=head,
         head_learning_rate=recipe.head_learning_rate,
         score_start=family.score_start,
+        guards=guards,
     )
     console.print(result.stop_reason)
+    guard_results = {}
+    if forgetting is not None:
+        forgetting.finish(model, result.restored_best)
+        guard_results["forgetting"] = forgetting.summary(model, recipe.guards.forgetting.reference)
+        console.print(describe_forgetting(guard_results["forgetting"]))
+    overfit = next((g for g in guards if isinstance(g, OverfittingMonitor)), None)
+    if overfit is not None:
+        guard_results["overfitting"] = {
+            "detected_at_step": overfit.detected_at,
+            "patience": overfit.config.patience,
+            "action": overfit.config.action,
+        }
 
     fine_tuned = task.evaluate(model, "test", detailed=True)
+    validation = task.evaluate(model, "validation")  # the kept weights' own score
     extra = family.finish(model, output)
     family.save(model, output, method.saves_adapter)
     metrics = {
@@ -124,7 +144,9 @@ def train(
         "device": device.type,
         "learning_rate": recipe.learning_rate,
         "fine_tuned": fine_tuned,
+        "validation": validation,
         **before,
+        **guard_results,
         "train_seconds": round(result.train_seconds, 3),
         "samples_per_second": round(result.samples_per_second, 2),
         "tokens_per_second": round(result.tokens_per_second, 1),
@@ -164,6 +186,47 @@ def check_data_quality(recipe: Recipe, console: Console) -> QualityReport | None
             "error-level finding(s); they are recorded in quality.json and the report"
         )
     return report
+
+
+def forgetting_monitor(
+    recipe: Recipe, family: Family, console: Console
+) -> ForgettingMonitor | None:
+    """guards.forgetting: the measure on the pre-trained model, before the method."""
+    config = recipe.guards.forgetting
+    if config is None or not config.reference:
+        return None
+    monitor = ForgettingMonitor(family.forgetting_measure(config.reference), config)
+    before = monitor.start(family.model)
+    console.print(
+        f"Forgetting guard: {monitor.measure.name} on {config.reference} is {before:.4g} before "
+        f"training; action {config.action} past an increase of {monitor.threshold:g}"
+    )
+    return monitor
+
+
+def overfitting_monitor(recipe: Recipe) -> OverfittingMonitor | None:
+    config = recipe.guards.overfitting
+    return OverfittingMonitor(config) if config is not None else None
+
+
+def warn_overfitting_risk(recipe: Recipe, task: object, trainable: int, console: Console) -> None:
+    from tunesmith.train.loop import plan_steps
+
+    examples = len(task.lengths("train"))
+    plan = plan_steps(-(-examples // recipe.train.batch_size), recipe.train)
+    risk = overfitting_risk(examples, plan.total_steps / plan.steps_per_epoch, trainable)
+    if risk:
+        console.print(f"[yellow]{risk}")
+
+
+def describe_forgetting(summary: dict) -> str:
+    change = summary["increase"]
+    shown = f"{change:+.1%}" if summary["measure"] == "perplexity" else f"{change:.3f}"
+    return (
+        f"Forgetting ({summary['measure']} on {summary['reference']}): {summary['before']:.4g} "
+        f"-> {summary['after']:.4g} ({shown}; threshold {summary['threshold']:g}, action "
+        f"taken: {summary['action_taken']})"
+    )
 
 
 def predict_cost(

@@ -14,6 +14,7 @@ from tunesmith.estimate.recommend import (
     _duration,
     _size,
     default_memory_budget,
+    forgetting_matters,
     judge,
     nothing_fits_message,
     parse_duration,
@@ -151,6 +152,11 @@ def show(
 def _why_not(result: Estimate, budget: float, time_s: float | None) -> str:
     recipe = result.recipe
     own = result.method(recipe.method.name)
+    if own.memory is not None and forgetting_matters(recipe) and own.method == "full":
+        return (
+            "guards.forgetting stops or rolls back on forgetting, and an adapter leaves the "
+            "pre-trained weights as they were"
+        )
     if own.memory is None:
         return f"{own.method} does not apply here ({own.not_applicable})"
     written = f"{own.method} at batch_size {recipe.train.batch_size}"

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 
@@ -118,7 +119,10 @@ def fits(option: Option, memory_mb: float, time_s: float | None) -> bool:
 def judge(result: Estimate, memory_mb: float, time_s: float | None) -> Option | None:
     """Set each method's verdict; return the recommended option (None: nothing fits)."""
     chosen: Option | None = None
-    order = [result.recipe.method.name, *[m for m in PREFERENCE if m != result.recipe.method.name]]
+    own = result.recipe.method.name
+    order = [own, *[m for m in PREFERENCE if m != own]]
+    if own == "full" and forgetting_matters(result.recipe):
+        order = list(PREFERENCE)  # adapters leave the pre-trained weights as they were
     by_name = {m.method: m for m in result.methods}
     for name in order:
         item = by_name.get(name)
@@ -144,6 +148,13 @@ def judge(result: Estimate, memory_mb: float, time_s: float | None) -> Option | 
         if good and chosen is None:
             chosen = good[0]
     return chosen
+
+
+def forgetting_matters(recipe: Any) -> bool:
+    """The recipe stops or rolls back on forgetting: it cares more about keeping the
+    pre-trained model's knowledge than about the last point of the task score."""
+    guard = recipe.guards.forgetting
+    return guard is not None and bool(guard.reference) and guard.action != "warn"
 
 
 def nothing_fits_message(result: Estimate, memory_mb: float, time_s: float | None) -> str:

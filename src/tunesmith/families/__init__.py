@@ -11,6 +11,7 @@ import torch
 from rich.console import Console
 from torch import nn
 
+from tunesmith.evaluate.forgetting import Measure
 from tunesmith.methods.registry import Method
 from tunesmith.recipe import Recipe
 from tunesmith.train.task import TrainTask
@@ -43,6 +44,11 @@ class Family(Protocol):
 
     def finish(self, model: nn.Module, output: Path) -> dict[str, Any]:
         """Extra metrics.json entries once the tuned model was scored on test."""
+        ...
+
+    def forgetting_measure(self, reference: str) -> Measure:
+        """How far the model drifts from the pre-trained one on reference data (see
+        evaluate/forgetting.py); made from the model before the method is applied."""
         ...
 
     def save(self, model: nn.Module, output: Path, adapter: bool) -> Path:

@@ -11,8 +11,14 @@ import torch
 from rich.console import Console
 from torch import nn
 
-from tunesmith.data.causal import load_causal_lm
+from tunesmith.data.causal import LMExample, LMSplit, LMSplits, load_causal_lm
 from tunesmith.data.text import SPLITS
+from tunesmith.evaluate.forgetting import (
+    LanguageModelPerplexity,
+    measured_half,
+    reference_paragraphs,
+    replay_half,
+)
 from tunesmith.evaluate.generation import generation_metrics
 from tunesmith.methods.registry import Method
 from tunesmith.models.causal_lm import load_causal_lm as load_model
@@ -24,6 +30,20 @@ from tunesmith.run_folder import save_pretrained_model
 from tunesmith.tasks.causal_lm import CausalLMTask
 
 
+def with_replay(splits: LMSplits, recipe: Recipe) -> LMSplits:
+    """train.replay: add raw-text examples from the reference's unmeasured half, so that
+    they make up that share of the training examples (cycled when the reference is short)."""
+    share = recipe.train.replay
+    if not share:
+        return splits
+    reference = recipe.guards.forgetting.reference  # validated: set when replay is
+    paragraphs = replay_half(reference_paragraphs(reference))
+    count = round(share / (1 - share) * len(splits.train))
+    extra = [LMExample(row=-1 - i, text=paragraphs[i % len(paragraphs)]) for i in range(count)]
+    train = LMSplit(splits.train.examples + extra, splits.train.source)
+    return LMSplits(train, splits.validation, splits.test, splits.format)
+
+
 class CausalLMFamily:
     score_start = True
     headline = ("perplexity", "rouge_l", "exact_match", "token_f1")
@@ -32,7 +52,7 @@ class CausalLMFamily:
         self, recipe: Recipe, device: torch.device, dtype: torch.dtype | None, console: Console
     ) -> None:
         self.recipe = recipe
-        self.splits = load_causal_lm(recipe.data, recipe.train.seed)
+        self.splits = with_replay(load_causal_lm(recipe.data, recipe.train.seed), recipe)
         folder = resolve_model(recipe.model)
         self.tokenizer = prepare_tokenizer(load_tokenizer(folder))
         self.model = load_model(folder).to(device)
@@ -119,6 +139,21 @@ class CausalLMFamily:
         extra["samples"] = rows[: self.recipe.generation.samples]
         return extra
 
+    def forgetting_measure(self, reference: str) -> LanguageModelPerplexity:
+        paragraphs = measured_half(reference_paragraphs(reference))
+        split = LMSplit([LMExample(row=i, text=p) for i, p in enumerate(paragraphs)], reference)
+        task = CausalLMTask(
+            LMSplits(split, split, split, "text"),
+            self.tokenizer,
+            min(256, self.recipe.preprocess.max_length or 256),
+            self.task.device,
+            self.task.dtype,
+            eval_batch_size=self.task.eval_batch_size,
+            chunk_overlap=0,
+            preprocessor=self.task.preprocessor,
+        )
+        return LanguageModelPerplexity(task)
+
     def save(self, model: nn.Module, output: Path, adapter: bool) -> Path:
         return save_pretrained_model(model, self.tokenizer, output, adapter)
 
@@ -127,7 +162,7 @@ class CausalLMFamily:
         prompt (TF-IDF cosine): what a search box over the data would give, for free."""
         from sklearn.feature_extraction.text import TfidfVectorizer
 
-        train = self.splits.train.examples
+        train = [ex for ex in self.splits.train.examples if ex.messages is not None]  # no replay
         test = self.task.generation_examples("test")
         vectorizer = TfidfVectorizer(sublinear_tf=True, ngram_range=(1, 2), min_df=1)
         train_matrix = vectorizer.fit_transform([_prompt_text(ex.messages[:-1]) for ex in train])

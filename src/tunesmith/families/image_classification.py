@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from rich.console import Console
 from torch import nn
@@ -19,9 +20,14 @@ from tunesmith.evaluate.baselines import (
     frozen_features_base,
     probe_metrics,
 )
+from tunesmith.evaluate.forgetting import (
+    ImageNetDisagreement,
+    RepresentationDrift,
+    reference_photos,
+)
 from tunesmith.methods.registry import Method
 from tunesmith.models.resolve import resolve_model
-from tunesmith.models.vision import load_vision_classifier, vision_kind
+from tunesmith.models.vision import imagenet_head, load_vision_classifier, vision_kind
 from tunesmith.recipe import Recipe
 from tunesmith.tasks.image_classification import ImageClassificationTask
 
@@ -48,6 +54,7 @@ class ImageClassificationFamily:
         self.splits = load_image_classification(recipe.data, recipe.train.seed)
         folder = resolve_model(recipe.model)
         kind = vision_kind(recipe.model, folder)
+        self.folder, self.kind = folder, kind
         self.model = load_vision_classifier(folder, self.splits.label_names, kind).to(device)
         self.train_transform, self.tokenizer = image_transforms(recipe, self.model)
         self.task = ImageClassificationTask(
@@ -123,6 +130,26 @@ class ImageClassificationFamily:
             "skipped_images": self.splits.skipped,
             "head_init": "probe" if self.probe_head else "random",
         }
+
+    def forgetting_measure(self, reference: str) -> ImageNetDisagreement | RepresentationDrift:
+        """On reference photos (random crops of scikit-learn's two sample photographs; the
+        text reference does not apply to images): the original ImageNet head's top-1
+        class, or the backbone features' CKA drift when there is no such head."""
+        pixels = torch.stack([self.tokenizer(photo, None) for photo in reference_photos()])
+        device = self.task.device
+
+        @torch.inference_mode()
+        def features(model: nn.Module) -> np.ndarray:
+            was_training = model.training
+            model.eval()
+            pooled = model.features(pixels.to(device)).float().cpu().numpy()
+            model.train(was_training)
+            return pooled
+
+        head = imagenet_head(self.folder, self.kind)
+        if head is not None:
+            return ImageNetDisagreement(features, head, self.model)
+        return RepresentationDrift(features, self.model)
 
     def save(self, model: nn.Module, output: Path, adapter: bool) -> Path:
         """model/ (the classifier: safetensors + vision_config.json) or adapter/ (PEFT

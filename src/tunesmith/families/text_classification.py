@@ -11,9 +11,15 @@ import torch
 from rich.console import Console
 from torch import nn
 
-from tunesmith.data.text import SPLITS, load_text_classification
+from tunesmith.data.text import SPLITS, TextExamples, TextSplits, load_text_classification
 from tunesmith.data.text_preprocess import TextPreprocessor
 from tunesmith.evaluate.baselines import frozen_features_base, tfidf_baseline
+from tunesmith.evaluate.forgetting import (
+    RepresentationDrift,
+    measured_half,
+    reference_paragraphs,
+    reference_sentences,
+)
 from tunesmith.methods.registry import Method
 from tunesmith.models.resolve import resolve_model
 from tunesmith.models.structure import head_modules
@@ -86,6 +92,22 @@ class TextClassificationFamily:
             "truncated": self.task.truncated,
             "stop_word_fallbacks": {name: self.task.fallbacks[name] for name in SPLITS},
         }
+
+    def forgetting_measure(self, reference: str) -> RepresentationDrift:
+        sentences = reference_sentences(measured_half(reference_paragraphs(reference)))
+        examples = TextExamples(
+            sentences, [0] * len(sentences), list(range(len(sentences))), reference
+        )
+        splits = TextSplits(examples, examples, examples, label_names=self.splits.label_names)
+        task = TextClassificationTask(
+            splits,
+            self.tokenizer,
+            self.recipe.preprocess.max_length,
+            self.task.device,
+            self.task.dtype,
+            eval_batch_size=self.task.eval_batch_size,
+        )
+        return RepresentationDrift(lambda model: task.embed(model, "test"), self.model)
 
     def save(self, model: nn.Module, output: Path, adapter: bool) -> Path:
         return save_pretrained_model(model, self.tokenizer, output, adapter)

@@ -445,6 +445,22 @@ def _drop_imagenet_head(net: nn.Module) -> None:
     net._fc = nn.Identity()
 
 
+def imagenet_head(folder: Path, kind: str) -> nn.Linear | None:
+    """The pre-trained ImageNet classifier the backbone was trained with (EfficientNet-Lite0's
+    `_fc`), for measuring forgetting; None when the checkpoint has none."""
+    if kind != EFFICIENTNET_LITE0:
+        return None
+    state = torch.load(_efficientnet_weights(folder), map_location="cpu", weights_only=True)
+    weight, bias = state.get("_fc.weight"), state.get("_fc.bias")
+    if weight is None or bias is None:
+        return None
+    head = nn.Linear(weight.shape[1], weight.shape[0])
+    with torch.no_grad():
+        head.weight.copy_(weight)
+        head.bias.copy_(bias)
+    return head.eval()
+
+
 def _efficientnet_weights(path: Path) -> Path:
     if path.is_file():
         return path

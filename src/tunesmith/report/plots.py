@@ -77,8 +77,9 @@ def _plotted(history: Sequence[dict[str, Any]], keys: Sequence[str]) -> list[str
 
 
 def _panels(history: Sequence[dict[str, Any]]) -> list[tuple[list[str], str]]:
-    """Loss, perplexity (a causal LM's, on its own scale) and the other validation metrics;
-    a panel with nothing to draw is left out, so any one of them is enough for a figure."""
+    """Loss, perplexity (a causal LM's, on its own scale), the other validation metrics and
+    the forgetting measure beside them; a panel with nothing to draw is left out, so any one
+    of them is enough for a figure."""
     other_keys = sorted(
         {
             key
@@ -87,10 +88,15 @@ def _panels(history: Sequence[dict[str, Any]]) -> list[tuple[list[str], str]]:
             if key.startswith("val_") and key not in _SERIES_NAMES
         }
     )
+    forgetting = sorted(
+        {key for row in history for key in row if key.startswith("forgetting_")}
+        - {"forgetting_increase"}
+    )
     candidates = (
         (_plotted(history, list(_LOSS_NAMES)), "Loss"),
         (_plotted(history, list(_PERPLEXITY_NAMES)), "Perplexity"),
         (_plotted(history, other_keys), "Validation metrics"),
+        (_plotted(history, forgetting), "Forgetting (reference data)"),
     )
     return [(keys, title) for keys, title in candidates if keys]
 

@@ -11,7 +11,7 @@ import json
 import math
 import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,6 +32,7 @@ from tunesmith.train.checkpoint import (
     save_weights,
 )
 from tunesmith.train.device import autocast
+from tunesmith.train.guards import Guard
 from tunesmith.train.schedule import lr_factor
 from tunesmith.train.task import TrainTask
 
@@ -46,6 +47,8 @@ class FitResult:
     train_seconds: float
     samples_per_second: float
     tokens_per_second: float
+    restored_best: bool = False
+    """The weights of the best evaluation were restored at the end."""
 
 
 @dataclass
@@ -80,23 +83,46 @@ def make_optimizer(
 ) -> torch.optim.AdamW:
     """AdamW; no weight decay on biases and norm weights (1-D tensors); the parameters whose
     id() is in `head` learn at `head_lr`."""
-    groups: dict[tuple[bool, bool], list[nn.Parameter]] = {}
+    scales = layer_scales(model, config.layer_decay, head) if config.layer_decay else {}
+    groups: dict[tuple[bool, bool, float], list[nn.Parameter]] = {}
     for parameter in model.parameters():
         if parameter.requires_grad:
-            key = (id(parameter) in (head or ()), parameter.ndim >= 2)
+            is_head = id(parameter) in (head or ())
+            key = (is_head, parameter.ndim >= 2, scales.get(id(parameter), 1.0))
             groups.setdefault(key, []).append(parameter)
     return torch.optim.AdamW(
         [
             {
                 "params": params,
-                "lr": head_lr if is_head and head_lr else lr,
+                "lr": head_lr if is_head and head_lr else lr * scale,
                 "weight_decay": config.weight_decay if decays else 0.0,
             }
-            for (is_head, decays), params in sorted(groups.items())
+            for (is_head, decays, scale), params in sorted(groups.items())
         ],
         lr=lr,
         foreach=True,
     )
+
+
+def layer_scales(model: nn.Module, decay: float, head: set[int] | None) -> dict[int, float]:
+    """Layer-wise learning-rate decay: id(parameter) -> factor. The top layer of the stack
+    learns at the full rate, each one below `decay` times slower, what comes before the
+    stack (embeddings, stem) slowest; what comes after it (final norm, head) at full rate."""
+    from tunesmith.models.structure import layer_stack
+
+    layers = layer_stack(model)
+    depth = {id(p): i for i, layer in enumerate(layers) for p in layer.parameters()}
+    top = len(layers)
+    scales: dict[int, float] = {}
+    seen_stack = False
+    for parameter in model.parameters():
+        key = id(parameter)
+        if key in depth:
+            seen_stack = True
+            scales[key] = decay ** (top - 1 - depth[key])
+        elif key not in (head or ()) and not seen_stack:
+            scales[key] = decay**top
+    return scales
 
 
 def fit(
@@ -113,12 +139,15 @@ def fit(
     head: set[int] | None = None,
     head_learning_rate: float | None = None,
     score_start: bool = False,
+    guards: Sequence[Guard] = (),
 ) -> FitResult:
     """Train `model` in place; on return it holds the best weights seen on validation.
 
     `score_start`: evaluate before the first step and count the starting weights as a
     candidate, so a run that only makes the model worse ends where it started (for a
-    pre-trained LLM, or a head already fitted by a probe; not for a random head)."""
+    pre-trained LLM, or a head already fitted by a probe; not for a random head).
+    `guards` (forgetting, overfitting) see every evaluation: they add to its history line,
+    may end the run, and may bar weights from becoming the best."""
     console = console or Console()
     checkpoints = run_dir / "checkpoints"
     lengths = task.lengths("train")
@@ -141,10 +170,15 @@ def fit(
 
     stopping = config.early_stopping
     watched = stopping.metric if stopping else "loss"
+    anchors = _anchors(model, head) if config.l2_sp else {}
     if score_start and state.step == 0:
         record = {"step": 0, "epoch": 0.0}
         record.update({f"val_{k}": v for k, v in task.evaluate(model, "validation").items()})
-        record["best"] = _track_best(record, watched, stopping, state, model, checkpoints)
+        decisions = [guard.observe(model, record, console) for guard in guards]
+        eligible = all(d.eligible for d in decisions)
+        record["best"] = eligible and _track_best(
+            record, watched, stopping, state, model, checkpoints
+        )
         with history_path.open("a") as handle:
             handle.write(json.dumps(record) + "\n")
         console.print(_describe(record, watched, record["best"]) + "  (before training)")
@@ -158,7 +192,7 @@ def fit(
                 micro = batches[start : start + config.gradient_accumulation]
                 step_start = time.perf_counter()
                 loss, items, samples, tokens = _optimizer_step(
-                    model, task, micro, optimizer, config, device, dtype
+                    model, task, micro, optimizer, config, device, dtype, anchors
                 )
                 scheduler.step()
                 elapsed = time.perf_counter() - step_start
@@ -192,8 +226,14 @@ def fit(
                     running_loss, running_items = 0.0, 0
                     validation = task.evaluate(model, "validation")
                     record.update({f"val_{k}": v for k, v in validation.items()})
+                    decisions = [guard.observe(model, record, progress.console) for guard in guards]
                     model.train()
-                    improved = _track_best(record, watched, stopping, state, model, checkpoints)
+                    improved = all(d.eligible for d in decisions) and _track_best(
+                        record, watched, stopping, state, model, checkpoints
+                    )
+                    stop = next((d.stop for d in decisions if d.stop), None)
+                    if stop:
+                        state.stop_reason = stop
                     record["best"] = improved
                     with history_path.open("a") as handle:
                         handle.write(json.dumps(record) + "\n")
@@ -204,7 +244,8 @@ def fit(
                 if state.stop_reason or state.step >= plan.total_steps:
                     break
 
-    if (checkpoints / "best.safetensors").is_file():
+    restored = (checkpoints / "best.safetensors").is_file()
+    if restored:
         load_weights(model, checkpoints / "best.safetensors")
     if not config.keep_checkpoints:
         shutil.rmtree(checkpoints, ignore_errors=True)
@@ -218,7 +259,17 @@ def fit(
         train_seconds=state.train_seconds,
         samples_per_second=state.samples_seen / max(state.train_seconds, 1e-9),
         tokens_per_second=state.tokens_seen / max(state.train_seconds, 1e-9),
+        restored_best=restored,
     )
+
+
+def _anchors(model: nn.Module, head: set[int] | None) -> dict[nn.Parameter, torch.Tensor]:
+    """L2-SP's starting point: a copy of every trained pre-trained weight (not the head)."""
+    return {
+        p: p.detach().clone()
+        for p in model.parameters()
+        if p.requires_grad and id(p) not in (head or ())
+    }
 
 
 def _optimizer_step(
@@ -229,6 +280,7 @@ def _optimizer_step(
     config: TrainConfig,
     device: torch.device,
     dtype: torch.dtype | None,
+    anchors: dict[nn.Parameter, torch.Tensor] | None = None,
 ) -> tuple[float, int, int, int]:
     """One optimizer step over accumulated micro-batches: (loss, items, samples, tokens).
 
@@ -243,6 +295,9 @@ def _optimizer_step(
             loss = task.loss_sum(model, batch) / items
         loss.backward()
         total += loss.item()
+    for parameter, start in (anchors or {}).items():  # L2-SP: d/dp of l2_sp/2 * |p - p0|^2
+        if parameter.grad is not None:
+            parameter.grad.add_(parameter.detach() - start, alpha=config.l2_sp)
     if config.max_grad_norm is not None:
         torch.nn.utils.clip_grad_norm_(
             [p for p in model.parameters() if p.grad is not None], config.max_grad_norm

@@ -1,0 +1,155 @@
+"""Guards the training loop consults at every evaluation: forgetting (measured on reference
+data) and overfitting (validation loss rising while training loss falls). Each adds its
+numbers to the evaluation's history line and may end the run or bar an evaluation from
+being the best one."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Protocol
+
+import torch
+from rich.console import Console
+from torch import nn
+
+from tunesmith.evaluate.forgetting import Measure, increase
+from tunesmith.recipe import ForgettingGuard, OverfittingGuard
+
+
+@dataclass
+class Decision:
+    stop: str | None = None
+    """Why the run must end now (None: go on)."""
+    eligible: bool = True
+    """False: these weights may not become the best (rollback past the threshold)."""
+
+
+class Guard(Protocol):
+    def observe(self, model: nn.Module, record: dict, console: Console) -> Decision: ...
+
+
+DEFAULT_THRESHOLDS = {"perplexity": 0.10, "representation_drift": 0.5, "imagenet_disagreement": 0.5}
+
+
+class ForgettingMonitor:
+    """Measures forgetting before training (`start`) and at every evaluation."""
+
+    def __init__(self, measure: Measure, config: ForgettingGuard) -> None:
+        self.measure = measure
+        self.config = config
+        self.threshold = config.max_increase or DEFAULT_THRESHOLDS[measure.name]
+        self.before: float | None = None
+        self.action_taken = "none"
+        self._start_state: dict[str, torch.Tensor] | None = None
+
+    def start(self, model: nn.Module) -> float:
+        """Measure the pre-trained model (before the method is applied)."""
+        self.before = self.measure(model)
+        return self.before
+
+    def keep_start(self, model: nn.Module) -> None:
+        """With rollback, remember the starting trainable weights (the model with its
+        method applied): the fallback when no evaluation stays under the threshold."""
+        if self.config.action == "rollback":
+            self._start_state = {
+                n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad
+            }
+
+    def observe(self, model: nn.Module, record: dict, console: Console) -> Decision:
+        value = self.before if record.get("step") == 0 else self.measure(model)
+        change = increase(self.measure, self.before, value)
+        record[f"forgetting_{self.measure.name}"] = value
+        record["forgetting_increase"] = change
+        if not (change > self.threshold):
+            return Decision()
+        what = (
+            f"forgetting: {self.measure.name} on the reference went from {self.before:.4g} to "
+            f"{value:.4g} ({_change(self.measure.relative, change)}), past "
+            f"guards.forgetting.max_increase={self.threshold:g}"
+        )
+        action = self.config.action
+        if action == "warn":
+            if self.action_taken == "none":
+                console.print(f"[yellow]{what}; training goes on (action: warn)")
+            self.action_taken = "warned"
+            return Decision()
+        self.action_taken = "stopped" if action == "stop" else "rolled_back"
+        kept = (
+            "the best weights so far are kept"
+            if action == "stop"
+            else "the best weights under the threshold are restored"
+        )
+        return Decision(stop=f"{what}: stopped ({kept})", eligible=action != "rollback")
+
+    def finish(self, model: nn.Module, restored_best: bool) -> None:
+        """After the loop: a rollback with no evaluation under the threshold goes back to
+        the starting weights."""
+        if self.action_taken == "rolled_back" and not restored_best and self._start_state:
+            model.load_state_dict(self._start_state, strict=False)
+
+    def summary(self, model: nn.Module, reference: str) -> dict:
+        after = self.measure(model)
+        return {
+            "reference": reference,
+            "measure": self.measure.name,
+            "before": self.before,
+            "after": after,
+            "increase": increase(self.measure, self.before, after),
+            "threshold": self.threshold,
+            "action": self.config.action,
+            "action_taken": self.action_taken,
+        }
+
+
+class OverfittingMonitor:
+    """Stops when validation loss rose and training loss fell for `patience` evaluations
+    in a row; the loop then restores the best-validation weights."""
+
+    def __init__(self, config: OverfittingGuard) -> None:
+        self.config = config
+        self.previous: dict | None = None
+        self.streak = 0
+        self.detected_at: int | None = None
+
+    def observe(self, model: nn.Module, record: dict, console: Console) -> Decision:
+        previous, self.previous = self.previous, record
+        if previous is None or "train_loss" not in record or "train_loss" not in previous:
+            return Decision()
+        rising = record["val_loss"] > previous["val_loss"]
+        falling = record["train_loss"] < previous["train_loss"]
+        self.streak = self.streak + 1 if rising and falling else 0
+        record["overfitting_streak"] = self.streak
+        if self.streak < self.config.patience:
+            return Decision()
+        what = (
+            f"overfitting: validation loss rose for {self.streak} evaluations in a row "
+            f"(to {record['val_loss']:.4f}) while training loss fell (to "
+            f"{record['train_loss']:.4f})"
+        )
+        if self.detected_at is None:
+            self.detected_at = record["step"]
+        if self.config.action == "warn":
+            if self.streak == self.config.patience:
+                console.print(f"[yellow]{what}; training goes on (action: warn)")
+            return Decision()
+        return Decision(stop=f"{what}: stopped, the best-validation weights are restored")
+
+
+def overfitting_risk(examples: int, epochs: float, trainable: int) -> str | None:
+    """A warning before training when the setting invites overfitting."""
+    if examples >= 1000 or epochs < 10:
+        return None
+    per_example = trainable / max(examples, 1)
+    return (
+        f"{examples} training examples for {epochs:g} epochs"
+        + (f", {per_example:,.0f} trainable weights per example" if per_example > 1000 else "")
+        + ": the model may learn them by heart. The overfitting guard stops the run when "
+        "validation loss rises while training loss falls"
+    )
+
+
+def _change(relative: bool, change: float) -> str:
+    if math.isnan(change):
+        return "n/a"
+    return f"{change:+.1%}" if relative else f"{change:.3f}"
