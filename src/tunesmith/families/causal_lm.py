@@ -29,6 +29,9 @@ from tunesmith.recipe import Recipe
 from tunesmith.run_folder import save_pretrained_model
 from tunesmith.tasks.causal_lm import CausalLMTask
 
+REFERENCE_PARAGRAPHS = 24
+"""Reference paragraphs measured at each evaluation (about 4,000 tokens: a few seconds)."""
+
 
 def with_replay(splits: LMSplits, recipe: Recipe) -> LMSplits:
     """train.replay: add raw-text examples from the reference's unmeasured half, so that
@@ -140,7 +143,7 @@ class CausalLMFamily:
         return extra
 
     def forgetting_measure(self, reference: str) -> LanguageModelPerplexity:
-        paragraphs = measured_half(reference_paragraphs(reference))
+        paragraphs = measured_half(reference_paragraphs(reference))[:REFERENCE_PARAGRAPHS]
         split = LMSplit([LMExample(row=i, text=p) for i, p in enumerate(paragraphs)], reference)
         task = CausalLMTask(
             LMSplits(split, split, split, "text"),
