@@ -87,7 +87,8 @@ def test_forgetting_monitor_actions(action, stops, eligible, taken):
     assert monitor.start(model) == 10.0 and monitor.threshold == 0.10
     record = {"step": 5}
     first = monitor.observe(model, record, QUIET)  # +5%: under the threshold
-    assert first.stop is None and first.eligible and record["forgetting_increase"] == 0.05
+    assert first.stop is None and first.eligible
+    assert record["forgetting_increase"] == pytest.approx(0.05)
     record = {"step": 10}
     second = monitor.observe(model, record, QUIET)  # +20%
     assert (second.stop is not None) == stops and second.eligible == eligible
@@ -151,9 +152,8 @@ def test_overfitting_guard_restores_the_best_validation_model(tiny_recipe, tmp_p
 
 def test_forgetting_rollback_keeps_the_model_under_the_threshold(tiny_llm_recipe, tmp_path):
     reference = tmp_path / "reference.txt"
-    reference.write_text(
-        "\n\n".join("the team and the coach talk about the match today" for _ in range(8))
-    )
+    # tokens the training data never uses: learning the QA pairs pushes their odds down
+    reference.write_text("\n\n".join("- : ' - : ! ' : - ' ! :" for _ in range(8)))
     recipe = {
         **tiny_llm_recipe,
         "method": {"name": "full"},
@@ -191,7 +191,7 @@ def test_l2_sp_keeps_weights_near_the_start(tiny_model_dir, tiny_recipe):
     from tunesmith.train.loop import _anchors, _optimizer_step, make_optimizer
 
     distances = {}
-    for strength in (0.0, 50.0):
+    for strength in (0.0, 1000.0):
         recipe = load_recipe({**tiny_recipe, "method": {"name": "full"},
                               "train": {"l2_sp": strength, "precision": "fp32"}})  # fmt: skip
         torch.manual_seed(0)
@@ -202,7 +202,7 @@ def test_l2_sp_keeps_weights_near_the_start(tiny_model_dir, tiny_recipe):
         optimizer = make_optimizer(model, recipe.train, 1e-2, head)
         anchors = _anchors(model, head) if strength else {}
         model.train()
-        for _ in range(5):
+        for _ in range(20):
             _optimizer_step(model, family.task, [[0, 1, 2, 3]], optimizer, recipe.train,
                             torch.device("cpu"), None, anchors)  # fmt: skip
         distances[strength] = sum(
@@ -210,7 +210,7 @@ def test_l2_sp_keeps_weights_near_the_start(tiny_model_dir, tiny_recipe):
             for n, p in model.named_parameters()
             if "classifier" not in n
         )
-    assert distances[50.0] < 0.8 * distances[0.0]
+    assert distances[1000.0] < 0.5 * distances[0.0]
 
 
 def test_layer_decay_scales_learning_rates(tiny_model_dir, tiny_recipe):
