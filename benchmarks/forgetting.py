@@ -87,9 +87,14 @@ def main() -> None:
             for name, overrides in runs:
                 console.print(f"{family}: {name} ...")
                 output = Path(tmp) / family / name.replace(" ", "_").replace(",", "")
+                run_recipe = dict(recipe)
+                for override in overrides:  # another method: its own keys, not the recipe's
+                    if override.startswith("method.name="):
+                        run_recipe["method"] = {"name": override.split("=", 1)[1]}
+                rest = [o for o in overrides if not o.startswith("method.name=")]
                 metrics = train_in_subprocess(
-                    recipe, Path(tmp) / f"{family}.yaml", output,
-                    [*overrides, "guards.data_quality=warn"],
+                    run_recipe, Path(tmp) / f"{family}.yaml", output,
+                    [*rest, "guards.data_quality=warn"],
                 )  # fmt: skip
                 results.append(_row(family, name, score_name, metrics))
                 console.print(results[-1])
