@@ -288,16 +288,17 @@ def _costs(
         steps_per_epoch=plan.steps_per_epoch,
         epochs=plan.total_steps / plan.steps_per_epoch,
         evaluations=math.ceil(plan.total_steps / plan.eval_every),
-        epoch_cost=sum(_batch_cost(lengths, b) for b in batches),
+        epoch_cost=sum(batch_cost(lengths, b) for b in batches),
         validation_cost=sum(
-            _batch_cost(validation, b) for b in sorted_batches(validation.tolist(), eval_size)
+            batch_cost(validation, b) for b in sorted_batches(validation.tolist(), eval_size)
         ),
         flops_per_second=speed,
         runtime_mb=runtime_mb,
     )
 
 
-def _batch_cost(lengths: np.ndarray, indices: list[int]) -> float:
+def batch_cost(lengths: np.ndarray, indices: list[int]) -> float:
+    """What a micro-batch costs: its examples x its longest length (padding included)."""
     return float(len(indices) * lengths[indices].max()) if indices else 0.0
 
 

@@ -49,6 +49,7 @@ def measure(recipe: Recipe) -> dict[str, Any]:
     import torch
     from rich.console import Console
 
+    from tunesmith.estimate import batch_cost
     from tunesmith.families import prepare
     from tunesmith.methods import get_method
     from tunesmith.run import enable_gradient_checkpointing, seed_everything
@@ -81,7 +82,7 @@ def measure(recipe: Recipe) -> dict[str, Any]:
     began = time.perf_counter()
     _optimizer_step(model, task, [longest] * accumulation, optimizer, config, device, dtype)
     first_seconds = time.perf_counter() - began  # cold: allocates the optimizer state too
-    first_cost = _cost(lengths, longest) * accumulation
+    first_cost = batch_cost(lengths, longest) * accumulation
 
     batches = length_grouped_batches(lengths.tolist(), config.batch_size, config.seed, 0)
     timed_seconds, timed_cost = 0.0, 0.0
@@ -96,13 +97,13 @@ def measure(recipe: Recipe) -> dict[str, Any]:
             torch.cuda.synchronize(device)
         if steps > 0:  # the first ordinary step still warms up
             timed_seconds += time.perf_counter() - began
-            timed_cost += sum(_cost(lengths, indices) for indices in micro)
+            timed_cost += sum(batch_cost(lengths, indices) for indices in micro)
         steps += 1
     if timed_cost == 0:  # one batch per epoch: time the only step there is
         began = time.perf_counter()
         _optimizer_step(model, task, batches[:accumulation], optimizer, config, device, dtype)
         timed_seconds = time.perf_counter() - began
-        timed_cost = sum(_cost(lengths, indices) for indices in batches[:accumulation])
+        timed_cost = sum(batch_cost(lengths, indices) for indices in batches[:accumulation])
 
     began = time.perf_counter()
     task.evaluate(model, "validation")
@@ -110,7 +111,7 @@ def measure(recipe: Recipe) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as folder:
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: 1.0)
         save_checkpoint(Path(folder), model, optimizer, scheduler, LoopState())
-    epoch_cost = sum(_cost(lengths, indices) for indices in batches)
+    epoch_cost = sum(batch_cost(lengths, indices) for indices in batches)
     per_cost = timed_seconds / timed_cost
     return {
         "warmup_seconds": round(max(first_seconds - per_cost * first_cost, 0.0), 3),
@@ -125,11 +126,6 @@ def measure(recipe: Recipe) -> dict[str, Any]:
         "device": device.type,
         "precision": "bf16" if dtype is not None else "fp32",
     }
-
-
-def _cost(lengths, indices: list[int]) -> float:
-    """What a micro-batch costs: its examples x its longest length (padding included)."""
-    return float(len(indices) * max(lengths[i] for i in indices))
 
 
 def main() -> int:
