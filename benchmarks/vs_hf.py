@@ -175,7 +175,7 @@ def run_hf(recipe_dict: dict, out: Path, best: bool) -> dict:
         tokens = sum(len(row.ids) for row in rows)
     elif recipe.task == "text-classification":
         ids, labels = task.ids["train"], task.splits.train.labels
-        dataset = [{"input_ids": row, "labels": int(y)} for row, y in zip(ids, labels)]
+        dataset = [{"input_ids": row, "labels": int(y)} for row, y in zip(ids, labels, strict=True)]
         collator = DataCollatorWithPadding(task.tokenizer)
         tokens = sum(len(row) for row in ids)
     else:

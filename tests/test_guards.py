@@ -188,7 +188,7 @@ def test_forgetting_measured_for_classifiers(tiny_recipe, tiny_image_recipe, tmp
 def test_l2_sp_keeps_weights_near_the_start(tiny_model_dir, tiny_recipe):
     from tunesmith.families import prepare
     from tunesmith.methods import get_method
-    from tunesmith.train.loop import _anchors, _optimizer_step, make_optimizer
+    from tunesmith.train.loop import _anchors, make_optimizer, train_step
 
     distances = {}
     for strength in (0.0, 1000.0):
@@ -203,7 +203,7 @@ def test_l2_sp_keeps_weights_near_the_start(tiny_model_dir, tiny_recipe):
         anchors = _anchors(model, head) if strength else {}
         model.train()
         for _ in range(20):
-            _optimizer_step(model, family.task, [[0, 1, 2, 3]], optimizer, recipe.train,
+            train_step(model, family.task, [[0, 1, 2, 3]], optimizer, recipe.train,
                             torch.device("cpu"), None, anchors)  # fmt: skip
         distances[strength] = sum(
             (p.detach() - start[n]).norm().item()

@@ -9,7 +9,7 @@ from tunesmith.models.text import load_text_classifier, load_tokenizer
 from tunesmith.recipe import load_recipe
 from tunesmith.tasks.text_classification import TextClassificationTask
 from tunesmith.train.batching import length_grouped_batches
-from tunesmith.train.loop import _optimizer_step, fit, make_optimizer, plan_steps
+from tunesmith.train.loop import fit, make_optimizer, plan_steps, train_step
 from tunesmith.train.schedule import lr_factor
 
 CPU = torch.device("cpu")
@@ -53,7 +53,7 @@ def test_accumulation_equals_one_larger_batch(tiny_model_dir, data_csv):
         model = load_text_classifier(tiny_model_dir, task.splits.label_names)
         model.eval()  # no dropout: the two runs must see the same function
         optimizer = make_optimizer(model, recipe.train, 1e-3)
-        _, items, _, _ = _optimizer_step(model, task, micro, optimizer, recipe.train, CPU, None)
+        _, items, _, _ = train_step(model, task, micro, optimizer, recipe.train, CPU, None)
         assert items == 12
         after.append(weights(model))
     assert_same(after[0], after[1], atol=1e-6)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 import warnings
 from pathlib import Path
@@ -53,12 +54,33 @@ def train(
         bool, typer.Option(help="Continue an interrupted run from its checkpoint")
     ] = False,
     overwrite: Annotated[bool, typer.Option(help="Replace an existing run folder")] = False,
+    nproc: Annotated[
+        int,
+        typer.Option(
+            help="Processes on this machine, sharing every batch (DDP, or FSDP with "
+            "train.distributed: fsdp); on several machines launch with torchrun instead",
+            min=1,
+        ),
+    ] = 1,
 ) -> None:
     """Train with validation and early stopping, test, compare with cheaper options, report."""
     from tunesmith.recipe import load_recipe
+    from tunesmith.run import prepare_output
     from tunesmith.run import train as run_train
 
     loaded = load_recipe(recipe, set_ or [])
+    if nproc > 1 and "WORLD_SIZE" not in os.environ:
+        from tunesmith.train.device import resolve_device
+        from tunesmith.train.distributed import launch_local
+
+        # the checks that need no data: a mistake stops here, before any process starts
+        prepare_output(Path(output or loaded.output_dir or "runs/run"), resume, overwrite)
+        argv = ["train", str(recipe), "--nproc", str(nproc)]
+        argv += [arg for item in set_ or [] for arg in ("--set", item)]
+        argv += ["--output", output] if output else []
+        argv += ["--resume"] if resume else []
+        code = launch_local(nproc, argv, resolve_device(loaded.train.device).type)
+        raise typer.Exit(code)
     run_train(loaded, output_dir=output, resume=resume, overwrite=overwrite, console=console)
 
 

@@ -359,6 +359,11 @@ class TrainConfig(StrictModel):
     memory for long sequences and deep models, about a third more compute."""
     keep_checkpoints: bool = False
     """Keep checkpoints/ after a successful run (they are needed only for --resume)."""
+    distributed: Literal["ddp", "fsdp"] = "ddp"
+    """With several processes (`tunesmith train --nproc N`, or torchrun): ddp keeps a whole
+    copy of the model in each and averages gradients; fsdp shards weights, gradients and
+    optimizer state between them (PyTorch FSDP2), for a model too big for one device.
+    batch_size stays the global batch: the processes share every batch."""
 
     @model_validator(mode="after")
     def _eval_every_positive(self) -> TrainConfig:

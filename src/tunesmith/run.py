@@ -6,6 +6,7 @@ setting leaves nothing behind.
 
 from __future__ import annotations
 
+import copy
 import json
 import random
 import shutil
@@ -23,8 +24,9 @@ from tunesmith.estimate.memory import current_rss_mb
 from tunesmith.families import Family, prepare
 from tunesmith.methods import count_parameters, get_method
 from tunesmith.recipe import Recipe
-from tunesmith.train.checkpoint import has_checkpoint
+from tunesmith.train.checkpoint import has_checkpoint, trainable_state
 from tunesmith.train.device import peak_memory_mb, resolve_device, resolve_precision
+from tunesmith.train.distributed import Distributed
 from tunesmith.train.guards import ForgettingMonitor, OverfittingMonitor, overfitting_risk
 from tunesmith.train.loop import fit
 
@@ -60,16 +62,49 @@ def train(
     overwrite: bool = False,
     console: Console | None = None,
 ) -> dict:
-    """Fine-tune as the recipe says and write the run folder; returns metrics.json's content."""
-    console = console or Console()
+    """Fine-tune as the recipe says and write the run folder; returns metrics.json's content.
+
+    Started several times by `--nproc N` or torchrun, each process trains its share of every
+    batch; process 0 alone checks the data, writes the run folder and prints, and the
+    others return an empty dict."""
+    device = resolve_device(recipe.train.device)
+    cluster = Distributed.from_environment(recipe.train.distributed, device.type)
+    try:
+        return _train(recipe, output_dir, resume, overwrite, console, device, cluster)
+    finally:
+        cluster.close()
+
+
+def _train(
+    recipe: Recipe,
+    output_dir: str | Path | None,
+    resume: bool,
+    overwrite: bool,
+    console: Console | None,
+    device: torch.device,
+    cluster: Distributed,
+) -> dict:
+    main = cluster.is_main
+    console = console if main and console is not None else Console(quiet=not main)
     output = Path(output_dir or recipe.output_dir or "runs/run")
     recipe.output_dir = str(output)
-    prepare_output(output, resume, overwrite)
+    if main:
+        prepare_output(output, resume, overwrite)
     seed_everything(recipe.train.seed)
+    if device.type == "cuda" and cluster.enabled:
+        device = torch.device("cuda", cluster.local_rank)
+        torch.cuda.set_device(device)
+    if cluster.enabled:
+        console.print(
+            f"{cluster.world_size} processes ({recipe.train.distributed}); global batch "
+            f"{recipe.train.batch_size}, about {recipe.train.batch_size / cluster.world_size:g} "
+            "rows per process"
+        )
 
     runtime_mb = current_rss_mb()
-    quality = None if resume else check_data_quality(recipe, console)
-    device = resolve_device(recipe.train.device)
+    quality = None
+    if not resume:  # process 0 checks; a failed gate stops every process
+        quality = cluster.on_main(lambda: check_data_quality(recipe, console))
     dtype = resolve_precision(recipe.train.precision, device)
     family = prepare(recipe, device, dtype, console)
     method = get_method(recipe.method.name)
@@ -78,21 +113,26 @@ def train(
     precision = "bf16" if dtype is not None else "fp32"
     console.print(f"Model {recipe.model} on {device.type}, {precision}")
 
-    before = family.score_before(console)
-    forgetting = forgetting_monitor(recipe, family, console)
+    before = family.score_before(console) if main else {}
+    # under FSDP every process takes part in measuring (each holds a shard of the model)
+    forgetting = forgetting_monitor(recipe, family, console) if main or cluster.sharded else None
     head = family.head_parameters()
+    # FSDP shards the model in place: process 0 keeps the pre-trained one to rebuild it whole
+    template = copy.deepcopy(family.model) if cluster.sharded and main else None
     model = method.apply(family.model, recipe.method)
     if forgetting is not None:
         forgetting.keep_start(model)
     if recipe.train.gradient_checkpointing:
         enable_gradient_checkpointing(model)
     # only now is every input known to be usable: a bad setting leaves no folder behind
-    output.mkdir(parents=True, exist_ok=True)
-    (output / "recipe.yaml").write_text(recipe.to_yaml())
-    if quality is not None:
-        quality.write(output)
-    predicted = predict_cost(recipe, model, family.task, device, dtype, runtime_mb, console)
-    write_estimate(output, predicted, None)
+    predicted = None
+    if main:
+        output.mkdir(parents=True, exist_ok=True)
+        (output / "recipe.yaml").write_text(recipe.to_yaml())
+        if quality is not None:
+            quality.write(output)
+        predicted = predict_cost(recipe, model, family.task, device, dtype, runtime_mb, console)
+        write_estimate(output, predicted, None)
     trainable, total = count_parameters(model)
     console.print(
         f"Method {recipe.method.name}: {trainable:,} trainable of {total:,} parameters "
@@ -115,8 +155,16 @@ def train(
         head_learning_rate=recipe.head_learning_rate,
         score_start=family.score_start,
         guards=guards,
+        cluster=cluster,
     )
     console.print(result.stop_reason)
+    if cluster.sharded:  # every process sends its shards; process 0 tests and saves
+        weights = trainable_state(model)
+        if main:
+            model = method.apply(template, recipe.method)
+            model.load_state_dict(weights, strict=False)
+    if not main:
+        return {}
     guard_results = {}
     if forgetting is not None:
         forgetting.finish(model, result.restored_best)

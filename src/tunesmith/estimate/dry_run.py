@@ -56,7 +56,7 @@ def measure(recipe: Recipe) -> dict[str, Any]:
     from tunesmith.train.batching import length_grouped_batches, sorted_batches
     from tunesmith.train.checkpoint import LoopState, save_checkpoint
     from tunesmith.train.device import peak_memory_mb, resolve_device, resolve_precision
-    from tunesmith.train.loop import _optimizer_step, make_optimizer
+    from tunesmith.train.loop import make_optimizer, train_step
 
     start = time.perf_counter()
     seed_everything(recipe.train.seed)
@@ -80,7 +80,7 @@ def measure(recipe: Recipe) -> dict[str, Any]:
     longest = sorted_batches(lengths.tolist(), config.batch_size)[0]
     model.train()
     began = time.perf_counter()
-    _optimizer_step(model, task, [longest] * accumulation, optimizer, config, device, dtype)
+    train_step(model, task, [longest] * accumulation, optimizer, config, device, dtype)
     first_seconds = time.perf_counter() - began  # cold: allocates the optimizer state too
     first_cost = batch_cost(lengths, longest) * accumulation
 
@@ -92,7 +92,7 @@ def measure(recipe: Recipe) -> dict[str, Any]:
             break
         micro = batches[first : first + accumulation]
         began = time.perf_counter()
-        _optimizer_step(model, task, micro, optimizer, config, device, dtype)
+        train_step(model, task, micro, optimizer, config, device, dtype)
         if device.type == "cuda":
             torch.cuda.synchronize(device)
         if steps > 0:  # the first ordinary step still warms up
@@ -101,7 +101,7 @@ def measure(recipe: Recipe) -> dict[str, Any]:
         steps += 1
     if timed_cost == 0:  # one batch per epoch: time the only step there is
         began = time.perf_counter()
-        _optimizer_step(model, task, batches[:accumulation], optimizer, config, device, dtype)
+        train_step(model, task, batches[:accumulation], optimizer, config, device, dtype)
         timed_seconds = time.perf_counter() - began
         timed_cost = sum(batch_cost(lengths, indices) for indices in batches[:accumulation])
 

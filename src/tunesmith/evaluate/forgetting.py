@@ -133,7 +133,7 @@ class ImageNetDisagreement:
         self.head = head
         self.before = self._predict(model)
 
-    @torch.inference_mode()
+    @torch.no_grad()  # not inference_mode: FSDP reuses buffers made here while training
     def _predict(self, model: nn.Module) -> np.ndarray:
         pooled = torch.as_tensor(self.features(model))
         return self.head(pooled).argmax(-1).numpy()

@@ -265,7 +265,7 @@ class CausalLMTask:
 
     # -- evaluation ---------------------------------------------------------------------
 
-    @torch.inference_mode()
+    @torch.no_grad()  # not inference_mode: FSDP reuses buffers made here while training
     def evaluate(self, model: nn.Module, split: str, detailed: bool = False) -> dict:
         """Loss and perplexity per scored token; `detailed` adds scores of generated answers
         (ROUGE-L, exact match, token F1) and keeps the answers in `self.answers[split]`."""
@@ -296,7 +296,7 @@ class CausalLMTask:
         limit = self.generation.max_examples
         return examples[:limit] if limit else examples
 
-    @torch.inference_mode()
+    @torch.no_grad()  # not inference_mode: FSDP reuses buffers made here while training
     def generate(self, model: nn.Module, prompts: list[list[Message]]) -> list[str]:
         """Answers to chat prompts, in order: batched, left-padded, greedy by default."""
         model.eval()

@@ -38,7 +38,7 @@ class ClassifierTask:
             logits.float(), batch.targets, reduction="sum", label_smoothing=self.label_smoothing
         )
 
-    @torch.inference_mode()
+    @torch.no_grad()  # not inference_mode: FSDP reuses buffers made here while training
     def evaluate(self, model: nn.Module, split: str, detailed: bool = False) -> dict:
         model.eval()
         labels, label_names = self.split_labels(split)

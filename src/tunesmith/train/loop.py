@@ -12,6 +12,8 @@ import math
 import shutil
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,9 +34,10 @@ from tunesmith.train.checkpoint import (
     save_weights,
 )
 from tunesmith.train.device import autocast
-from tunesmith.train.guards import Guard
+from tunesmith.train.distributed import Distributed, TrainStep
+from tunesmith.train.guards import Decision, Guard
 from tunesmith.train.schedule import lr_factor
-from tunesmith.train.task import TrainTask
+from tunesmith.train.task import Batch, TrainTask
 
 
 @dataclass
@@ -80,9 +83,11 @@ def make_optimizer(
     lr: float,
     head: set[int] | None = None,
     head_lr: float | None = None,
+    fused: bool = True,
 ) -> torch.optim.AdamW:
     """AdamW; no weight decay on biases and norm weights (1-D tensors); the parameters whose
-    id() is in `head` learn at `head_lr`."""
+    id() is in `head` learn at `head_lr`. `fused`: one kernel updates every tensor of a group
+    (on CPU and CUDA) instead of a dozen element-wise passes over each."""
     scales = layer_scales(model, config.layer_decay, head) if config.layer_decay else {}
     groups: dict[tuple[bool, bool, float], list[nn.Parameter]] = {}
     for parameter in model.parameters():
@@ -100,7 +105,7 @@ def make_optimizer(
             for (is_head, decays, scale), params in sorted(groups.items())
         ],
         lr=lr,
-        foreach=True,
+        **({"fused": True} if fused else {"foreach": True}),
     )
 
 
@@ -140,6 +145,7 @@ def fit(
     head_learning_rate: float | None = None,
     score_start: bool = False,
     guards: Sequence[Guard] = (),
+    cluster: Distributed | None = None,
 ) -> FitResult:
     """Train `model` in place; on return it holds the best weights seen on validation.
 
@@ -147,57 +153,99 @@ def fit(
     candidate, so a run that only makes the model worse ends where it started (for a
     pre-trained LLM, or a head already fitted by a probe; not for a random head).
     `guards` (forgetting, overfitting) see every evaluation: they add to its history line,
-    may end the run, and may bar weights from becoming the best."""
+    may end the run, and may bar weights from becoming the best.
+    `cluster`: this process's place among several (see `train.distributed`); process 0
+    alone writes to `run_dir`."""
     console = console or Console()
+    cluster = cluster or Distributed()
+    main = cluster.is_main
     checkpoints = run_dir / "checkpoints"
     lengths = task.lengths("train")
     batches_per_epoch = math.ceil(len(lengths) / config.batch_size)
     plan = plan_steps(batches_per_epoch, config)
-    optimizer = make_optimizer(model, config, learning_rate, head, head_learning_rate)
+    head_names = {n for n, p in model.named_parameters() if id(p) in (head or ())}
+    step_module = cluster.wrap(TrainStep(model, task.loss_sum), device)
+    if cluster.sharded:  # sharding replaced the parameters: find the head's again
+        head = {id(p) for n, p in model.named_parameters() if n in head_names}
+    optimizer = make_optimizer(
+        model, config, learning_rate, head, head_learning_rate, fused=not cluster.sharded
+    )
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda s: lr_factor(s, plan.total_steps, plan.warmup_steps, config.scheduler)
     )
     state = LoopState()
-    run_dir.mkdir(parents=True, exist_ok=True)
     history_path = run_dir / "history.jsonl"
     if resume and has_checkpoint(checkpoints):
-        state = load_checkpoint(checkpoints, model, optimizer, scheduler)
-        _truncate_history(history_path, state.step)
+        state = load_checkpoint(checkpoints, model, optimizer, scheduler, cluster)
+        if main:
+            _truncate_history(history_path, state.step)
         console.print(f"Resuming at step {state.step} of {plan.total_steps}")
-    else:
+    elif main:
+        run_dir.mkdir(parents=True, exist_ok=True)
         history_path.write_text("")
-    checkpoints.mkdir(parents=True, exist_ok=True)
+    if main:
+        checkpoints.mkdir(parents=True, exist_ok=True)
 
     stopping = config.early_stopping
     watched = stopping.metric if stopping else "loss"
     anchors = _anchors(model, head) if config.l2_sp else {}
+
+    def evaluate(record: dict, out: Console) -> bool:
+        """Validation metrics and the guards' verdicts into `record` (process 0's, on every
+        process); whether these weights are the best so far."""
+        decisions: list[Decision] = []
+        if main or cluster.sharded:
+            with _unsharded(step_module, cluster):
+                validation = task.evaluate(model, "validation")
+                record.update({f"val_{k}": v for k, v in validation.items()})
+                decisions = [guard.observe(model, record, out) for guard in guards]
+            model.train()
+        record, decisions = cluster.broadcast((record, decisions))
+        eligible = all(d.eligible for d in decisions)
+        improved = eligible and _track_best(
+            record, watched, stopping, state, model, checkpoints, cluster
+        )
+        state.stop_reason = state.stop_reason or next((d.stop for d in decisions if d.stop), None)
+        record["best"] = improved
+        if main:
+            with history_path.open("a") as handle:
+                handle.write(json.dumps(record) + "\n")
+        return improved
+
     if score_start and state.step == 0:
         record = {"step": 0, "epoch": 0.0}
-        record.update({f"val_{k}": v for k, v in task.evaluate(model, "validation").items()})
-        decisions = [guard.observe(model, record, console) for guard in guards]
-        eligible = all(d.eligible for d in decisions)
-        record["best"] = eligible and _track_best(
-            record, watched, stopping, state, model, checkpoints
-        )
-        with history_path.open("a") as handle:
-            handle.write(json.dumps(record) + "\n")
-        console.print(_describe(record, watched, record["best"]) + "  (before training)")
+        improved = evaluate(record, console)
+        console.print(_describe(record, watched, improved) + "  (before training)")
     running_loss, running_items = 0.0, 0
     model.train()
+    prefetch = ThreadPoolExecutor(1, thread_name_prefix="tunesmith-batches")
+
+    def prepare(micro: list[list[int]]) -> list[Batch | None]:
+        return [task.batch("train", mine) if mine else None for mine in map(cluster.shard, micro)]
+
     with _progress(console) as progress:
         bar = progress.add_task("training", total=plan.total_steps, completed=state.step, info="")
         while state.step < plan.total_steps and state.stop_reason is None:
             batches = length_grouped_batches(lengths, config.batch_size, config.seed, state.epoch)
-            for start in range(state.batch_in_epoch, len(batches), config.gradient_accumulation):
-                micro = batches[start : start + config.gradient_accumulation]
+            accumulation = config.gradient_accumulation
+            steps = [
+                batches[start : start + accumulation]
+                for start in range(state.batch_in_epoch, len(batches), accumulation)
+            ]
+            pending = prefetch.submit(prepare, steps[0]) if steps else None
+            for k, micro in enumerate(steps):
                 step_start = time.perf_counter()
+                prepared = pending.result()
+                # the next step's batches are made while this one computes
+                pending = prefetch.submit(prepare, steps[k + 1]) if k + 1 < len(steps) else None
                 loss, items, samples, tokens = _optimizer_step(
-                    model, task, micro, optimizer, config, device, dtype, anchors
-                )
+                    step_module, model, prepared, optimizer, config, device, dtype, anchors,
+                    cluster,
+                )  # fmt: skip
                 scheduler.step()
                 elapsed = time.perf_counter() - step_start
                 state.step += 1
-                state.batch_in_epoch = start + len(micro)
+                state.batch_in_epoch += len(micro)
                 state.train_seconds += elapsed
                 state.samples_seen += samples
                 state.tokens_seen += tokens
@@ -224,30 +272,21 @@ def fit(
                         "tokens_per_s": state.tokens_seen / max(state.train_seconds, 1e-9),
                     }
                     running_loss, running_items = 0.0, 0
-                    validation = task.evaluate(model, "validation")
-                    record.update({f"val_{k}": v for k, v in validation.items()})
-                    decisions = [guard.observe(model, record, progress.console) for guard in guards]
-                    model.train()
-                    improved = all(d.eligible for d in decisions) and _track_best(
-                        record, watched, stopping, state, model, checkpoints
-                    )
-                    stop = next((d.stop for d in decisions if d.stop), None)
-                    if stop:
-                        state.stop_reason = stop
-                    record["best"] = improved
-                    with history_path.open("a") as handle:
-                        handle.write(json.dumps(record) + "\n")
+                    improved = evaluate(record, progress.console)
                     progress.console.print(_describe(record, watched, improved))
-                    save_checkpoint(checkpoints, model, optimizer, scheduler, state)
-                    if on_evaluation:
+                    save_checkpoint(checkpoints, model, optimizer, scheduler, state, cluster)
+                    if on_evaluation and main:
                         on_evaluation(record)
                 if state.stop_reason or state.step >= plan.total_steps:
                     break
+    prefetch.shutdown(wait=True, cancel_futures=True)
 
-    restored = (checkpoints / "best.safetensors").is_file()
-    if restored:
+    restored = (checkpoints / "best.safetensors").is_file() if main else state.best_step is not None
+    if cluster.sharded:
+        restored = cluster.broadcast(restored)
+    if restored and (main or cluster.sharded):
         load_weights(model, checkpoints / "best.safetensors")
-    if not config.keep_checkpoints:
+    if not config.keep_checkpoints and main:
         shutil.rmtree(checkpoints, ignore_errors=True)
     reason = state.stop_reason or f"finished {state.step} steps"
     return FitResult(
@@ -272,7 +311,7 @@ def _anchors(model: nn.Module, head: set[int] | None) -> dict[nn.Parameter, torc
     }
 
 
-def _optimizer_step(
+def train_step(
     model: nn.Module,
     task: TrainTask,
     micro_batches: list[list[int]],
@@ -282,19 +321,49 @@ def _optimizer_step(
     dtype: torch.dtype | None,
     anchors: dict[nn.Parameter, torch.Tensor] | None = None,
 ) -> tuple[float, int, int, int]:
-    """One optimizer step over accumulated micro-batches: (loss, items, samples, tokens).
+    """One optimizer step of a single process over the training rows `micro_batches`
+    (the dry run's measurement); see `_optimizer_step`."""
+    batches: list[Batch | None] = [task.batch("train", ix) for ix in micro_batches]
+    step = TrainStep(model, task.loss_sum)
+    return _optimizer_step(step, model, batches, optimizer, config, device, dtype, anchors)
 
-    The loss is summed per item and divided by the items of the whole step, so accumulation
-    of k batches equals one k-times-larger batch (uneven last batches included).
+
+def _optimizer_step(
+    step_module: nn.Module,
+    model: nn.Module,
+    batches: list[Batch | None],
+    optimizer: torch.optim.Optimizer,
+    config: TrainConfig,
+    device: torch.device,
+    dtype: torch.dtype | None,
+    anchors: dict[nn.Parameter, torch.Tensor] | None = None,
+    cluster: Distributed | None = None,
+) -> tuple[float, int, int, int]:
+    """One optimizer step over accumulated micro-batches: (loss, items, samples, tokens),
+    summed over the processes.
+
+    The loss is summed per item and divided by the items of the whole step (all processes'),
+    so accumulation of k batches equals one k-times-larger batch (uneven last batches
+    included), and n processes equal one (DDP averages the gradients: times n undoes it).
+    `None` stands for a micro-batch with no rows for this process.
     """
-    batches = [task.batch("train", indices) for indices in micro_batches]
-    items = sum(b.items for b in batches)
+    cluster = cluster or Distributed()
+    present = [b for b in batches if b is not None]
+    items, samples, tokens = cluster.all_sum(
+        [
+            sum(b.items for b in present),
+            sum(b.samples for b in present),
+            sum(b.tokens for b in present),
+        ]
+    )
+    scale = cluster.world_size / max(items, 1)
     total = 0.0
-    for batch in batches:
-        with autocast(device, dtype):
-            loss = task.loss_sum(model, batch) / items
-        loss.backward()
-        total += loss.item()
+    for i, batch in enumerate(batches):
+        with cluster.no_sync(step_module, last=i == len(batches) - 1):
+            with autocast(device, dtype):
+                loss = step_module(batch) * scale
+            loss.backward()
+        total += loss.item() / cluster.world_size
     for parameter, start in (anchors or {}).items():  # L2-SP: d/dp of l2_sp/2 * |p - p0|^2
         if parameter.grad is not None:
             parameter.grad.add_(parameter.detach() - start, alpha=config.l2_sp)
@@ -304,11 +373,18 @@ def _optimizer_step(
         )
     optimizer.step()
     optimizer.zero_grad(set_to_none=True)
-    return total, items, sum(b.samples for b in batches), sum(b.tokens for b in batches)
+    (total,) = cluster.all_sum([total])
+    return total, int(items), int(samples), int(tokens)
 
 
 def _track_best(
-    record: dict, watched: str, stopping, state: LoopState, model: nn.Module, folder: Path
+    record: dict,
+    watched: str,
+    stopping,
+    state: LoopState,
+    model: nn.Module,
+    folder: Path,
+    cluster: Distributed | None = None,
 ) -> bool:
     """Keep the best weights by the watched metric; count patience while neither it nor the
     validation loss improves (on a small validation set a coarse metric like macro-F1 can
@@ -324,8 +400,7 @@ def _track_best(
     if is_improvement(watched, value, state.best_value, min_delta):
         state.best_value, state.best_step = value, state.step
         state.evals_without_improvement = 0
-        folder.mkdir(parents=True, exist_ok=True)
-        save_weights(model, folder / "best.safetensors")
+        save_weights(model, folder / "best.safetensors", cluster)
         return True
     state.evals_without_improvement = 0 if loss_improved else state.evals_without_improvement + 1
     if stopping and state.evals_without_improvement >= stopping.patience:
@@ -335,6 +410,28 @@ def _track_best(
             f"{state.best_step} restored"
         )
     return False
+
+
+def _unsharded(step_module: nn.Module, cluster: Distributed) -> AbstractContextManager:
+    """Under FSDP, the whole model's weights gathered on every process (an evaluation calls
+    parts of the model that the training step's hooks would otherwise gather)."""
+    if not cluster.sharded:
+        return nullcontext()
+    return _Gathered(step_module)
+
+
+class _Gathered(AbstractContextManager):
+    def __init__(self, module: nn.Module) -> None:
+        self.module = module
+
+    def __enter__(self) -> None:
+        # FSDP sets itself up on the root's first forward; an evaluation before any
+        # training step calls the layers first, which it refuses: set it up now
+        self.module._get_fsdp_state()._lazy_init()
+        self.module.unshard()
+
+    def __exit__(self, *exc: object) -> None:
+        self.module.reshard()
 
 
 def _describe(record: dict, watched: str, improved: bool) -> str:
