@@ -10,7 +10,9 @@ For each case three processes run in turn:
 - `hf-best`: `Trainer` with its best settings for this hardware: `train_sampling_strategy:
   group_by_length`, plus `bf16: true` where this machine multiplies bf16 faster than fp32
   (measured first, printed);
-- `tunesmith`: `tunesmith train` with its defaults (guards off: Trainer has none).
+- `tunesmith`: `tunesmith train` with its defaults (guards off: Trainer has none);
+- `tunesmith-compile`: the same with `train.compile: true`, run twice: the first run fills
+  the compile cache (its time is printed as `cold`), the second is the one in the table.
 
 Fair by construction: both sides read the data through tunesmith (the same split, the same
 token ids, the same response-only targets), start from the same pre-trained weights and the
@@ -29,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import time
@@ -36,7 +39,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = Path(__file__).parent / "results" / "vs_hf"
-SIDES = ("hf-default", "hf-best", "tunesmith")
+SIDES = ("hf-default", "hf-best", "tunesmith", "tunesmith-compile")
+WORKERS = (*SIDES, "flops")
 OFF = {"data_quality": "off", "label_issues": False, "forgetting": None, "overfitting": None}
 
 CASES = {
@@ -253,9 +257,48 @@ class _WithLoss:
         return Wrapped()
 
 
+def flops_per_unit(recipe_dict: dict) -> float:
+    """Matrix-product FLOPs of one training step per token (per image), forward and
+    backward, measured by tunesmith's profiler on an example of median length."""
+    import numpy as np
+    import torch
+    from rich.console import Console
+
+    from tunesmith.estimate.profile import profile_example
+    from tunesmith.families import prepare
+    from tunesmith.methods import get_method
+    from tunesmith.recipe import Recipe
+
+    recipe = Recipe.model_validate(recipe_dict)
+    family = prepare(recipe, torch.device("cpu"), None, Console(quiet=True))
+    method = get_method(recipe.method.name)
+    family.adapt_to(method)
+    model = method.apply(family.model, recipe.method)
+    lengths = np.asarray(family.task.lengths("train"))
+    median = int(np.argsort(lengths)[len(lengths) // 2])
+    profile = profile_example(model, family.task, family.task.batch("train", [median]))
+    return profile.train_flops / max(profile.tokens, 1)
+
+
 def worker(side: str, case: str, epochs: float | None, out: Path) -> None:
     recipe = recipe_for(case, epochs)
-    if side == "tunesmith":
+    if side == "flops":
+        import torch
+
+        from tunesmith.estimate.memory import matmul_flops_per_second
+
+        cpu = torch.device("cpu")
+        work = {
+            "flops_per_unit": flops_per_unit(recipe),
+            "fp32_peak": matmul_flops_per_second(cpu, False),
+            "bf16_peak": matmul_flops_per_second(cpu, True),
+        }
+        (out / "flops.json").write_text(json.dumps(work))
+        return
+    if side == "tunesmith-compile":
+        os.environ["TORCHINDUCTOR_CACHE_DIR"] = str(RESULTS / "inductor")
+        recipe["train"]["compile"] = True
+    if side.startswith("tunesmith"):
         result = run_tunesmith(recipe, out)
     else:
         result = run_hf(recipe, out, best=side == "hf-best")
@@ -283,15 +326,18 @@ def compare(cases: list[str], epochs: float | None, sides: list[str]) -> str:
         out = RESULTS / case
         out.mkdir(parents=True, exist_ok=True)
         prepare_data(case, RESULTS / "data")
-        results = {}
+        results, cold = {}, None
         for side in sides:
             command = [sys.executable, __file__, "--worker", side, "--cases", case]
             command += ["--out", str(out)] + (["--epochs", str(epochs)] if epochs else [])
-            done = subprocess.run(command, capture_output=True, text=True)
-            if done.returncode:
-                print(done.stdout[-2000:], done.stderr[-4000:], file=sys.stderr)
-                raise SystemExit(f"{case} / {side} failed")
-            results[side] = json.loads((out / f"{side}.json").read_text())
+            for _ in range(2 if side == "tunesmith-compile" else 1):
+                done = subprocess.run(command, capture_output=True, text=True)
+                if done.returncode:
+                    print(done.stdout[-2000:], done.stderr[-4000:], file=sys.stderr)
+                    raise SystemExit(f"{case} / {side} failed")
+                results[side] = json.loads((out / f"{side}.json").read_text())
+                if side == "tunesmith-compile" and cold is None:
+                    cold = results[side]["train_seconds"]
         lines += [f"{CASES[case]['title']} ({CASES[case]['unit']}/s)", header]
         for side, r in results.items():
             rate = r["units"] / r["train_seconds"]
@@ -303,8 +349,24 @@ def compare(cases: list[str], epochs: float | None, sides: list[str]) -> str:
                 f"{r['eval_loss']:>9.4f} "
                 + " ".join(f"{v:.2f}x {s}" for s, v in ratio.items() if s != side)
             )
+        if cold is not None:
+            lines.append(f"(tunesmith-compile's first run, compiling: {cold:.1f} s of training)")
+        subprocess.run(
+            [sys.executable, __file__, "--worker", "flops", "--cases", case, "--out", str(out)],
+            check=True,
+            capture_output=True,
+        )
+        work = json.loads((out / "flops.json").read_text())
+        for side, r in results.items():
+            done = r["rate"] * work["flops_per_unit"]
+            lines.append(
+                f"{side:<18} {done / 1e9:6.0f} GFLOP/s of matrix products: "
+                f"{done / work['fp32_peak']:.0%} of this CPU's fp32 peak "
+                f"({work['fp32_peak'] / 1e9:.0f}), {done / work['bf16_peak']:.0%} of its bf16 "
+                f"peak ({work['bf16_peak'] / 1e9:.0f})"
+            )
         lines.append("")
-        print("\n".join(lines[-len(results) - 3 :]), flush=True)
+        print("\n".join(lines[-2 * len(results) - 5 :]), flush=True)
     return "\n".join(lines)
 
 
@@ -313,7 +375,7 @@ def main() -> None:
     parser.add_argument("--cases", default=",".join(CASES))
     parser.add_argument("--sides", default=",".join(SIDES))
     parser.add_argument("--epochs", type=float, default=None)
-    parser.add_argument("--worker", choices=SIDES)
+    parser.add_argument("--worker", choices=WORKERS)
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
     if args.worker:

@@ -359,6 +359,10 @@ class TrainConfig(StrictModel):
     memory for long sequences and deep models, about a third more compute."""
     keep_checkpoints: bool = False
     """Keep checkpoints/ after a successful run (they are needed only for --resume)."""
+    compile: bool = False
+    """torch.compile each transformer block (see train/compile.py): on a CPU about 15%
+    faster LoRA steps for SmolLM2; the first run of a model spends about a minute
+    compiling (2 cores), later runs reuse the on-disk cache."""
     distributed: Literal["ddp", "fsdp"] = "ddp"
     """With several processes (`tunesmith train --nproc N`, or torchrun): ddp keeps a whole
     copy of the model in each and averages gradients; fsdp shards weights, gradients and

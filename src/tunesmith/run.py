@@ -24,7 +24,9 @@ from tunesmith.estimate.memory import current_rss_mb
 from tunesmith.families import Family, prepare
 from tunesmith.methods import count_parameters, get_method
 from tunesmith.recipe import Recipe
+from tunesmith.train.allocator import keep_freed_memory
 from tunesmith.train.checkpoint import has_checkpoint, trainable_state
+from tunesmith.train.compile import compile_blocks
 from tunesmith.train.device import peak_memory_mb, resolve_device, resolve_precision
 from tunesmith.train.distributed import Distributed
 from tunesmith.train.guards import ForgettingMonitor, OverfittingMonitor, overfitting_risk
@@ -67,6 +69,7 @@ def train(
     Started several times by `--nproc N` or torchrun, each process trains its share of every
     batch; process 0 alone checks the data, writes the run folder and prints, and the
     others return an empty dict."""
+    keep_freed_memory()  # the next step reuses this step's memory: no page faults
     device = resolve_device(recipe.train.device)
     cluster = Distributed.from_environment(recipe.train.distributed, device.type)
     try:
@@ -124,6 +127,8 @@ def _train(
         forgetting.keep_start(model)
     if recipe.train.gradient_checkpointing:
         enable_gradient_checkpointing(model)
+    if recipe.train.compile:
+        console.print(f"Compiling {compile_blocks(model)} blocks (cached after the first run)")
     # only now is every input known to be usable: a bad setting leaves no folder behind
     predicted = None
     if main:

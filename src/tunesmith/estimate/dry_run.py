@@ -53,11 +53,14 @@ def measure(recipe: Recipe) -> dict[str, Any]:
     from tunesmith.families import prepare
     from tunesmith.methods import get_method
     from tunesmith.run import enable_gradient_checkpointing, seed_everything
+    from tunesmith.train.allocator import keep_freed_memory
     from tunesmith.train.batching import length_grouped_batches, sorted_batches
     from tunesmith.train.checkpoint import LoopState, save_checkpoint
+    from tunesmith.train.compile import compile_blocks
     from tunesmith.train.device import peak_memory_mb, resolve_device, resolve_precision
     from tunesmith.train.loop import make_optimizer, train_step
 
+    keep_freed_memory()  # as train does
     start = time.perf_counter()
     seed_everything(recipe.train.seed)
     device = resolve_device(recipe.train.device)
@@ -69,6 +72,8 @@ def measure(recipe: Recipe) -> dict[str, Any]:
     model = method.apply(family.model, recipe.method)
     if recipe.train.gradient_checkpointing:
         enable_gradient_checkpointing(model)
+    if recipe.train.compile:
+        compile_blocks(model)
     loaded_mb = peak_memory_mb(device)
     load_seconds = time.perf_counter() - start
 

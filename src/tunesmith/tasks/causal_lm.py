@@ -26,6 +26,7 @@ from tunesmith.evaluate.generation import generation_metrics
 from tunesmith.recipe import GenerationConfig, Recipe
 from tunesmith.train.batching import sorted_batches
 from tunesmith.train.device import autocast
+from tunesmith.train.losses import linear_cross_entropy
 from tunesmith.train.task import Batch
 
 IGNORE = -100
@@ -251,12 +252,18 @@ class CausalLMTask:
 
         Where the decoder is reachable, the output layer runs on the scored positions only:
         prompt tokens need no vocabulary-sized logits, which saves compute and, above all,
-        the memory of a (tokens x vocabulary) tensor and its gradient."""
+        the memory of a (tokens x vocabulary) tensor and its gradient; and it runs fused
+        with the loss, a chunk of positions at a time (`linear_cross_entropy`)."""
         scored = batch.targets != IGNORE
         lm = scored_positions_model(model)
         if lm is not None:
             hidden = lm.get_decoder()(**batch.inputs, use_cache=False).last_hidden_state
-            logits = lm.get_output_embeddings()(hidden[scored])
+            head = lm.get_output_embeddings()
+            if type(head) is nn.Linear:  # never the whole (tokens x vocabulary) logits
+                return linear_cross_entropy(
+                    hidden[scored], head.weight, head.bias, batch.targets[scored]
+                )
+            logits = head(hidden[scored])
         else:
             logits = model(**batch.inputs, use_cache=False).logits
             # prompt tuning prepends virtual tokens: the last positions are the real ones
