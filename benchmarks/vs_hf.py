@@ -10,7 +10,9 @@ For each case three processes run in turn:
 - `hf-best`: `Trainer` with its best settings for this hardware: `train_sampling_strategy:
   group_by_length`, plus `bf16: true` where this machine multiplies bf16 faster than fp32
   (measured first, printed);
-- `tunesmith`: `tunesmith train` with its defaults (guards off: Trainer has none);
+- `tunesmith`: tunesmith's training loop set up as `tunesmith train` sets it up, with its
+  defaults (the steps Trainer has no counterpart for are left out: data check, baselines,
+  estimate, guards, report);
 - `tunesmith-compile`: the same with `train.compile: true`, run twice: the first run fills
   the compile cache (its time is printed as `cold`), the second is the one in the table.
 
@@ -20,7 +22,8 @@ same peft config, train the same epochs with AdamW, linear warm-up/decay, clippi
 and the same learning rate, and are scored by the same evaluation code on the same held-out
 test split. Throughput counts real (non-padding) tokens: epochs x tokens of the training
 rows, over the wall time of the training loop (evaluations excluded on both sides). Peak
-memory is each process's own peak resident set (VmHWM), model loading included.
+memory is the process's peak resident set (VmHWM) while it trains: reset just before
+training starts, read when it ends (the model and data already loaded count).
 
 Data: chatterbot-corpus==1.3.3 questions in 19 topics (BSD-3; `make bench-setup`), the
 zaragoza FAQ pairs in examples/data (CC BY 4.0), Fashion-MNIST images (MIT, Debian
@@ -116,21 +119,57 @@ def peak_rss_mb() -> float:
     return float("nan")
 
 
+def reset_peak_rss() -> None:
+    """Start VmHWM afresh (Linux): the peaks compared are those of training itself."""
+    Path("/proc/self/clear_refs").write_text("5")
+
+
 def run_tunesmith(recipe_dict: dict, out: Path) -> dict:
+    """tunesmith's training loop as `tunesmith train` runs it, with what train sets up
+    (memory reuse, compiled blocks) but without the steps Trainer has no counterpart for
+    (data check, baselines, estimate, report)."""
+    import torch
     from rich.console import Console
 
+    from tunesmith.families import prepare
+    from tunesmith.methods import get_method
     from tunesmith.recipe import Recipe
-    from tunesmith.run import train
+    from tunesmith.run import seed_everything
+    from tunesmith.train.allocator import keep_freed_memory
+    from tunesmith.train.compile import compile_blocks
+    from tunesmith.train.device import resolve_precision
+    from tunesmith.train.loop import fit
 
+    keep_freed_memory()
     recipe = Recipe.model_validate(recipe_dict)
-    metrics = train(recipe, out / "run", overwrite=True, console=Console(quiet=True))
+    seed_everything(0)
+    cpu = torch.device("cpu")
+    dtype = resolve_precision(recipe.train.precision, cpu)
+    quiet = Console(quiet=True)
+    family = prepare(recipe, cpu, dtype, quiet)
+    method = get_method(recipe.method.name)
+    family.adapt_to(method)
+    head = family.head_parameters()
+    if getattr(family, "probe_head", False):
+        family.score_before(quiet)  # fits the probe head (LP-FT), as train does
+    model = method.apply(family.model, recipe.method)
+    if recipe.train.compile:
+        compile_blocks(model)
+    reset_peak_rss()
+    result = fit(
+        model, family.task, recipe.train, recipe.learning_rate, cpu, dtype, out / "run",
+        console=quiet, head=head, head_learning_rate=recipe.head_learning_rate,
+        score_start=family.score_start,
+    )  # fmt: skip
+    peak = peak_rss_mb()
     return {
-        "train_seconds": metrics["train_seconds"],
-        "eval_loss": metrics["fine_tuned"]["loss"],
-        "precision": metrics["precision"],
-        "steps": metrics["steps"],
+        "train_seconds": result.train_seconds,
+        "eval_loss": family.task.evaluate(model, "test")["loss"],
+        "precision": "bf16" if dtype is not None else "fp32",
+        "steps": result.steps,
         # real tokens (images) over the training steps' time, counted as run_hf counts them
-        "units": metrics["tokens_per_second"] * metrics["train_seconds"],
+        "units": result.tokens_per_second * result.train_seconds,
+        "peak_mb": peak,
     }
 
 
@@ -208,9 +247,11 @@ def run_hf(recipe_dict: dict, out: Path, best: bool) -> dict:
         disable_tqdm=True,
     )
     trainer = Trainer(model=model, args=args, train_dataset=dataset, data_collator=collator)
+    reset_peak_rss()
     started = time.perf_counter()
     trainer.train()
     seconds = time.perf_counter() - started
+    peak = peak_rss_mb()
     model = model.model if isinstance(model, _WithLoss) else model
     with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
         eval_loss = task.evaluate(model, "test")["loss"]
@@ -220,6 +261,7 @@ def run_hf(recipe_dict: dict, out: Path, best: bool) -> dict:
         "precision": "bf16" if bf16 else "fp32",
         "steps": trainer.state.global_step,
         "units": tokens * recipe.train.epochs,
+        "peak_mb": peak,
     }
 
 
@@ -302,7 +344,6 @@ def worker(side: str, case: str, epochs: float | None, out: Path) -> None:
         result = run_tunesmith(recipe, out)
     else:
         result = run_hf(recipe, out, best=side == "hf-best")
-    result["peak_mb"] = peak_rss_mb()
     (out / f"{side}.json").write_text(json.dumps(result))
 
 
