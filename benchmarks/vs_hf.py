@@ -277,7 +277,7 @@ class _ImageDataset:
 
     def __getitem__(self, i: int) -> dict:
         batch = self.task.batch("train", [i])
-        return {"pixel_values": batch.inputs["pixel_values"][0], "labels": batch.targets[0]}
+        return {"pixel_values": batch.inputs["pixel_values"][0], "label": int(batch.targets[0])}
 
 
 class _WithLoss:

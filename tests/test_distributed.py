@@ -3,6 +3,7 @@ single-process loss trajectory at the same global batch, process 0 alone writes 
 folder, and a sharded (FSDP) run does the same."""
 
 import json
+import math
 import os
 import subprocess
 import sys
@@ -131,3 +132,24 @@ def test_two_processes_resume_like_one(recipe_path, tmp_path):
         histories.append(history(tmp_path / name))
     assert [r["step"] for r in histories[0]] == [0, 3, 6]
     assert_same_trajectory(histories[0], histories[1])
+
+
+@pytest.mark.parametrize("kind", ["text", "image"])
+def test_classifiers_train_on_two_processes(kind, tiny_recipe, tiny_image_recipe, tmp_path):
+    """A LoRA text classifier (its head saved with the adapter) and an image classifier
+    whose head process 0 fits alone (LP-FT), then shares with the other process."""
+    recipe = dict(tiny_recipe if kind == "text" else tiny_image_recipe)
+    recipe["guards"] = {"data_quality": "off", "forgetting": None}
+    recipe["train"] = {**recipe["train"], "epochs": 1}
+    path = tmp_path / f"{kind}.yaml"
+    path.write_text(yaml.safe_dump(recipe))
+    done = run_cli(
+        "train", str(path), "--nproc", "2", "--output", str(tmp_path / kind), cwd=tmp_path
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    metrics = json.loads((tmp_path / kind / "metrics.json").read_text())
+    # batch_size is the global batch: one epoch takes as many steps as on one process
+    assert metrics["steps"] == math.ceil(metrics["splits"]["train"] / 8)
+    assert math.isfinite(metrics["fine_tuned"]["loss"])
+    assert history(tmp_path / kind)[-1]["step"] == metrics["steps"]
+    assert done.stdout.count("Run folder:") == 1

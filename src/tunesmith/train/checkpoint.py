@@ -35,10 +35,12 @@ class LoopState:
 
 def trainable_state(model: nn.Module) -> dict[str, torch.Tensor]:
     """Parameters that train, plus buffers (e.g. batch-norm statistics): what changes.
+    On a CPU these are the live tensors, not copies (a copy of a fully fine-tuned model at
+    every checkpoint raised the peak memory): write them before the next optimizer step.
     Sharded (FSDP) tensors are gathered whole: every process must call this together."""
     state = {n: p for n, p in model.named_parameters() if p.requires_grad}
     state.update(dict(model.named_buffers()))
-    return {name: _whole(t).detach().to("cpu", copy=True).contiguous() for name, t in state.items()}
+    return {name: _whole(t).detach().cpu().contiguous() for name, t in state.items()}
 
 
 def _whole(tensor: torch.Tensor) -> torch.Tensor:

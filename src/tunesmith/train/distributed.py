@@ -139,6 +139,9 @@ class Distributed:
 
             from tunesmith.models.structure import layer_stack
 
+            # process 0's weights everywhere (e.g. the head it fitted alone), as DDP does
+            for tensor in step.state_dict().values():
+                dist.broadcast(tensor, src=0)
             for layer in layer_stack(step.model):
                 fully_shard(layer)
             return fully_shard(step)
