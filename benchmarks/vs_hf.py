@@ -209,6 +209,7 @@ def run_hf(recipe_dict: dict, out: Path, best: bool) -> dict:
                 target_modules=_default_lora_targets(model),
             ),
         )
+    scored = model  # what the evaluation scores (Trainer's image model wraps it)
     if recipe.task == "causal-lm":
         rows = task.rows["train"]
         dataset = [
@@ -223,7 +224,7 @@ def run_hf(recipe_dict: dict, out: Path, best: bool) -> dict:
         tokens = sum(len(row) for row in ids)
     else:
         dataset = _ImageDataset(task)
-        model = _WithLoss(model)
+        scored, model = model, _WithLoss(model)
         collator = None
         tokens = len(dataset)
     args = TrainingArguments(
@@ -252,9 +253,8 @@ def run_hf(recipe_dict: dict, out: Path, best: bool) -> dict:
     trainer.train()
     seconds = time.perf_counter() - started
     peak = peak_rss_mb()
-    model = model.model if isinstance(model, _WithLoss) else model
     with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-        eval_loss = task.evaluate(model, "test")["loss"]
+        eval_loss = task.evaluate(scored, "test")["loss"]
     return {
         "train_seconds": seconds,
         "eval_loss": eval_loss,
