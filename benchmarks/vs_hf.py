@@ -209,6 +209,7 @@ def run_hf(recipe_dict: dict, out: Path, best: bool) -> dict:
                 target_modules=_default_lora_targets(model),
             ),
         )
+    images = recipe.task == "image-classification"
     scored = model  # what the evaluation scores (Trainer's image model wraps it)
     if recipe.task == "causal-lm":
         rows = task.rows["train"]
@@ -243,7 +244,9 @@ def run_hf(recipe_dict: dict, out: Path, best: bool) -> dict:
         seed=0,
         use_cpu=True,
         bf16=bf16,
-        train_sampling_strategy="group_by_length" if best else "random",
+        # images have no length; their best is decoding in a worker while the step runs
+        train_sampling_strategy="group_by_length" if best and not images else "random",
+        dataloader_num_workers=1 if best and images else 0,
         remove_unused_columns=False,
         disable_tqdm=True,
     )
