@@ -4,12 +4,12 @@ and epochs, trained one after the other, each in its own process.
     .venv/bin/python benchmarks/vs_hf.py                    # minilm, smollm2, efficientnet
     .venv/bin/python benchmarks/vs_hf.py --cases smollm2 --epochs 1
 
-For each case three processes run in turn:
+For each case these processes run in turn:
 - `hf-default`: `Trainer` as a tutorial writes it (random batches padded to their longest
   row, fp32, transformers' default fused AdamW);
 - `hf-best`: `Trainer` with its best settings for this hardware: `train_sampling_strategy:
-  group_by_length`, plus `bf16: true` where this machine multiplies bf16 faster than fp32
-  (measured first, printed);
+  group_by_length` (images: a data-loader worker instead), plus `bf16: true` where this
+  machine multiplies bf16 faster than fp32 (measured first, printed);
 - `tunesmith`: tunesmith's training loop set up as `tunesmith train` sets it up, with its
   defaults (the steps Trainer has no counterpart for are left out: data check, baselines,
   estimate, guards, report);

@@ -102,3 +102,10 @@ def test_every_shipped_recipe_validates(path: Path):
 
 def test_examples_exist():
     assert len(EXAMPLES) >= 3
+
+
+def test_a_bare_yaml_off_turns_the_data_gate_off(tmp_path):
+    path = tmp_path / "r.yaml"
+    path.write_text("model: builtin:minilm\ndata: {train: t.csv}\nguards: {data_quality: off}\n")
+    assert load_recipe(path).guards.data_quality == "off"
+    assert load_recipe(path, ["guards.data_quality=off"]).guards.data_quality == "off"

@@ -431,6 +431,12 @@ class Guards(StrictModel):
     label_issues: bool = True
     """Look for likely label errors (out-of-fold predictions of the frozen pre-trained model
     + a linear model, ranked by cleanlab); costs one pass of the model over the data."""
+
+    @field_validator("data_quality", mode="before")
+    @classmethod
+    def _yaml_off(cls, value: Any) -> Any:
+        return "off" if value is False else value  # YAML reads a bare `off` as false
+
     forgetting: ForgettingGuard | None = Field(default_factory=ForgettingGuard)
     """null: do not measure forgetting."""
     overfitting: OverfittingGuard | None = Field(default_factory=OverfittingGuard)
