@@ -132,3 +132,30 @@ def test_table_pointing_at_missing_files(tiny_image_recipe: dict, tmp_path: Path
     tiny_image_recipe["data"]["train"] = str(table)
     err = _train_exit(tiny_image_recipe, tmp_path, capsys)
     assert "a.png" in err and "not found" in err
+
+
+@pytest.mark.parametrize("mode", ["frozen", "update"])
+def test_batchnorm_statistics_frozen_or_updated(tiny_image_recipe: dict, mode: str) -> None:
+    from rich.console import Console
+
+    from tunesmith.families import prepare
+    from tunesmith.methods import get_method
+
+    tiny_image_recipe["train"]["batchnorm"] = mode
+    recipe = load_recipe(tiny_image_recipe)
+    family = prepare(recipe, torch.device("cpu"), None, Console(quiet=True))
+    family.adapt_to(get_method("full"))
+    norms = [m for m in family.model.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    before = [m.running_mean.clone() for m in norms]
+    family.model.train()
+    family.model(**family.task.batch("train", list(range(8))).inputs)
+    changed = any(not torch.equal(m.running_mean, b) for m, b in zip(norms, before, strict=True))
+    assert changed == (mode == "update")
+
+
+def test_batchnorm_update_is_refused_for_text(tiny_recipe: dict) -> None:
+    from tunesmith.errors import UserError
+
+    tiny_recipe["train"]["batchnorm"] = "update"
+    with pytest.raises(UserError, match="batchnorm"):
+        load_recipe(tiny_recipe)

@@ -359,6 +359,11 @@ class TrainConfig(StrictModel):
     memory for long sequences and deep models, about a third more compute."""
     keep_checkpoints: bool = False
     """Keep checkpoints/ after a successful run (they are needed only for --resume)."""
+    batchnorm: Literal["frozen", "update"] = "frozen"
+    """image-classification: frozen keeps the pre-trained BatchNorm running statistics
+    (protects the pre-trained features, right for photos like ImageNet's); update
+    re-estimates them on the training batches, for images far from the pre-training data
+    (with batches large enough to estimate them: 32 or more)."""
     compile: bool = False
     """torch.compile each transformer block (see train/compile.py): on a CPU about 15%
     faster LoRA steps for SmolLM2; the first run of a model spends about a minute
@@ -515,6 +520,8 @@ class Recipe(StrictModel):
                 "train.replay draws from guards.forgetting.reference; set one "
                 "(e.g. builtin:general-en)"
             )
+        if self.train.batchnorm == "update" and not images:
+            raise ValueError("train.batchnorm: update is for image-classification models")
         if self.train.head_init == "probe" and not images:
             raise ValueError("train.head_init: probe is for image-classification; use auto")
         return self

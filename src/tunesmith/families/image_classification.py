@@ -87,10 +87,11 @@ class ImageClassificationFamily:
             )
 
     def adapt_to(self, method: Method) -> None:
-        """BatchNorm keeps its pre-trained running statistics whatever the method: small
-        fine-tuning batches would shift them, and with them the frozen layers' features
-        (the affine weights still train where the method trains them)."""
-        self.model.freeze_batchnorm()
+        """BatchNorm keeps its pre-trained running statistics whatever the method (unless
+        train.batchnorm: update): small fine-tuning batches would shift them, and with them
+        the frozen layers' features (the affine weights still train where the method trains
+        them)."""
+        self.model.freeze_batchnorm(self.recipe.train.batchnorm == "frozen")
 
     def score_before(self, console: Console) -> dict[str, dict]:
         console.print(
