@@ -436,16 +436,15 @@ class Guards(StrictModel):
     label_issues: bool = True
     """Look for likely label errors (out-of-fold predictions of the frozen pre-trained model
     + a linear model, ranked by cleanlab); costs one pass of the model over the data."""
+    forgetting: ForgettingGuard | None = Field(default_factory=ForgettingGuard)
+    """null: do not measure forgetting."""
+    overfitting: OverfittingGuard | None = Field(default_factory=OverfittingGuard)
+    """null: no overfitting guard (early stopping still watches the validation metric)."""
 
     @field_validator("data_quality", mode="before")
     @classmethod
     def _yaml_off(cls, value: Any) -> Any:
         return "off" if value is False else value  # YAML reads a bare `off` as false
-
-    forgetting: ForgettingGuard | None = Field(default_factory=ForgettingGuard)
-    """null: do not measure forgetting."""
-    overfitting: OverfittingGuard | None = Field(default_factory=OverfittingGuard)
-    """null: no overfitting guard (early stopping still watches the validation metric)."""
 
 
 class Recipe(StrictModel):

@@ -60,7 +60,8 @@ def save_weights(model: nn.Module, path: Path, cluster: Distributed | None = Non
         tmp.replace(path)
 
 
-def load_weights(model: nn.Module, path: Path, cluster: Distributed | None = None) -> None:
+def load_weights(model: nn.Module, path: Path) -> None:
+    """Under FSDP each process takes its own shard of every weight."""
     state = load_file(str(path))
     named = dict(model.named_parameters()) | dict(model.named_buffers())
     missing = set(state) - set(named)

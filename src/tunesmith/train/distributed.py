@@ -25,8 +25,8 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Sequence
-from contextlib import AbstractContextManager, nullcontext
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -150,26 +150,40 @@ class Distributed:
         ids = [device.index or 0] if device.type == "cuda" else None
         return DistributedDataParallel(step, device_ids=ids)
 
-    def no_sync(self, wrapped: nn.Module, last: bool) -> AbstractContextManager:
+    @contextmanager
+    def no_sync(self, wrapped: nn.Module, last: bool) -> Iterator[None]:
         """Skip the gradient exchange on every micro-batch of a step but its last."""
         if last or not self.enabled:
-            return nullcontext()
-        if self.strategy == "fsdp":
+            yield
+        elif self.strategy == "fsdp":
             wrapped.set_requires_gradient_sync(False)
-            return _ResyncAfter(wrapped)
-        return wrapped.no_sync()
+            try:
+                yield
+            finally:
+                wrapped.set_requires_gradient_sync(True)
+        else:
+            with wrapped.no_sync():
+                yield
+
+    @contextmanager
+    def gathered(self, wrapped: nn.Module) -> Iterator[None]:
+        """Under FSDP, the whole model's weights gathered on every process (an evaluation
+        calls parts of the model that the training step's hooks would otherwise gather)."""
+        if not self.sharded:
+            yield
+            return
+        # FSDP sets itself up on the root's first forward; an evaluation before any
+        # training step calls the layers first, which it refuses: set it up now
+        wrapped._get_fsdp_state()._lazy_init()
+        wrapped.unshard()
+        try:
+            yield
+        finally:
+            wrapped.reshard()
 
     def close(self) -> None:
         if self.enabled and dist.is_initialized():
             dist.destroy_process_group()
-
-
-class _ResyncAfter(AbstractContextManager):
-    def __init__(self, module: nn.Module) -> None:
-        self.module = module
-
-    def __exit__(self, *exc: object) -> None:
-        self.module.set_requires_gradient_sync(True)
 
 
 class TrainStep(nn.Module):
@@ -182,7 +196,8 @@ class TrainStep(nn.Module):
         self.loss_sum = loss_sum
 
     def forward(self, batch) -> torch.Tensor:
-        if batch is None:  # this process has no rows in this micro-batch: a zero that still
+        if batch is None:  # no rows for this process in this micro-batch: a zero loss that
+            # still reaches every trained weight, so the gradient exchange runs as everywhere
             return sum(p.sum() * 0 for p in self.model.parameters() if p.requires_grad)
         return self.loss_sum(self.model, batch)
 
@@ -192,8 +207,8 @@ class TrainStep(nn.Module):
 
 def launch_local(nproc: int, argv: list[str], device_type: str = "cpu") -> int:
     """Run `python -m tunesmith ARGV` in `nproc` processes joined in one process group; the
-    exit code is process 0's (or the first failure's). On a CPU the cores are divided
-    between the processes; on GPUs each process takes one."""
+    exit code is that of the first process to fail (the others are then stopped), else 0.
+    On a CPU the cores are divided between the processes; on GPUs each process takes one."""
     if nproc < 1:
         raise UserError("--nproc must be at least 1")
     if device_type == "cuda" and nproc > torch.cuda.device_count():

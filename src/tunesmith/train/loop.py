@@ -13,7 +13,6 @@ import shutil
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -195,7 +194,7 @@ def fit(
         process); whether these weights are the best so far."""
         decisions: list[Decision] = []
         if main or cluster.sharded:
-            with _unsharded(step_module, cluster):
+            with cluster.gathered(step_module):
                 validation = task.evaluate(model, "validation")
                 record.update({f"val_{k}": v for k, v in validation.items()})
                 decisions = [guard.observe(model, record, out) for guard in guards]
@@ -410,28 +409,6 @@ def _track_best(
             f"{state.best_step} restored"
         )
     return False
-
-
-def _unsharded(step_module: nn.Module, cluster: Distributed) -> AbstractContextManager:
-    """Under FSDP, the whole model's weights gathered on every process (an evaluation calls
-    parts of the model that the training step's hooks would otherwise gather)."""
-    if not cluster.sharded:
-        return nullcontext()
-    return _Gathered(step_module)
-
-
-class _Gathered(AbstractContextManager):
-    def __init__(self, module: nn.Module) -> None:
-        self.module = module
-
-    def __enter__(self) -> None:
-        # FSDP sets itself up on the root's first forward; an evaluation before any
-        # training step calls the layers first, which it refuses: set it up now
-        self.module._get_fsdp_state()._lazy_init()
-        self.module.unshard()
-
-    def __exit__(self, *exc: object) -> None:
-        self.module.reshard()
 
 
 def _describe(record: dict, watched: str, improved: bool) -> str:
