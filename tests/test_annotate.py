@@ -45,6 +45,8 @@ ROWS = [
     {"text": "pizza and salad tonight", "label": ""},
     {"text": "the server is down again", "label": "tech"},
 ]
+LOCAL = "http://127.0.0.1:8765"
+"""The test client's address: the app answers only under a loopback name (guard.py)."""
 
 
 @pytest.fixture
@@ -215,7 +217,7 @@ def test_image_folder_rows_match_the_readers_and_images_are_served(tmp_path: Pat
 
     session = open_session(root)
     assert session.queue("to_label", "alice") == [6]
-    client = TestClient(create_app(session))
+    client = TestClient(create_app(session), base_url=LOCAL)
     row = client.get("/api/rows/6").json()
     assert row["kind"] == "image" and row["image_name"] == "new.png"
     assert client.get(row["image_url"]).content == (root / "new.png").read_bytes()
@@ -243,7 +245,7 @@ def test_image_table_with_relative_paths(tmp_path: Path) -> None:
 
 
 def test_api_answers_a_users_mistake_with_400(topics_csv: Path) -> None:
-    client = TestClient(create_app(open_session(topics_csv)))
+    client = TestClient(create_app(open_session(topics_csv)), base_url=LOCAL)
     assert "tunesmith annotate" in client.get("/").text
     assert client.get("/static/app.js").status_code == 200
     answer = client.post("/api/decisions", json={"row": 2, "label": "tech", "annotator": ""})

@@ -45,6 +45,7 @@ def trained_runs(tmp_path_factory, tiny_model_dir) -> dict[str, Path]:
 def test_train_writes_the_run_folder(trained_runs):
     run = trained_runs["lora"]
     assert {p.name for p in run.iterdir()} == {
+        ".tunesmith-run",
         "recipe.yaml",
         "quality.json",
         "estimate.json",

@@ -163,6 +163,16 @@ def test_folder_of_documents(tmp_path):
     assert splits.train.source == str(docs)
 
 
+def test_folder_of_documents_named_through_dot_dot(tmp_path, monkeypatch):
+    (tmp_path / "docs" / "sub").mkdir(parents=True)
+    for i in range(10):
+        (tmp_path / "docs" / "sub" / f"{i}.txt").write_text(f"document {i}")
+    (tmp_path / "work").mkdir()
+    monkeypatch.chdir(tmp_path / "work")
+    splits = load_causal_lm(DataConfig(train="../work/../docs"), seed=0)
+    assert sorted(e.text for e in everything(splits)) == [f"document {i}" for i in range(10)]
+
+
 def test_html_to_text_keeps_line_breaks_and_preformatted_text():
     html = "<div>a<br>b</div><pre>  x = 1\n    y</pre><noscript>no</noscript>c"
     assert html_to_text(html) == "a\nb\n\n  x = 1\n    y\n\nc"

@@ -83,6 +83,20 @@ def test_numeric_label_folders_sort_numerically(tmp_path):
     assert splits.label_names == ["1", "2", "10"]
 
 
+@pytest.mark.parametrize("through", ["../images/train", "{tmp}/other/../images/train"])
+def test_folder_named_through_dot_dot(tmp_path, monkeypatch, through):
+    """`..` in data.train: the images' paths are normalised, the folder's was not."""
+    make_folder(tmp_path / "images" / "train", {"cat": 10, "dog": 10})
+    (tmp_path / "other").mkdir()
+    monkeypatch.chdir(tmp_path / "other")
+    train = through.format(tmp=tmp_path)
+    splits = load_image_classification(DataConfig(train=train), seed=0)
+    assert splits.label_names == ["cat", "dog"]
+    paths = splits.train.paths + splits.validation.paths + splits.test.paths
+    assert len(paths) == 20 and all(".." not in Path(p).parts for p in paths)
+    assert all(p.startswith(str(tmp_path / "images" / "train")) for p in paths)
+
+
 def test_csv_of_relative_paths(tmp_path):
     save(tmp_path / "pics" / "a.png")
     save(tmp_path / "pics" / "b.png")

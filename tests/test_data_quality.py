@@ -15,7 +15,7 @@ from PIL import Image
 from rich.console import Console
 
 from tunesmith.cli import main
-from tunesmith.data.quality import check_data, gate
+from tunesmith.data.quality import Finding, QualityReport, check_data, gate
 from tunesmith.data.quality.label_issues import out_of_fold_probabilities, ranked_label_issues
 from tunesmith.data.quality.similarity import near_text_pairs, normalise_text
 from tunesmith.errors import UserError
@@ -168,6 +168,29 @@ def test_image_checks(tiny_image_recipe, tmp_path):
     assert exact and near
     with pytest.raises(UserError, match=r"broken\.png"):  # bad input: exit 2 whatever the guard
         gate(report, "warn")
+
+
+def test_image_check_of_a_folder_named_through_dot_dot(tiny_image_recipe, tmp_path, monkeypatch):
+    root = Path(tiny_image_recipe["data"]["train"])
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    tiny_image_recipe["data"]["train"] = f"../elsewhere/../{root.name}"
+    report = check_data(load_recipe(tiny_image_recipe), QUIET, label_issues=False)
+    assert sum(report.summary["rows"].values()) == 36
+    assert not report.errors
+
+
+def test_report_prints_markup_in_messages_literally(tmp_path):
+    """Messages quote user labels: "[/]" would be a rich closing tag, "[urgent]" a style."""
+    finding = Finding(
+        "imbalance", "warning", "train", [], "classes ('[/]': 28, '[urgent]': 2)", fix="see [b]"
+    )
+    report = QualityReport([finding], {})
+    console = Console(record=True, width=200)
+    report.print(console)
+    report.print_brief(console)
+    text = console.export_text()
+    assert text.count("'[/]': 28, '[urgent]': 2") == 2 and "see [b]" in text
 
 
 def test_causal_lm_checks(tiny_llm_recipe, tmp_path):

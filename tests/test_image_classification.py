@@ -84,7 +84,7 @@ def test_predict_eval_and_export(image_run: Path, tmp_path: Path, capsys) -> Non
     assert main(["export", str(image_run), "--merge", "--output", str(exported)]) == 0
     merged = VisionClassifier.load(exported).eval()
     pixels = torch.randn(2, 3, 32, 32)
-    from tunesmith.run_folder import load_run
+    from tunesmith.trained_run import load_run
 
     adapted = load_run(image_run).model
     with torch.no_grad():

@@ -22,9 +22,9 @@ from tunesmith.errors import UserError
 from tunesmith.inference import evaluate_run, predict_run
 from tunesmith.recipe import Preprocess, load_recipe
 from tunesmith.run import train
-from tunesmith.run_folder import load_run
 from tunesmith.tasks.causal_lm import CausalLMTask
 from tunesmith.tasks.text_classification import TextClassificationTask
+from tunesmith.trained_run import load_run
 
 from .conftest import make_rows
 

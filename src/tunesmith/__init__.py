@@ -45,8 +45,9 @@ def predict(run_dir: str | Path, texts: list[str]) -> list[dict]:
     return predict_run(run_dir, texts)
 
 
-def demo(output_dir: str = "runs/demo") -> dict:
-    """`tunesmith demo`: the built-in default, end to end, offline."""
+def demo(output_dir: str | None = None, overwrite: bool = False) -> dict:
+    """`tunesmith demo`: the built-in default, end to end, offline (into a new folder unless
+    `output_dir` is given)."""
     from tunesmith.demo import run_demo
 
-    return run_demo(output_dir)
+    return run_demo(output_dir, overwrite=overwrite)

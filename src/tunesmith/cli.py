@@ -11,7 +11,9 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
 from tunesmith.errors import GateFailed, UserError
 
@@ -35,12 +37,17 @@ def _quiet_libraries() -> None:
 
 
 def demo(
-    output: Annotated[str, typer.Option(help="Run folder")] = "runs/demo",
+    output: Annotated[
+        str | None, typer.Option(help="Run folder (default: a new runs/demo, runs/demo-2, ...)")
+    ] = None,
+    overwrite: Annotated[
+        bool, typer.Option(help="Replace the run folder named by --output (a run folder only)")
+    ] = False,
 ) -> None:
     """Fine-tune the built-in MiniLM with LoRA on bundled real data, offline, in minutes."""
     from tunesmith.demo import run_demo
 
-    run_demo(output, console=console)
+    run_demo(output, console=console, overwrite=overwrite)
 
 
 def train(
@@ -74,7 +81,7 @@ def train(
         from tunesmith.train.distributed import launch_local
 
         # the checks that need no data: a mistake stops here, before any process starts
-        prepare_output(Path(output or loaded.output_dir or "runs/run"), resume, overwrite)
+        prepare_output(loaded, Path(output or loaded.output_dir or "runs/run"), resume, overwrite)
         argv = ["train", str(recipe), "--nproc", str(nproc)]
         argv += [arg for item in set_ or [] for arg in ("--set", item)]
         argv += ["--output", output] if output else []
@@ -110,6 +117,9 @@ def data_check(
     label_issues: Annotated[
         bool, typer.Option(help="Look for likely label errors with the pre-trained model")
     ] = True,
+    force: Annotated[
+        bool, typer.Option(help="Replace quality.json in the --output folder if it exists")
+    ] = False,
 ) -> None:
     """Check the data before training: duplicates, leakage, empty/overlong rows, label
     problems and likely label errors. Exit 1 when an error-level problem is found."""
@@ -131,11 +141,13 @@ def data_check(
             if value is not None
         }
         loaded = load_recipe({"task": task, "data": {"train": data, **columns}}, set_ or [])
+    if output is not None:
+        check_quality_output(output, loaded, force)
     report = check_data(loaded, console, label_issues=label_issues)
     report.print(console)
     if output is not None:
         path = report.write(output)
-        console.print(f"Findings (every row): {path}")
+        console.print(f"Findings (every row): {escape(str(path))}")
     else:
         console.print("[dim]Add --output DIR to save every finding and row to DIR/quality.json")
     if report.errors:
@@ -143,6 +155,22 @@ def data_check(
             f"{len(report.errors)} error-level problem(s) in the data; fix them before training "
             "(or train with --set guards.data_quality=warn)"
         )
+
+
+def check_quality_output(output: Path, recipe, force: bool) -> None:
+    """Before the check runs: --output is a folder (made if missing) that can be written, and
+    its quality.json is replaced only with --force."""
+    from tunesmith.run_folder import RunFolder, inputs_of
+    from tunesmith.safe_files import check_output_file, check_writable_folder
+
+    if output.exists() and not output.is_dir():
+        raise UserError(
+            f"--output {output} is a file; give a folder (quality.json is written inside it)"
+        )
+    check_writable_folder(output, "--output")
+    if output.is_dir():
+        target = output / RunFolder.QUALITY
+        check_output_file(target, "--output", inputs=inputs_of(recipe), force=force)
 
 
 def estimate(
@@ -200,17 +228,20 @@ def eval_(
             for name in ("loss", "perplexity", "rouge_l", "exact_match", "token_f1")
             if name in metrics
         )
-        console.print(f"{metrics['examples']} examples from {metrics['source']}: {scores}")
+        console.print(
+            f"{metrics['examples']} examples from {escape(str(metrics['source']))}: {scores}"
+        )
         return
     console.print(
-        f"{metrics['examples']} examples from {metrics['source']}: accuracy "
+        f"{metrics['examples']} examples from {escape(str(metrics['source']))}: accuracy "
         f"{metrics['accuracy']:.4f}, macro-F1 {metrics['macro_f1']:.4f}, loss {metrics['loss']:.4f}"
     )
     table = Table("label", "precision", "recall", "f1", "support")
     for name, row in metrics["per_class"].items():
         table.add_row(
-            name, *(f"{row[k]:.3f}" for k in ("precision", "recall", "f1")), str(row["support"])
-        )
+            Text(name), *(f"{row[k]:.3f}" for k in ("precision", "recall", "f1")),
+            str(row["support"]),
+        )  # fmt: skip
     console.print(table)
 
 
@@ -220,8 +251,9 @@ def predict(
         list[str], typer.Argument(help="Texts, or files of texts (.txt lines, csv, jsonl, parquet)")
     ],
     output: Annotated[
-        Path | None, typer.Option(help="Write predictions to a .jsonl or .csv file")
+        Path | None, typer.Option(help="Write predictions to a new .jsonl or .csv file")
     ] = None,
+    force: Annotated[bool, typer.Option(help="Replace the --output file if it exists")] = False,
     text_column: Annotated[
         str | None, typer.Option(help="Column of texts in input files (default: the recipe's)")
     ] = None,
@@ -231,15 +263,21 @@ def predict(
 ) -> None:
     """Predict labels (with probabilities) for texts, or an LLM run's answers to prompts."""
     from tunesmith.inference import predict_run
+    from tunesmith.safe_files import check_output_file
 
+    if output is not None:
+        if output.suffix not in PREDICTION_FORMATS:
+            raise UserError(f"--output {output}: use a .jsonl or .csv file name")
+        sources = [run_dir, *(item for item in inputs if Path(item).exists())]
+        check_output_file(output, "--output", inputs=sources, force=force)
     predictions = predict_run(run_dir, inputs, text_column, max_new_tokens)
     if output is not None:
         _write_predictions(predictions, output)
-        console.print(f"{len(predictions)} predictions written to {output}")
+        console.print(f"{len(predictions)} predictions written to {escape(str(output))}")
         return
     if predictions and "response" in predictions[0]:
         for row in predictions:
-            console.print(f"[bold]> {row['prompt']}[/]", highlight=False)
+            console.print(f"[bold]> {escape(row['prompt'])}[/]", highlight=False)
             console.print(row["response"] + "\n", highlight=False, markup=False)
         return
     for row in predictions:
@@ -248,20 +286,24 @@ def predict(
         console.print(f"{row['label']}\t{row['score']:.3f}\t{text}", highlight=False, markup=False)
 
 
+PREDICTION_FORMATS = (".jsonl", ".csv")
+
+
 def _write_predictions(predictions: list[dict], output: Path) -> None:
+    """Written to a temporary file and renamed: an existing file is whole before and after."""
     import pandas as pd
 
+    from tunesmith.safe_files import write_atomically
+
     if output.suffix == ".jsonl":
-        lines = (json.dumps(row, ensure_ascii=False) + "\n" for row in predictions)
-        output.write_text("".join(lines), encoding="utf-8")
-    elif output.suffix == ".csv":
+        lines = "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in predictions)
+        write_atomically(output, lambda tmp: tmp.write_text(lines, encoding="utf-8"))
+    else:
         flat = [
             {k: v for k, v in r.items() if k != "probabilities"} | r.get("probabilities", {})
             for r in predictions
         ]
-        pd.DataFrame(flat).to_csv(output, index=False)
-    else:
-        raise UserError(f"--output {output}: use a .jsonl or .csv file name")
+        write_atomically(output, lambda tmp: pd.DataFrame(flat).to_csv(tmp, index=False))
 
 
 def export(
@@ -276,7 +318,8 @@ def export(
 
     folder = export_run(run_dir, output, merge)
     console.print(
-        f"Exported to {folder}: load it with transformers' from_pretrained({str(folder)!r})"
+        f"Exported to {folder}: load it with transformers' from_pretrained({str(folder)!r})",
+        markup=False,
     )
 
 
@@ -285,7 +328,9 @@ def annotate(
         Path, typer.Argument(help="A table (csv, tsv, jsonl, json, parquet) or an image folder")
     ],
     port: Annotated[int, typer.Option(help="Port of the page (0: any free port)")] = 8765,
-    host: Annotated[str, typer.Option(help="Address to listen on")] = "127.0.0.1",
+    host: Annotated[
+        str, typer.Option(help="Address to listen on (the page answers only under its names)")
+    ] = "127.0.0.1",
     text_column: Annotated[str, typer.Option(help="Column of texts")] = "text",
     label_column: Annotated[str, typer.Option(help="Column of labels (empty: to label)")] = "label",
     image_column: Annotated[
@@ -304,6 +349,9 @@ def annotate(
         Path | None,
         typer.Option("--export", help="Write DATA with the final labels (.csv or .jsonl); no page"),
     ] = None,
+    force: Annotated[
+        bool, typer.Option("--force", help="Let --export replace an existing file (never DATA)")
+    ] = False,
     agreement: Annotated[
         bool, typer.Option(help="Print agreement between annotators; no page")
     ] = False,
@@ -324,6 +372,7 @@ def annotate(
         export=export_to,
         agreement=agreement,
         console=console,
+        force=force,
     )
 
 
@@ -349,8 +398,13 @@ def main(argv: list[str] | None = None) -> int:
     try:
         app(args=argv, standalone_mode=True)
     except (UserError, GateFailed) as error:
-        Console(stderr=True, soft_wrap=True).print(f"[bold red]error:[/] {error}", highlight=False)
+        Console(stderr=True, soft_wrap=True).print(
+            f"[bold red]error:[/] {escape(str(error))}", highlight=False
+        )
         return error.exit_code
+    except KeyboardInterrupt:  # train said how to resume; other commands have nothing to keep
+        Console(stderr=True).print("[yellow]Interrupted")
+        return 130
     except SystemExit as exit_:
         return int(exit_.code or 0)
     return 0

@@ -32,13 +32,20 @@ def demo_recipe(output_dir: str = "runs/demo") -> dict:
     }
 
 
-def run_demo(output_dir: str = "runs/demo", console: Console | None = None) -> dict:
+def run_demo(
+    output_dir: str | None = None, console: Console | None = None, overwrite: bool = False
+) -> dict:
+    """Train the demo into `output_dir`, or into a fresh folder (runs/demo, runs/demo-2, ...)
+    so that running it twice never replaces anything; `overwrite` replaces an earlier demo
+    run named by `output_dir` (a tunesmith run folder only)."""
     from tunesmith.run import train
+    from tunesmith.run_folder import fresh_folder
 
     console = console or Console()
+    output_dir = str(output_dir or fresh_folder(Path("runs/demo")))
     console.print(
         "[bold]tunesmith demo[/]: LoRA on builtin:minilm, classifying the topic of "
         f"questions from chatterbot-corpus (BSD-3-Clause), {demo_data_path().name}"
     )
     recipe = load_recipe(demo_recipe(output_dir))
-    return train(recipe, overwrite=True, console=console)
+    return train(recipe, overwrite=overwrite, console=console)

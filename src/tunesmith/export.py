@@ -9,14 +9,21 @@ from pathlib import Path
 
 from tunesmith.errors import UserError
 from tunesmith.methods import get_method
-from tunesmith.run_folder import load_run
+from tunesmith.safe_files import check_writable_folder, is_inside
+from tunesmith.trained_run import load_run
 
 
 def export_run(folder: str | Path, output: str | Path, merge: bool = False) -> Path:
     """Write the run's model to `output`; an adapter run needs `merge` (folded into weights)."""
     output = Path(output)
+    if is_inside(output, folder) or is_inside(folder, output):
+        raise UserError(
+            f"--output {output}: the export may not be inside the run folder {folder} (or hold "
+            "it); choose a new folder beside it"
+        )
     if output.exists() and (not output.is_dir() or any(output.iterdir())):
         raise UserError(f"--output {output} already exists and is not empty; choose a new folder")
+    check_writable_folder(output, "--output")
     run = load_run(folder)
     model = run.model
     if run.is_adapter:

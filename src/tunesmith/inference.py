@@ -10,6 +10,7 @@ from rich.console import Console
 
 from tunesmith.data.causal import LMSplit, LMSplits, load_causal_lm, load_lm_file, read_prompts
 from tunesmith.data.images import (
+    IMAGE_SUFFIXES,
     ImageExamples,
     ImageSplits,
     load_image_classification,
@@ -25,11 +26,13 @@ from tunesmith.data.text import (
 )
 from tunesmith.data.text_preprocess import TextPreprocessor
 from tunesmith.errors import UserError
-from tunesmith.run_folder import TrainedRun, load_run
+from tunesmith.run_folder import RunFolder
+from tunesmith.safe_files import fingerprint
 from tunesmith.tasks.causal_lm import CausalLMTask
 from tunesmith.tasks.image_classification import ImageClassificationTask
 from tunesmith.tasks.text_classification import TextClassificationTask
 from tunesmith.train.device import resolve_device, resolve_precision
+from tunesmith.trained_run import TrainedRun, load_run
 
 
 def _placed(run: TrainedRun) -> tuple[torch.device, torch.dtype | None]:
@@ -131,8 +134,31 @@ def _label_rows(key: str, items: list[str], probabilities: np.ndarray, names: li
     ]
 
 
+def check_data_unchanged(folder: RunFolder) -> None:
+    """The run's own test split is only its test split while its data files are as they were
+    at training time (a stratified split of a grown file holds other rows): compare each
+    file's SHA-256 with the one metrics.json recorded."""
+    folder.require_finished()
+    recorded = folder.read_json(RunFolder.METRICS).get("data_fingerprints")
+    if not recorded:
+        Console(stderr=True).print(
+            "[yellow]This run recorded no fingerprints of its data (trained by an older "
+            "tunesmith): its test split is rebuilt from the data files as they are now"
+        )
+        return
+    for split, entry in recorded.items():
+        if fingerprint(entry["path"]) != entry["sha256"]:
+            raise UserError(
+                f"eval: {entry['path']} ({split} data) changed or is gone since {folder} was "
+                "trained, so its test split would hold other rows; score a file with "
+                "--data FILE instead"
+            )
+
+
 def evaluate_run(folder: str | Path, data: str | None = None) -> dict:
     """Metrics of the trained model on `data`, or on the run's own test split."""
+    if data is None:
+        check_data_unchanged(RunFolder(folder))
     run = load_run(folder)
     if run.recipe.task == "causal-lm":
         return _evaluate_lm(run, data)
@@ -152,6 +178,22 @@ def evaluate_run(folder: str | Path, data: str | None = None) -> dict:
     metrics["stop_word_fallbacks"] = task.fallbacks["test"]
     _note_fallbacks(task.fallbacks["test"], "texts")
     return metrics
+
+
+INPUT_FILE_SUFFIXES = frozenset({".txt", *READERS, *IMAGE_SUFFIXES})
+
+
+def check_inputs_exist(inputs: list[str]) -> None:
+    """An input named like a file (data/new.csv, photo.jpg) that does not exist is a typo in a
+    path, not a text to classify: say so instead of predicting on the path's letters."""
+    for item in inputs:
+        path = Path(item).expanduser()
+        named_like_file = len(item) < 4096 and not any(c.isspace() for c in item)
+        if named_like_file and path.suffix.lower() in INPUT_FILE_SUFFIXES and not path.exists():
+            raise UserError(
+                f"INPUT {item}: no such file (from {Path.cwd()}); check the path. To predict "
+                "on this text as it is, write it in a .txt file and give that file"
+            )
 
 
 def read_inputs(inputs: list[str], text_column: str) -> list[str]:
@@ -189,6 +231,7 @@ def predict_run(
 ) -> list[dict]:
     """Classifier: one prediction per text (label, its probability, every label's
     probability). Causal LM: one generated response per prompt."""
+    check_inputs_exist(inputs)
     run = load_run(folder)
     if run.recipe.task == "causal-lm":
         return _generate(run, inputs, max_new_tokens)

@@ -11,7 +11,15 @@ from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from tunesmith.errors import UserError
 
@@ -460,6 +468,12 @@ class Recipe(StrictModel):
     guards: Guards = Field(default_factory=Guards)
     output_dir: str | None = None
     """Run folder; default runs/<recipe file name>."""
+    _source: Path | None = PrivateAttr(default=None)
+
+    @property
+    def source(self) -> Path | None:
+        """The recipe file this was read from (an input the run must never overwrite)."""
+        return self._source
 
     @model_validator(mode="after")
     def _fit_the_task(self) -> Recipe:
@@ -568,6 +582,8 @@ def load_recipe(
     except ValidationError as error:
         raise UserError(format_validation_error(error, origin)) from None
     _resolve_data_paths(recipe, base_dir)
+    if not isinstance(source, dict):
+        recipe._source = Path(source).absolute()
     if recipe.output_dir is None and not isinstance(source, dict):
         recipe.output_dir = str(Path("runs") / Path(source).stem)
     return recipe

@@ -7,25 +7,36 @@ setting leaves nothing behind.
 from __future__ import annotations
 
 import copy
-import json
 import random
-import shutil
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
+import yaml
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from tunesmith.data.quality import QualityReport, check_data, gate
-from tunesmith.errors import UserError
+from tunesmith.errors import GateFailed, UserError
 from tunesmith.estimate.memory import current_rss_mb
 from tunesmith.families import Family, prepare
 from tunesmith.methods import count_parameters, get_method
+from tunesmith.methods.registry import Method
+from tunesmith.models.resolve import resolve_model
+from tunesmith.preflight import check_gradient_checkpointing, check_max_length, check_method_fits
 from tunesmith.recipe import Recipe
+from tunesmith.run_folder import (
+    OutputPlan,
+    RunFolder,
+    inputs_of,
+    plan_output,
+    same_recipe_changes,
+)
+from tunesmith.safe_files import fingerprint
 from tunesmith.train.allocator import keep_freed_memory
-from tunesmith.train.checkpoint import has_checkpoint, trainable_state
+from tunesmith.train.checkpoint import has_checkpoint, refuse_pickled, trainable_state
 from tunesmith.train.compile import compile_blocks
 from tunesmith.train.device import peak_memory_mb, resolve_device, resolve_precision
 from tunesmith.train.distributed import Distributed
@@ -39,22 +50,48 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def prepare_output(output: Path, resume: bool, overwrite: bool) -> None:
-    """Refuse to mix a new run into an old one; check before any work is done."""
+def prepare_output(recipe: Recipe, output: Path, resume: bool, overwrite: bool) -> OutputPlan:
+    """Refuse to mix a new run into an old one, to write over an input, or to resume a run
+    with another recipe; checked before any work is done, and nothing is changed."""
+    plan = plan_output(output, resume=resume, overwrite=overwrite, inputs=inputs_of(recipe))
     if resume:
-        if not has_checkpoint(output / "checkpoints"):
-            raise UserError(
-                f"--resume: {output} has no checkpoint to resume from "
-                "(checkpoints are removed after a finished run unless train.keep_checkpoints)"
-            )
-        return
-    if output.exists() and any(output.iterdir()):
-        if not overwrite:
-            raise UserError(
-                f"output folder {output} already holds files; choose another with --output, "
-                "add --overwrite to replace it, or --resume to continue an interrupted run"
-            )
-        shutil.rmtree(output)
+        check_resumable(recipe, RunFolder(output))
+    return plan
+
+
+RESUMABLE_CHANGES = frozenset(
+    {"output_dir", "train.max_steps", "train.epochs", "train.keep_checkpoints"}
+)
+"""Keys --resume may change: where the run lives (a folder may be moved), and how long it
+trains (continue a run that stopped at max_steps for more steps). Anything else would make
+the continued run a different run."""
+
+
+def check_resumable(recipe: Recipe, folder: RunFolder) -> None:
+    """--resume continues the same run: a checkpoint, and the very recipe it was started with."""
+    if not has_checkpoint(folder / RunFolder.CHECKPOINTS):
+        raise UserError(
+            f"--resume: {folder} has no checkpoint to resume from "
+            "(checkpoints are removed after a finished run unless train.keep_checkpoints)"
+        )
+    try:
+        saved = yaml.safe_load((folder / RunFolder.RECIPE).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+        saved = None
+    if not isinstance(saved, dict):
+        raise UserError(
+            f"--resume: {folder / RunFolder.RECIPE} is missing or damaged; "
+            "train again without --resume into a new folder"
+        )
+    refuse_pickled(folder / RunFolder.CHECKPOINTS)
+    current = yaml.safe_load(recipe.to_yaml())
+    changed = [k for k in same_recipe_changes(saved, current) if k not in RESUMABLE_CHANGES]
+    if changed:
+        raise UserError(
+            f"--resume: the recipe differs from the one {folder} was started with "
+            f"({', '.join(changed[:8])}); resume with the same recipe and --set values, or "
+            "train into a new folder"
+        )
 
 
 def train(
@@ -91,8 +128,9 @@ def _train(
     console = console if main and console is not None else Console(quiet=not main)
     output = Path(output_dir or recipe.output_dir or "runs/run")
     recipe.output_dir = str(output)
-    if main:
-        prepare_output(output, resume, overwrite)
+    plan = cluster.broadcast(
+        cluster.on_main(lambda: prepare_output(recipe, output, resume, overwrite))
+    )
     seed_everything(recipe.train.seed)
     if device.type == "cuda" and cluster.enabled:
         device = torch.device("cuda", cluster.local_rank)
@@ -105,6 +143,8 @@ def _train(
         )
 
     runtime_mb = current_rss_mb()
+    check_max_length(recipe, resolve_model(recipe.model))
+    fingerprints = data_fingerprints(recipe) if main else {}
     quality = None
     if not resume:  # process 0 checks; a failed gate stops every process
         quality = cluster.on_main(lambda: check_data_quality(recipe, console))
@@ -112,10 +152,50 @@ def _train(
     family = prepare(recipe, device, dtype, console)
     method = get_method(recipe.method.name)
     family.adapt_to(method)
+    check_gradient_checkpointing(recipe, family.model)
+    check_method_fits(recipe, method, family.model, family.task)
     family.describe(console)
     precision = "bf16" if dtype is not None else "fp32"
     console.print(f"Model {recipe.model} on {device.type}, {precision}")
 
+    # every check has passed: from here on a failure removes what this run created
+    run = plan.create() if main else RunFolder(plan.work)
+    try:
+        return _fit_and_write(
+            recipe, plan, run, family, method, quality, fingerprints, runtime_mb, console,
+            device, dtype, cluster,
+        )  # fmt: skip
+    except KeyboardInterrupt:
+        if main:
+            _say_how_to_resume(recipe, plan, console)
+        raise
+    except (UserError, GateFailed):
+        if main:
+            plan.abandon()
+        raise
+    except BaseException:  # a bug: keep a checkpoint to resume from, else leave nothing
+        if main and not has_checkpoint(run / RunFolder.CHECKPOINTS):
+            plan.abandon()
+        raise
+
+
+def _fit_and_write(
+    recipe: Recipe,
+    plan: OutputPlan,
+    run: RunFolder,
+    family: Family,
+    method: Method,
+    quality: QualityReport | None,
+    fingerprints: dict,
+    runtime_mb: float,
+    console: Console,
+    device: torch.device,
+    dtype: torch.dtype | None,
+    cluster: Distributed,
+) -> dict:
+    main = cluster.is_main
+    work = run.path
+    precision = "bf16" if dtype is not None else "fp32"
     before = family.score_before(console) if main else {}
     # under FSDP every process takes part in measuring (each holds a shard of the model)
     forgetting = forgetting_monitor(recipe, family, console) if main or cluster.sharded else None
@@ -129,15 +209,15 @@ def _train(
         enable_gradient_checkpointing(model)
     if recipe.train.compile:
         console.print(f"Compiling {compile_blocks(model)} blocks (cached after the first run)")
-    # only now is every input known to be usable: a bad setting leaves no folder behind
     predicted = None
     if main:
-        output.mkdir(parents=True, exist_ok=True)
-        (output / "recipe.yaml").write_text(recipe.to_yaml())
+        if not plan.resume:  # a resumed run rewrites its files only once it finished
+            run.write_text(RunFolder.RECIPE, recipe.to_yaml())
         if quality is not None:
-            quality.write(output)
+            quality.write(work)
         predicted = predict_cost(recipe, model, family.task, device, dtype, runtime_mb, console)
-        write_estimate(output, predicted, None)
+        if not plan.resume:
+            write_estimate(run, predicted, None)
     trainable, total = count_parameters(model)
     console.print(
         f"Method {recipe.method.name}: {trainable:,} trainable of {total:,} parameters "
@@ -153,8 +233,8 @@ def _train(
         recipe.learning_rate,
         device,
         dtype,
-        output,
-        resume=resume,
+        work,
+        resume=plan.resume,
         console=console,
         head=head,
         head_learning_rate=recipe.head_learning_rate,
@@ -185,8 +265,8 @@ def _train(
 
     fine_tuned = task.evaluate(model, "test", detailed=True)
     validation = task.evaluate(model, "validation")  # the kept weights' own score
-    extra = family.finish(model, output)
-    family.save(model, output, method.saves_adapter)
+    extra = family.finish(model, work)
+    family.save(model, work, method.saves_adapter)
     metrics = {
         "task": recipe.task,
         "method": recipe.method.name,
@@ -211,16 +291,49 @@ def _train(
         "early_stopping_metric": recipe.train.early_stopping.metric
         if recipe.train.early_stopping
         else "loss",
+        "data_fingerprints": fingerprints,
         "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S"),
     }
-    (output / "metrics.json").write_text(json.dumps(metrics, indent=2, ensure_ascii=False))
+    if plan.resume:  # the same recipe, but for how long it trained (RESUMABLE_CHANGES)
+        run.write_text(RunFolder.RECIPE, recipe.to_yaml())
+    run.write_json(RunFolder.METRICS, metrics)
     measured = measured_cost(metrics, result, family.task, recipe)
-    write_estimate(output, predicted, measured)
+    write_estimate(run, predicted, measured)
     warn_if_underestimated(predicted, measured, console)
-    report = _write_report(output)
+    report = _write_report(work)
+    final = plan.commit()
     print_comparison(console, metrics, family.headline)
-    console.print(f"Run folder: {output}" + (f"\nReport: {report}" if report else ""))
+    shown = f"\nReport: {final / RunFolder.REPORT}" if report else ""
+    console.print(f"Run folder: {final}{shown}", highlight=False, markup=False)
     return metrics
+
+
+def data_fingerprints(recipe: Recipe) -> dict[str, dict]:
+    """Each data file's path and SHA-256 as trained on: `eval` refuses to score a test split
+    that changed since (the split would hold other rows without a word)."""
+    files = {split: getattr(recipe.data, split) for split in ("train", "validation", "test")}
+    return {
+        split: {"path": str(path), "sha256": fingerprint(path)}
+        for split, path in files.items()
+        if path
+    }
+
+
+def _say_how_to_resume(recipe: Recipe, plan: OutputPlan, console: Console) -> None:
+    if not has_checkpoint(plan.work / RunFolder.CHECKPOINTS):
+        plan.abandon()
+        console.print(
+            "[yellow]Interrupted before the first checkpoint: nothing was kept"
+            + (f"; {escape(str(plan.final))} still holds the previous run" if plan.staged else "")
+        )
+        return
+    command = f"tunesmith train {recipe.source or 'RECIPE'} --output {plan.work} --resume"
+    console.print(
+        f"[yellow]Interrupted: the last checkpoint is in "
+        f"{escape(str(plan.work / RunFolder.CHECKPOINTS))}; continue with: {escape(command)}"
+        + (f" ({escape(str(plan.final))} still holds the previous run)" if plan.staged else ""),
+        highlight=False,
+    )
 
 
 def check_data_quality(recipe: Recipe, console: Console) -> QualityReport | None:
@@ -340,11 +453,10 @@ def warn_if_underestimated(predicted: dict | None, measured: dict, console: Cons
             )
 
 
-def write_estimate(output: Path, predicted: dict | None, measured: dict | None) -> None:
+def write_estimate(run: RunFolder, predicted: dict | None, measured: dict | None) -> None:
     if predicted is None:
         return
-    content = {"predicted": predicted, "measured": measured}
-    (output / "estimate.json").write_text(json.dumps(content, indent=2))
+    run.write_json(RunFolder.ESTIMATE, {"predicted": predicted, "measured": measured})
 
 
 def enable_gradient_checkpointing(model: torch.nn.Module) -> None:

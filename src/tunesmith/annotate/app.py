@@ -11,6 +11,7 @@ from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel
 
 from tunesmith.annotate.export import FORMATS
+from tunesmith.annotate.guard import AllowedHosts, HostGuard, loopback_hosts
 from tunesmith.annotate.session import QUEUES, AnnotationSession
 from tunesmith.errors import UserError
 
@@ -31,9 +32,13 @@ class ExportIn(BaseModel):
     format: str = "csv"
 
 
-def create_app(session: AnnotationSession) -> FastAPI:
-    """A user's mistake (no name, an unknown label) answers 400 with the message to show."""
+def create_app(session: AnnotationSession, allowed: AllowedHosts | None = None) -> FastAPI:
+    """A user's mistake (no name, an unknown label) answers 400 with the message to show.
+
+    Requests whose Host is not in `allowed` (default: the loopback names on any port), and
+    changes whose Origin is another site, answer 403 (see guard.py: DNS rebinding)."""
     app = FastAPI(title="tunesmith annotate", docs_url=None, redoc_url=None)
+    app.add_middleware(HostGuard, allowed=allowed or loopback_hosts())
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     page = (STATIC / "index.html").read_text(encoding="utf-8")
 
@@ -94,6 +99,7 @@ def create_app(session: AnnotationSession) -> FastAPI:
 
     @app.post("/api/export")
     def export(request: ExportIn) -> dict:
+        """Always to DATA.annotated.csv|jsonl, which it may replace (its own earlier export)."""
         suffix = "." + request.format.lower().lstrip(".")
         if suffix not in FORMATS:
             raise UserError(f"export format {request.format!r}: use csv or jsonl")

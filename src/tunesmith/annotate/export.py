@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import secrets
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -82,17 +82,24 @@ def labelled_table(data: AnnotationData, decisions: Iterable[Decision], out: Pat
     return table
 
 
-def export(data: AnnotationData, decisions: Iterable[Decision], out: str | Path) -> Path:
+def export(
+    data: AnnotationData,
+    decisions: Iterable[Decision],
+    out: str | Path,
+    *,
+    replace: bool = False,
+    protected: Mapping[str, Path | None] | None = None,
+    option: str = "--export",
+) -> Path:
     """Write the labelled table (`labelled_table`) to `out` (.csv or .jsonl), atomically: a
     reader never sees a half-written file, and a failed export leaves an existing file as is.
 
-    Annotators who disagree on a row are settled by `final_labels`: each annotator's latest
-    decision is one vote, the majority wins, and a tie goes to the most recent decision."""
+    `out` is never DATA nor a file of `protected` (what it is -> path), and replaces an existing
+    file only with `replace` (--force); see `check_target`. `option` names the setting in
+    messages. Annotators who disagree on a row are settled by `final_labels`: each annotator's
+    latest decision is one vote, the majority wins, and a tie goes to the most recent decision."""
     out = Path(out).expanduser()
-    if out.suffix.lower() not in FORMATS:
-        raise UserError(f"--export {out}: use a .csv or .jsonl file name")
-    if not out.parent.is_dir():
-        raise UserError(f"--export {out}: folder {out.parent} does not exist; create it first")
+    check_target(out, {"DATA": data.path, **(protected or {})}, replace=replace, option=option)
     table = labelled_table(data, decisions, out)
     # a unique name in the same folder (so the rename is atomic), created with the usual mode
     temporary = out.with_name(f".{out.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
@@ -113,6 +120,30 @@ def export(data: AnnotationData, decisions: Iterable[Decision], out: str | Path)
     return out
 
 
+def check_target(
+    out: Path, protected: Mapping[str, Path | None], *, replace: bool, option: str = "--export"
+) -> None:
+    """Refuse an export that would destroy something: DATA's real labels, the decisions, the
+    suspects (never, even with `replace`: they are inputs), or an existing file (unless
+    `replace`). Same file means the same resolved path, or `os.path.samefile` (a hard link)."""
+    if out.suffix.lower() not in FORMATS:
+        raise UserError(f"{option} {out}: use a .csv or .jsonl file name")
+    for what, path in protected.items():
+        if path is not None and _same_file(out, path):
+            raise UserError(
+                f"{option} {out}: that is {what} ({path}); writing the export there would "
+                "replace it; choose another file name"
+            )
+    if not out.parent.is_dir():
+        raise UserError(f"{option} {out}: folder {out.parent} does not exist; create it first")
+    if out.is_dir():
+        raise UserError(f"{option} {out}: is a folder; give a file name")
+    if out.exists() and not replace:
+        raise UserError(
+            f"{option} {out}: the file exists; add --force to replace it, or choose another name"
+        )
+
+
 def default_export_path(data: AnnotationData, suffix: str) -> Path:
     """Next to DATA: topics.csv -> topics.annotated.csv; a folder images/ -> images.annotated.csv"""
     stem = data.path.name if data.is_folder else data.path.stem
@@ -127,6 +158,15 @@ def _typed(labels: list[str], original: pd.Series) -> pd.Series:
         except ValueError:
             pass
     return pd.Series([x if x else None for x in labels], dtype=object)
+
+
+def _same_file(first: Path, second: Path) -> bool:
+    try:
+        if first.resolve() == second.resolve():
+            return True
+        return first.exists() and second.exists() and os.path.samefile(first, second)
+    except (OSError, RuntimeError):  # a symlink loop: replacing the link harms no file
+        return False
 
 
 def _relative(image: str, original: object, folder: Path) -> str:

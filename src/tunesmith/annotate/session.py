@@ -28,10 +28,12 @@ class AnnotationSession:
         store: DecisionStore,
         labels: list[str] | None = None,
         suspects: dict[int, Suspect] | None = None,
+        suspects_path: Path | None = None,
     ) -> None:
         self.data = data
         self.store = store
         self.suspects = suspects or {}
+        self.suspects_path = suspects_path  # their quality.json: an export never writes there
         decided = store.decisions()
         self.labels = label_set(data, labels or [], self.suspects, decided)
         outside = [d.row for d in decided if d.row >= len(data)]
@@ -142,10 +144,30 @@ class AnnotationSession:
         """Take back `annotator`'s latest decision (None when they have none)."""
         return self.store.undo_last(annotator.strip())
 
-    def export(self, out: str | Path | None = None, suffix: str = ".csv") -> Path:
-        """Write the labelled table (see `export.labelled_table`); default next to DATA."""
-        target = Path(out) if out is not None else default_export_path(self.data, suffix)
-        return export(self.data, self.store.decisions(), target)
+    def export(
+        self, out: str | Path | None = None, suffix: str = ".csv", force: bool = False
+    ) -> Path:
+        """Write the labelled table (see `export.labelled_table`) to `out`, which must not exist
+        unless `force`; never onto DATA, the decisions database or the suspects file.
+
+        Without `out`: DATA.annotated.csv|jsonl next to DATA (the page's export), which is
+        replaced, as that name is ours and the file an earlier export."""
+        protected = {
+            "the decisions database (--db)": self.store.path,
+            "the suspects file (--suspects)": self.suspects_path,
+        }
+        if out is None:
+            target, force, option = default_export_path(self.data, suffix), True, "export"
+        else:
+            target, option = Path(out), "--export"
+        return export(
+            self.data,
+            self.store.decisions(),
+            target,
+            replace=force,
+            protected=protected,
+            option=option,
+        )
 
     def _check_row(self, row: int) -> None:
         if not 0 <= row < len(self.data):
@@ -187,7 +209,8 @@ def open_session(
     loaded = load_data(data, text_column, label_column, image_column)
     found = load_suspects(suspects, loaded.path, loaded.labels) if suspects else {}
     database = Path(db) if db is not None else default_db_path(loaded.path)
-    return AnnotationSession(loaded, DecisionStore(database), labels, found)
+    path = Path(suspects).expanduser() if suspects else None
+    return AnnotationSession(loaded, DecisionStore(database), labels, found, path)
 
 
 def default_db_path(data: Path) -> Path:

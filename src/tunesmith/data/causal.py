@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from tunesmith.data.tables import READERS, read_table
+from tunesmith.data.tables import READERS, check_utf8, read_table
 from tunesmith.errors import UserError
 from tunesmith.recipe import DataConfig
 
@@ -149,7 +149,7 @@ def read_prompts(inputs: list[str], data: DataConfig) -> list[list[Message]]:
         path = Path(item)
         if len(item) < 4096 and path.is_file():
             if path.suffix.lower() == ".txt":
-                lines = path.read_text(encoding="utf-8-sig", errors="replace").splitlines()
+                lines = _read_utf8(path, "predict").splitlines()
                 prompts.extend(
                     _with_system([{"role": "user", "content": line.strip()}], data)
                     for line in lines
@@ -226,12 +226,9 @@ def _read_documents(folder: Path, role: str) -> list[LMExample]:
     examples = []
     for row, path in enumerate(paths):
         try:
-            raw = path.read_text(encoding="utf-8-sig")
-        except UnicodeDecodeError as error:
-            raise UserError(
-                f"{role}: {path} is not UTF-8 text ({error.reason} at byte {error.start}); "
-                "convert it to UTF-8 or remove it from the folder"
-            ) from None
+            raw = _read_utf8(path, role)
+        except UserError as error:
+            raise UserError(f"{error}; or remove it from the folder") from None
         text = html_to_text(raw) if path.suffix.lower() in (".html", ".htm") else raw
         text = text.strip()
         if text:  # empty documents are skipped: there is nothing to learn from them
@@ -239,6 +236,18 @@ def _read_documents(folder: Path, role: str) -> list[LMExample]:
     if not examples:
         raise UserError(f"{role}: every document in {folder} is empty")
     return examples
+
+
+def _read_utf8(path: Path, role: str) -> str:
+    """A text file's content; not UTF-8 is a UserError naming the line of the first bad byte
+    and how to save the file as UTF-8 (a replacement character would train on garbage)."""
+    try:
+        return path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as error:
+        check_utf8(path, role, path.suffix.lstrip(".").lower() or "txt")  # names the line
+        raise UserError(
+            f"{role}: {path} is not UTF-8 text ({error.reason}); save it as UTF-8"
+        ) from None
 
 
 def _resolve_format(

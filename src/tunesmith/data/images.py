@@ -19,7 +19,13 @@ from PIL import Image, ImageOps
 
 from tunesmith.data.split import split_frames
 from tunesmith.data.tables import READERS, read_table
-from tunesmith.data.text import _as_text, _check_known_labels, _require_column, sort_labels
+from tunesmith.data.text import (
+    _as_text,
+    _check_known_labels,
+    _require_column,
+    label_cells,
+    sort_labels,
+)
 from tunesmith.errors import UserError
 from tunesmith.recipe import DataConfig
 
@@ -228,11 +234,13 @@ def _read_folder(root: Path, role: str) -> pd.DataFrame:
     """`root/<label>/**/<image>`: rows in sorted path order; hidden files and folders and
     files of other types are ignored, and so are label folders without images."""
     records = []
+    base = _absolute(root)  # the image paths are absolute and normalised: a/../b is b
     for label_dir in sorted(root.iterdir()):
         if label_dir.name.startswith(".") or not label_dir.is_dir():
             continue
         for image in _images_under(label_dir):
-            records.append((image.relative_to(root).as_posix(), str(image), label_dir.name))
+            relative = Path(os.path.relpath(image, base)).as_posix()
+            records.append((relative, str(image), label_dir.name))
     if not records:
         loose = [p.name for p in root.iterdir() if _is_image(p) and p.is_file()]
         hint = (
@@ -263,7 +271,7 @@ def _read_table(data: DataConfig, path: Path, role: str) -> pd.DataFrame:
         {
             "row": np.arange(len(frame)),
             "path": images,
-            "label": _as_text(frame[data.label_column]),
+            "label": label_cells(frame, data.label_column, path, role),
         }
     )
     empty = out.index[(out["path"] == "") | (out["label"] == "")]

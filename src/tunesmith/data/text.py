@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -10,7 +11,7 @@ import numpy as np
 import pandas as pd
 
 from tunesmith.data.split import split_frames
-from tunesmith.data.tables import read_table
+from tunesmith.data.tables import is_untyped, read_table
 from tunesmith.errors import UserError
 from tunesmith.recipe import DataConfig
 
@@ -114,11 +115,121 @@ def labelled_rows(data: DataConfig, path: str, role: str) -> tuple[pd.DataFrame,
     frame = pd.DataFrame(
         {
             "row": np.arange(len(table)),
-            "text": _as_text(table[data.text_column]),
-            "label": _as_text(table[data.label_column]),
+            "text": text_cells(table, data.text_column, path, role),
+            "label": label_cells(table, data.label_column, path, role),
         }
     )
     return frame, table
+
+
+def text_cells(table: pd.DataFrame, column: str, path: str | Path, role: str) -> pd.Series:
+    """The column's texts, stripped ("" when missing). A column of numbers or booleans is
+    refused: it is an id or score column named by mistake, and a classifier would learn
+    nothing from it. A few numbers among texts are kept as text (str(3) = "3")."""
+    values = table[column]
+    _refuse_containers(values, column, path, role, "text_column")
+    if values.notna().any() and (_typed_numbers(values) or _untyped_numbers(values, path)):
+        kind = "true/false values" if pd.api.types.is_bool_dtype(values) else "numbers"
+        raise UserError(
+            f"{role}: {path}: column {column!r} holds {kind}, not texts; did you mean another "
+            f"column? its columns are: {', '.join(map(str, table.columns))}. Set "
+            "data.text_column to the column with the texts (or --set data.text_column=NAME)"
+        )
+    return _as_text(values)
+
+
+def label_cells(table: pd.DataFrame, column: str, path: str | Path, role: str) -> pd.Series:
+    """The column's labels as category names ("" when missing), the same from every format:
+    whole numbers read as floats (1.0, or "1.0" in a csv) become "1". A number column with a
+    fraction (1.5) is refused: labels are categories, and 1.5 is a score (regression)."""
+    values = table[column]
+    _refuse_containers(values, column, path, role, "label_column")
+    texts = _as_text(values)
+    numbers = _as_numbers(values)
+    if numbers is None:
+        return texts
+    fraction = (numbers.notna() & (numbers % 1 != 0)).to_numpy()
+    if fraction.any():
+        rows = np.flatnonzero(fraction)
+        shown = ", ".join(f"row {r}: {texts.iloc[r]}" for r in rows[:5])
+        more = " ..." if len(rows) > 5 else ""
+        raise UserError(
+            f"{role}: {path}: column {column!r} holds numbers with a fraction (0-based {shown}"
+            f"{more}), but labels are categories: a classifier cannot predict "
+            f"{texts.iloc[rows[0]]}. Use whole-number or named classes (round or bin the "
+            "values), or set data.label_column to the column with the classes"
+        )
+    whole = [
+        str(int(number)) if text and not _INTEGER.fullmatch(text) else text
+        for text, number in zip(texts, numbers, strict=True)
+    ]  # "1.0" -> "1"; "01" stays "01"
+    return pd.Series(whole, index=values.index, dtype=str)
+
+
+def _as_numbers(values: pd.Series) -> pd.Series | None:
+    """The column as floats when every non-empty cell is a number, else None."""
+    if pd.api.types.is_bool_dtype(values) or not values.notna().any():
+        return None
+    if pd.api.types.is_numeric_dtype(values):
+        return values.astype(float)
+    if _all_numbers(values):
+        return pd.to_numeric(values.map(_strip), errors="coerce")
+    return None
+
+
+def _typed_numbers(values: pd.Series) -> bool:
+    """A column of numbers or booleans (dtype from parquet, json or jsonl)."""
+    return pd.api.types.is_numeric_dtype(values) or pd.api.types.is_bool_dtype(values)
+
+
+def _untyped_numbers(values: pd.Series, path: str | Path) -> bool:
+    """A csv/tsv column (strings there) whose every non-empty cell is a number: a json or
+    parquet string "3" was written as text on purpose, a csv cell has no other way."""
+    return is_untyped(path) and _all_numbers(values)
+
+
+def _all_numbers(values: pd.Series) -> bool:
+    """Every non-empty cell is an int, float or numeric string (and at least one is)."""
+    cells = [v for v in values if not _missing(v)]
+    return bool(cells) and all(_is_number(v) for v in cells)
+
+
+def _is_number(value: object) -> bool:
+    if isinstance(value, (bool, np.bool_)):
+        return False
+    if isinstance(value, (int, float, np.integer, np.floating)):
+        return True
+    return isinstance(value, str) and _NUMBER.fullmatch(value.strip()) is not None
+
+
+def _missing(value: object) -> bool:
+    if isinstance(value, str):
+        return not value.strip()
+    return value is None or (isinstance(value, float) and np.isnan(value)) or value is pd.NA
+
+
+def _strip(value: object) -> object:
+    return value.strip() if isinstance(value, str) else value
+
+
+def _refuse_containers(
+    values: pd.Series, column: str, path: str | Path, role: str, key: str
+) -> None:
+    """Lists, objects or bytes in a cell (json, parquet) are not texts or labels: say where
+    (str() of them would train on their Python spelling)."""
+    nested = values.map(lambda v: isinstance(v, (list, tuple, dict, np.ndarray, bytes))).to_numpy()
+    if nested.any():
+        row = int(np.flatnonzero(nested)[0])
+        kind = type(values.iloc[row]).__name__
+        raise UserError(
+            f"{role}: {path}: column {column!r} holds a {kind} in row {row} (0-based), but "
+            f"it should hold one {key.removesuffix('_column')} per cell; flatten it, or set "
+            f"data.{key} to the right column (or --set data.{key}=NAME)"
+        )
+
+
+_NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
+_INTEGER = re.compile(r"[+-]?\d+")
 
 
 def empty_rows(frame: pd.DataFrame) -> pd.Index:

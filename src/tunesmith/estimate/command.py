@@ -33,11 +33,11 @@ def run_estimate(
     models: list[str],
     as_json: bool,
 ) -> None:
-    memory_mb = parse_memory(memory_budget) if memory_budget else None
-    time_s = parse_duration(time_budget) if time_budget else None
+    memory_mb = parse_memory(memory_budget) if memory_budget is not None else None
+    time_s = parse_duration(time_budget) if time_budget is not None else None
     quiet = Console(quiet=True) if as_json else console
     result = estimate(recipe, quiet, device, dry_run)
-    budget = memory_mb or default_memory_budget(result.costs.device)
+    budget = memory_mb if memory_mb is not None else default_memory_budget(result.costs.device)
     chosen = judge(result, budget, time_s)
     comparisons = compare_models(recipe, models, quiet, device) if models else []
     if as_json:

@@ -53,9 +53,12 @@ def parse_memory(text: str) -> float:
     match = re.fullmatch(r"\s*([\d.]+)\s*([a-zA-Z]*)\s*", text)
     unit = match.group(2).lower().removesuffix("ib") if match else ""
     unit = {"": "mb", "gi": "g", "mi": "m"}.get(unit, unit)
-    if not match or unit not in _UNITS:
+    if not match or unit not in _UNITS or match.group(1).count(".") > 1:
         raise UserError(f"--memory-budget {text!r}: write a size such as 16GB or 800MB")
-    return float(match.group(1)) * _UNITS[unit]
+    megabytes = float(match.group(1)) * _UNITS[unit]
+    if megabytes <= 0:
+        raise UserError(f"--memory-budget {text!r}: a budget must be above zero, e.g. 16GB")
+    return megabytes
 
 
 def parse_duration(text: str) -> float:
@@ -68,7 +71,11 @@ def parse_duration(text: str) -> float:
         unit = unit.lower() or "s"
         if unit not in _TIME_UNITS:
             raise UserError(f"--time-budget {text!r}: unknown unit {unit!r}; use s, m or h")
+        if number.count(".") > 1 or number == ".":
+            raise UserError(f"--time-budget {text!r}: write a duration such as 2h, 90m or 1h30m")
         total += float(number) * _TIME_UNITS[unit]
+    if total <= 0:
+        raise UserError(f"--time-budget {text!r}: a budget must be above zero, e.g. 30m")
     return total
 
 

@@ -26,8 +26,8 @@ from tunesmith.models.causal_lm import prepare_tokenizer
 from tunesmith.models.resolve import resolve_model
 from tunesmith.models.text import load_tokenizer
 from tunesmith.recipe import Recipe
-from tunesmith.run_folder import save_pretrained_model
 from tunesmith.tasks.causal_lm import CausalLMTask
+from tunesmith.trained_run import save_pretrained_model
 
 REFERENCE_PARAGRAPHS = 24
 """Reference paragraphs measured at each evaluation (about 4,000 tokens: a few seconds)."""

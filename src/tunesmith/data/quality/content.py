@@ -83,10 +83,23 @@ def length_findings(
                     message=f"{len(long)} row(s) ({share:.1%}) are longer than "
                     f"preprocess.max_length={max_length} tokens, so their {what}: rows "
                     f"{row_list(long)} (longest: {max(lengths)} tokens)",
-                    fix=f"raise preprocess.max_length (up to {max(lengths)}) or shorten them",
+                    fix=_longer_fix(max(lengths), recipe),
                 )
             )
     return findings, summary
+
+
+def _longer_fix(longest: int, recipe: Recipe) -> str:
+    """Advice within what the model can read: never a max_length past its position limit."""
+    from tunesmith.models.limits import model_position_limit
+    from tunesmith.models.resolve import resolve_model
+
+    limit = model_position_limit(resolve_model(recipe.model))
+    if limit is not None and longest > limit:
+        if recipe.preprocess.max_length >= limit:
+            return f"shorten them: the model reads at most {limit} tokens"
+        return f"raise preprocess.max_length (the model reads at most {limit}) or shorten them"
+    return f"raise preprocess.max_length (up to {longest}) or shorten them"
 
 
 def response_findings(data: CheckData) -> list[Finding]:

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 Severity = Literal["error", "warning", "info"]
@@ -83,9 +84,7 @@ class QualityReport:
         for finding in self.sorted():
             colour = colours[finding.severity]
             console.print(
-                f"  [{colour}]{finding.severity}[/] {finding.check} ({finding.split}): "
-                f"{finding.message}",
-                highlight=False,
+                f"  [{colour}]{finding.severity}[/] {escape(_headline(finding))}", highlight=False
             )
 
     def print(self, console: Console) -> None:
@@ -99,11 +98,14 @@ class QualityReport:
         table.add_column("finding", overflow="fold")
         colours = {"error": "bold red", "warning": "yellow", "info": "dim"}
         for finding in self.sorted():
-            text = finding.message + (f"\n[dim]fix: {finding.fix}[/]" if finding.fix else "")
+            # messages quote labels and texts, e.g. a label "[urgent]": markup must not eat them
+            text = escape(finding.message)
+            if finding.fix:
+                text += f"\n[dim]fix: {escape(finding.fix)}[/]"
             table.add_row(
                 f"[{colours[finding.severity]}]{finding.severity}[/]",
-                finding.check,
-                finding.split,
+                escape(finding.check),
+                escape(finding.split),
                 text,
             )
         console.print(table)
@@ -112,6 +114,11 @@ class QualityReport:
             f"Data check: {counts['error']} error(s), {counts['warning']} warning(s), "
             f"{counts['info']} note(s)"
         )
+
+
+def _headline(finding: Finding) -> str:
+    """ "check (split): message", plain text (the caller escapes it for rich)."""
+    return f"{finding.check} ({finding.split}): {finding.message}"
 
 
 def row_list(rows: list[int], shown: int = SHOWN_ROWS) -> str:

@@ -40,7 +40,11 @@ def label_issue_findings(
     rows = sum(len(s) for s in data.splits.values())
     if len(labels) < 2 or rows < MIN_ROWS:
         return [], {"label_issues": f"skipped: {rows} rows, {len(labels)} labels"}
-    console.print(f"Looking for label errors: features of {rows} rows from {recipe.model} ...")
+    console.print(
+        f"Looking for label errors: features of {rows} rows from {recipe.model} ...",
+        markup=False,  # a model path may hold [brackets]
+        highlight=False,
+    )
     features = frozen_features(data, recipe, labels)
     x = np.concatenate([features[name] for name in SPLITS if len(data.splits[name])])
     index = {label: i for i, label in enumerate(labels)}
