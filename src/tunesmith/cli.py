@@ -86,6 +86,7 @@ def train(
         argv += [arg for item in set_ or [] for arg in ("--set", item)]
         argv += ["--output", output] if output else []
         argv += ["--resume"] if resume else []
+        argv += ["--overwrite"] if overwrite else []
         code = launch_local(nproc, argv, resolve_device(loaded.train.device).type)
         raise typer.Exit(code)
     run_train(loaded, output_dir=output, resume=resume, overwrite=overwrite, console=console)

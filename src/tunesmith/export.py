@@ -9,6 +9,7 @@ from pathlib import Path
 
 from tunesmith.errors import UserError
 from tunesmith.methods import get_method
+from tunesmith.run_folder import RunFolder
 from tunesmith.safe_files import check_writable_folder, is_inside
 from tunesmith.trained_run import load_run
 
@@ -59,7 +60,7 @@ def _save(model, run, folder: Path) -> None:
     (safetensors + vision_config.json) with its preprocess.json."""
     if run.recipe.task == "image-classification":
         model.save(folder)
-        adapter_or_model = run.folder / ("adapter" if run.is_adapter else "model")
+        adapter_or_model = run.folder / (RunFolder.ADAPTER if run.is_adapter else RunFolder.MODEL)
         shutil.copy(adapter_or_model / "preprocess.json", folder / "preprocess.json")
         return
     model.save_pretrained(folder)

@@ -68,9 +68,7 @@ def run_annotate(
         session.store.close()
 
 
-def serve(
-    session: AnnotationSession, host: str, listener: socket.socket, console: Console
-) -> None:
+def serve(session: AnnotationSession, host: str, listener: socket.socket, console: Console) -> None:
     """Serve the page on a socket from `bind` until Ctrl-C; the socket is closed after."""
     try:  # from here on, Ctrl-C (even before uvicorn takes over the signal) ends cleanly
         _describe(session, console)

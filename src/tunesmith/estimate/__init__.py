@@ -133,8 +133,11 @@ def estimate(
     kind = "cuda" if target == "cuda" else here.type
     dtype = resolve_precision(recipe.train.precision, here)
     import tunesmith.run  # noqa: F401  (what `train` imports counts in its memory)
+    from tunesmith.models.resolve import resolve_model
+    from tunesmith.preflight import check_max_length
 
     runtime_mb = current_rss_mb()
+    check_max_length(recipe, resolve_model(recipe.model))  # as train would refuse it
     console.print(f"Loading {recipe.model} and the data ...")
     family = prepare(recipe, here, None, Console(quiet=True))
     costs = _costs(recipe, family.task, kind, dtype is not None, runtime_mb, here)

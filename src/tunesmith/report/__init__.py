@@ -5,6 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from tunesmith.report.render import build_context, render_html
+from tunesmith.run_folder import RunFolder
+from tunesmith.safe_files import write_text_atomically
 
 __all__ = ["write_report"]
 
@@ -16,6 +18,6 @@ def write_report(run_dir: str | Path) -> Path:
     section is left out when it is missing, so a partial run still gets a report.
     """
     run_dir = Path(run_dir)
-    path = run_dir / "report.html"
-    path.write_text(render_html(build_context(run_dir)), encoding="utf-8")
+    path = run_dir / RunFolder.REPORT
+    write_text_atomically(path, render_html(build_context(run_dir)))
     return path

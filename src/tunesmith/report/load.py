@@ -9,11 +9,12 @@ from typing import Any
 import yaml
 
 from tunesmith.errors import UserError
+from tunesmith.run_folder import RunFolder
 
 
 def read_metrics(run_dir: Path) -> dict[str, Any]:
     """metrics.json is the one file a report cannot do without, so its absence is a user error."""
-    path = run_dir / "metrics.json"
+    path = run_dir / RunFolder.METRICS
     if not path.is_file():
         raise UserError(f"{path} not found: run training first, or pass the right run folder.")
     metrics = read_json(path)

@@ -16,6 +16,7 @@ from tunesmith import __version__
 from tunesmith.evaluate.generation import rouge_l
 from tunesmith.report import fmt, load, plots
 from tunesmith.report.compare import compare, is_generative, verdict
+from tunesmith.run_folder import RunFolder
 
 Rows = list[tuple[str, str]]
 
@@ -293,9 +294,9 @@ def _title(recipe: dict[str, Any], metrics: dict[str, Any]) -> str:
 def build_context(run_dir: Path) -> dict[str, Any]:
     """Everything the template shows, read from the run folder's files."""
     metrics = load.read_metrics(run_dir)
-    recipe = load.read_yaml_mapping(run_dir / "recipe.yaml")
-    history = load.read_history(run_dir / "history.jsonl")
-    quality = load.read_json(run_dir / "quality.json")
+    recipe = load.read_yaml_mapping(run_dir / RunFolder.RECIPE)
+    history = load.read_history(run_dir / RunFolder.HISTORY)
+    quality = load.read_json(run_dir / RunFolder.QUALITY)
     fine_tuned = _mapping(metrics.get("fine_tuned"))
     return {
         "title": _title(recipe, metrics),
@@ -315,7 +316,7 @@ def build_context(run_dir: Path) -> dict[str, Any]:
         "findings_summary": _scalar_summary(quality),
         "forgetting": forgetting_rows(metrics),
         "cost": cost_rows(metrics, history),
-        "estimate": estimate_rows(load.read_json(run_dir / "estimate.json")),
+        "estimate": estimate_rows(load.read_json(run_dir / RunFolder.ESTIMATE)),
         "setup": setup_rows(recipe, metrics),
     }
 

@@ -23,6 +23,7 @@ from torch import nn
 
 from tunesmith.evaluate.metrics import is_improvement
 from tunesmith.recipe import TrainConfig
+from tunesmith.run_folder import RunFolder
 from tunesmith.train.batching import length_grouped_batches
 from tunesmith.train.checkpoint import (
     LoopState,
@@ -158,7 +159,7 @@ def fit(
     console = console or Console()
     cluster = cluster or Distributed()
     main = cluster.is_main
-    checkpoints = run_dir / "checkpoints"
+    checkpoints = run_dir / RunFolder.CHECKPOINTS
     lengths = task.lengths("train")
     batches_per_epoch = math.ceil(len(lengths) / config.batch_size)
     plan = plan_steps(batches_per_epoch, config)
@@ -173,7 +174,7 @@ def fit(
         optimizer, lambda s: lr_factor(s, plan.total_steps, plan.warmup_steps, config.scheduler)
     )
     state = LoopState()
-    history_path = run_dir / "history.jsonl"
+    history_path = run_dir / RunFolder.HISTORY
     if resume and has_checkpoint(checkpoints):
         state = load_checkpoint(checkpoints, model, optimizer, scheduler, cluster)
         if main:

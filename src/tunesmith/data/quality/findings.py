@@ -13,6 +13,8 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from tunesmith.run_folder import RunFolder
+
 Severity = Literal["error", "warning", "info"]
 SEVERITIES: tuple[Severity, ...] = ("error", "warning", "info")
 SHOWN_ROWS = 8
@@ -69,7 +71,7 @@ class QualityReport:
     def write(self, folder: Path) -> Path:
         """quality.json in `folder` (written whole: a temporary file, then renamed)."""
         folder.mkdir(parents=True, exist_ok=True)
-        path = folder / "quality.json"
+        path = folder / RunFolder.QUALITY
         partial = path.with_suffix(".json.partial")
         partial.write_text(json.dumps(self.to_dict(), indent=2, ensure_ascii=False))
         partial.replace(path)
