@@ -131,7 +131,7 @@ def run_tunesmith(recipe_dict: dict, out: Path) -> dict:
     import torch
     from rich.console import Console
 
-    from tunesmith.families import prepare
+    from tunesmith.tasks.family import prepare
     from tunesmith.methods import get_method
     from tunesmith.recipe import Recipe
     from tunesmith.run import seed_everything
@@ -184,7 +184,7 @@ def run_hf(recipe_dict: dict, out: Path, best: bool) -> dict:
         TrainingArguments,
     )
 
-    from tunesmith.families import prepare
+    from tunesmith.tasks.family import prepare
     from tunesmith.recipe import Recipe
     from tunesmith.run import seed_everything
     from tunesmith.train.device import cpu_bf16_speedup
@@ -310,7 +310,7 @@ def flops_per_unit(recipe_dict: dict) -> float:
     from rich.console import Console
 
     from tunesmith.estimate.profile import profile_example
-    from tunesmith.families import prepare
+    from tunesmith.tasks.family import prepare
     from tunesmith.methods import get_method
     from tunesmith.recipe import Recipe
 

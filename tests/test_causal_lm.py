@@ -14,7 +14,7 @@ from tunesmith.cli import main
 from tunesmith.data.causal import LMExample, LMSplit, LMSplits
 from tunesmith.recipe import load_recipe
 from tunesmith.run import train
-from tunesmith.tasks.causal_lm import IGNORE, CausalLMTask
+from tunesmith.tasks.causal_lm.task import IGNORE, CausalLMTask
 
 CPU = torch.device("cpu")
 
@@ -203,7 +203,7 @@ def test_prefix_tuning_generates_with_its_prefix(tiny_llm_dir: Path) -> None:
 
 
 def test_scoring_only_the_answer_positions_gives_the_full_logits_loss(tiny_llm_dir: Path):
-    from tunesmith.tasks import causal_lm
+    from tunesmith.tasks.causal_lm import task as causal_lm
 
     tokenizer = AutoTokenizer.from_pretrained(tiny_llm_dir)
     model = AutoModelForCausalLM.from_pretrained(tiny_llm_dir).eval()

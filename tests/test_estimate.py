@@ -52,7 +52,7 @@ def test_profile_counts_only_what_backward_needs(tiny_model_dir, tiny_recipe):
 
     import torch
 
-    from tunesmith.families import prepare
+    from tunesmith.tasks.family import prepare
     from tunesmith.methods import get_method
 
     recipe = load_recipe(tiny_recipe)

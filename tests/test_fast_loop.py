@@ -11,11 +11,11 @@ import pytest
 import torch
 from rich.console import Console
 
-from tunesmith.families import prepare
+from tunesmith.tasks.family import prepare
 from tunesmith.methods import get_method
 from tunesmith.recipe import load_recipe
 from tunesmith.run import seed_everything, train
-from tunesmith.tasks.causal_lm import IGNORE
+from tunesmith.tasks.causal_lm.task import IGNORE
 from tunesmith.train.batching import length_grouped_batches
 from tunesmith.train.loop import fit
 from tunesmith.train.schedule import lr_factor

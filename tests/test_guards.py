@@ -186,7 +186,7 @@ def test_forgetting_measured_for_classifiers(tiny_recipe, tiny_image_recipe, tmp
 
 
 def test_l2_sp_keeps_weights_near_the_start(tiny_model_dir, tiny_recipe):
-    from tunesmith.families import prepare
+    from tunesmith.tasks.family import prepare
     from tunesmith.methods import get_method
     from tunesmith.train.loop import _anchors, make_optimizer, train_step
 
@@ -214,7 +214,7 @@ def test_l2_sp_keeps_weights_near_the_start(tiny_model_dir, tiny_recipe):
 
 
 def test_layer_decay_scales_learning_rates(tiny_model_dir, tiny_recipe):
-    from tunesmith.families import prepare
+    from tunesmith.tasks.family import prepare
     from tunesmith.train.loop import layer_scales, make_optimizer
 
     recipe = load_recipe({**tiny_recipe, "method": {"name": "full"},

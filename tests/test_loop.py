@@ -7,7 +7,7 @@ import torch
 from tunesmith.data.text import load_text_classification
 from tunesmith.models.text import load_text_classifier, load_tokenizer
 from tunesmith.recipe import load_recipe
-from tunesmith.tasks.text_classification import TextClassificationTask
+from tunesmith.tasks.text_classification.task import TextClassificationTask
 from tunesmith.train.batching import length_grouped_batches
 from tunesmith.train.loop import fit, make_optimizer, plan_steps, train_step
 from tunesmith.train.schedule import lr_factor

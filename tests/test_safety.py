@@ -600,7 +600,7 @@ def test_a_late_failure_leaves_no_folder_and_the_old_run_intact(
     shared_run, tmp_path, monkeypatch, capsys
 ):
     from tunesmith.errors import UserError
-    from tunesmith.families.text_classification import TextClassificationFamily
+    from tunesmith.tasks.text_classification.family import TextClassificationFamily
 
     def refuse(*args, **kwargs):
         raise UserError("disk full while saving (injected)")

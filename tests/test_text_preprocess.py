@@ -22,8 +22,8 @@ from tunesmith.errors import UserError
 from tunesmith.inference import evaluate_run, predict_run
 from tunesmith.recipe import Preprocess, load_recipe
 from tunesmith.run import train
-from tunesmith.tasks.causal_lm import CausalLMTask
-from tunesmith.tasks.text_classification import TextClassificationTask
+from tunesmith.tasks.causal_lm.task import CausalLMTask
+from tunesmith.tasks.text_classification.task import TextClassificationTask
 from tunesmith.trained_run import load_run
 
 from .conftest import make_rows
@@ -134,7 +134,7 @@ def test_text_keys_validate_with_their_fix():
 @pytest.mark.parametrize("key", [{"lowercase": True}, {"stop_words": "english"}])
 def test_causal_lm_refuses_lowercase_and_stop_words(key):
     message = problems({"task": "causal-lm", "data": {"train": "x"}, "preprocess": key})
-    assert f"preprocess: {next(iter(key))} would teach a causal LM" in message
+    assert f"preprocess: {next(iter(key))} would teach a causal-lm model" in message
     assert "remove them" in message
 
 

@@ -9,8 +9,8 @@ from pathlib import Path
 
 from tunesmith.errors import UserError
 from tunesmith.methods import get_method
-from tunesmith.run_folder import RunFolder
 from tunesmith.safe_files import check_writable_folder, is_inside
+from tunesmith.tasks.registry import get_task
 from tunesmith.trained_run import load_run
 
 
@@ -45,7 +45,7 @@ def export_run(folder: str | Path, output: str | Path, merge: bool = False) -> P
         tempfile.mkdtemp(prefix=".export-", dir=output.parent if output.parent.exists() else None)
     )
     try:
-        _save(model, run, staging)
+        get_task(run.recipe.task).export(model, run, staging)
         if output.exists():
             output.rmdir()
         output.parent.mkdir(parents=True, exist_ok=True)
@@ -53,15 +53,3 @@ def export_run(folder: str | Path, output: str | Path, merge: bool = False) -> P
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return output
-
-
-def _save(model, run, folder: Path) -> None:
-    """transformers format with tokenizer; an image classifier in tunesmith's own format
-    (safetensors + vision_config.json) with its preprocess.json."""
-    if run.recipe.task == "image-classification":
-        model.save(folder)
-        adapter_or_model = run.folder / (RunFolder.ADAPTER if run.is_adapter else RunFolder.MODEL)
-        shutil.copy(adapter_or_model / "preprocess.json", folder / "preprocess.json")
-        return
-    model.save_pretrained(folder)
-    run.tokenizer.save_pretrained(folder)

@@ -23,7 +23,6 @@ from pydantic import (
 
 from tunesmith.errors import UserError
 
-Task = Literal["text-classification", "causal-lm", "image-classification"]
 DataFormat = Literal["auto", "alpaca", "chat", "prompt-completion", "text"]
 
 
@@ -287,25 +286,7 @@ METHOD_MODELS: dict[str, type[BaseModel]] = {
     "linear-probe": LinearProbeMethod,
 }
 METHOD_NAMES = tuple(METHOD_MODELS)
-METHOD_TASKS: dict[str, tuple[str, ...]] = {
-    "adapter": ("causal-lm",),
-    "linear-probe": ("text-classification", "image-classification"),
-    "prefix": ("text-classification", "causal-lm"),
-    "prompt": ("text-classification", "causal-lm"),
-    "ptuning": ("text-classification", "causal-lm"),
-}
-"""Methods that fit only some tasks; every other method fits every task."""
-TASK_METRICS: dict[str, tuple[str, ...]] = {
-    "text-classification": ("macro_f1", "accuracy", "loss"),
-    "causal-lm": ("loss", "perplexity"),
-    "image-classification": ("macro_f1", "accuracy", "loss"),
-}
-DEFAULT_MODELS = {
-    "text-classification": "builtin:minilm",
-    "causal-lm": "builtin:smollm2",
-    "image-classification": "builtin:efficientnet-lite0",
-}
-"""Validation metrics early stopping can watch, per task; the first is the default."""
+
 
 
 class EarlyStopping(StrictModel):
@@ -456,7 +437,9 @@ class Guards(StrictModel):
 
 
 class Recipe(StrictModel):
-    task: Task = "text-classification"
+    task: str = "text-classification"
+    """The task kind: text-classification, causal-lm, image-classification, or any kind
+    registered in tasks/ (`tunesmith recipe keys` lists them)."""
     model: str | None = None
     """builtin:NAME, a Hugging Face model id (already in the local cache) or a local folder;
     default: builtin:minilm, builtin:smollm2 or builtin:efficientnet-lite0 by task."""
@@ -475,15 +458,30 @@ class Recipe(StrictModel):
         """The recipe file this was read from (an input the run must never overwrite)."""
         return self._source
 
+    @field_validator("task")
+    @classmethod
+    def _registered_task(cls, value: str) -> str:
+        from tunesmith.tasks.registry import task_kinds
+
+        kinds = task_kinds()
+        if value not in kinds:
+            close = difflib.get_close_matches(value, list(kinds), n=1)
+            hint = f"did you mean {close[0]!r}? " if close else ""
+            raise ValueError(f"unknown task {value!r}; {hint}choose one of {', '.join(kinds)}")
+        return value
+
     @model_validator(mode="after")
     def _fit_the_task(self) -> Recipe:
-        fits = METHOD_TASKS.get(self.method.name)
-        if fits and self.task not in fits:
+        from tunesmith.tasks.registry import task_kinds
+
+        kind = task_kinds()[self.task]
+        if self.method.name not in kind.methods:
+            fits = [k.name for k in task_kinds().values() if self.method.name in k.methods]
             raise ValueError(
                 f"method {self.method.name!r} is for {' or '.join(fits)}, not {self.task}; "
-                f"choose another method.name"
+                f"choose another method.name ({', '.join(kind.methods)})"
             )
-        allowed = TASK_METRICS[self.task]
+        allowed = kind.metrics
         stopping = self.train.early_stopping
         if stopping is not None and stopping.metric is None:
             stopping.metric = allowed[0]
@@ -492,39 +490,39 @@ class Recipe(StrictModel):
                 f"train.early_stopping.metric {stopping.metric!r} does not fit {self.task}; "
                 f"use {' or '.join(allowed)}"
             )
-        images = self.task == "image-classification"
+        images = kind.inputs == "image"
         foreign = self.preprocess.model_fields_set & (
             TEXT_PREPROCESS_KEYS if images else IMAGE_PREPROCESS_KEYS
         )
         if foreign:
-            kind = "text" if images else "image"
+            what = "text" if images else "image"
             raise ValueError(
-                f"preprocess: {', '.join(sorted(foreign))} apply to {kind} tasks, not "
+                f"preprocess: {', '.join(sorted(foreign))} apply to {what} tasks, not "
                 f"{self.task}; remove them"
             )
         refused = self.preprocess.model_fields_set & CLASSIFIER_TEXT_KEYS
-        if self.task == "causal-lm" and refused:
+        if kind.generative and refused:
             raise ValueError(
-                f"preprocess: {', '.join(sorted(refused))} would teach a causal LM to write "
-                "without capitals or stop words, so they apply to text-classification only; "
-                "remove them (preprocess.unicode applies to causal-lm)"
+                f"preprocess: {', '.join(sorted(refused))} would teach a {self.task} model to "
+                "write without capitals or stop words, so they apply to classifiers only; "
+                "remove them (preprocess.unicode applies here)"
             )
         if self.preprocess.unicode is None and not images:
-            self.preprocess.unicode = "none" if self.task == "causal-lm" else "nfkc"
+            self.preprocess.unicode = kind.default_unicode or "nfkc"
         if self.preprocess.max_length is None and not images:
-            self.preprocess.max_length = 512 if self.task == "causal-lm" else 128
+            self.preprocess.max_length = kind.default_max_length or 512
         if self.model is None:
-            self.model = DEFAULT_MODELS[self.task]
+            self.model = kind.default_model
         if self.preprocess.denoise == "median" and self.preprocess.denoise_size % 2 == 0:
             raise ValueError(
                 f"preprocess.denoise_size: a median filter needs an odd window, got "
                 f"{self.preprocess.denoise_size}; use {self.preprocess.denoise_size + 1}"
             )
-        if self.train.replay and self.task != "causal-lm":
+        if self.train.replay and not kind.generative:
             raise ValueError(
                 "train.replay mixes reference text into an LLM's training; it applies to "
-                "causal-lm only. Against forgetting in a classifier use train.l2_sp or "
-                "train.layer_decay"
+                "generative tasks (causal-lm) only. Against forgetting in a classifier use "
+                "train.l2_sp or train.layer_decay"
             )
         if self.train.replay and (
             self.guards.forgetting is None or not self.guards.forgetting.reference
@@ -534,7 +532,7 @@ class Recipe(StrictModel):
                 "(e.g. builtin:general-en)"
             )
         if self.train.batchnorm == "update" and not images:
-            raise ValueError("train.batchnorm: update is for image-classification models")
+            raise ValueError("train.batchnorm: update is for image models")
         if self.train.head_init == "probe" and not images:
             raise ValueError("train.head_init: probe is for image-classification; use auto")
         return self
@@ -549,11 +547,14 @@ class Recipe(StrictModel):
 
     def to_yaml(self) -> str:
         """The resolved recipe; preprocess keys of the other kind of task are left out."""
+        from tunesmith.tasks.registry import task_kinds
+
         data = self.model_dump(mode="json")
-        foreign = {
-            "image-classification": TEXT_PREPROCESS_KEYS,
-            "causal-lm": IMAGE_PREPROCESS_KEYS | CLASSIFIER_TEXT_KEYS,
-        }.get(self.task, IMAGE_PREPROCESS_KEYS)
+        kind = task_kinds()[self.task]
+        if kind.inputs == "image":
+            foreign = TEXT_PREPROCESS_KEYS
+        else:
+            foreign = IMAGE_PREPROCESS_KEYS | (CLASSIFIER_TEXT_KEYS if kind.generative else set())
         data["preprocess"] = {k: v for k, v in data["preprocess"].items() if k not in foreign}
         return yaml.safe_dump(data, sort_keys=False, allow_unicode=True)
 

@@ -21,7 +21,6 @@ from rich.table import Table
 from tunesmith.data.quality import QualityReport, check_data, gate
 from tunesmith.errors import GateFailed, UserError
 from tunesmith.estimate.memory import current_rss_mb
-from tunesmith.families import Family, prepare
 from tunesmith.methods import count_parameters, get_method
 from tunesmith.methods.registry import Method
 from tunesmith.models.resolve import resolve_model
@@ -35,6 +34,7 @@ from tunesmith.run_folder import (
     same_recipe_changes,
 )
 from tunesmith.safe_files import fingerprint
+from tunesmith.tasks.family import Family, prepare
 from tunesmith.train.allocator import keep_freed_memory
 from tunesmith.train.checkpoint import has_checkpoint, refuse_pickled, trainable_state
 from tunesmith.train.compile import compile_blocks

@@ -1,4 +1,6 @@
-"""Read a finished run folder back: its recipe, model (or base + adapter) and tokenizer."""
+"""Read a finished run folder back: its recipe, model (or base + adapter) and tokenizer.
+The shared part (is the folder whole, is its recipe readable) is here; how a kind's model
+loads is its `load_run`."""
 
 from __future__ import annotations
 
@@ -8,18 +10,10 @@ from pathlib import Path
 import torch
 import yaml
 from safetensors import SafetensorError
-from transformers import (
-    AutoConfig,
-    AutoModelForCausalLM,
-    AutoModelForSequenceClassification,
-    PreTrainedTokenizerBase,
-)
+from transformers import PreTrainedTokenizerBase
 
 from tunesmith.errors import UserError
-from tunesmith.models.causal_lm import load_causal_lm, prepare_tokenizer
-from tunesmith.models.resolve import resolve_model
 from tunesmith.models.structure import is_language_model
-from tunesmith.models.text import load_tokenizer
 from tunesmith.recipe import Recipe, load_recipe
 from tunesmith.run_folder import RunFolder
 
@@ -96,59 +90,17 @@ def load_run_recipe(run: RunFolder) -> Recipe:
 
 
 def _load(folder: Path, recipe: Recipe, device: torch.device | None) -> TrainedRun:
-    adapter, full = folder / RunFolder.ADAPTER, folder / RunFolder.MODEL
-    if adapter.is_dir():
-        _require_files(adapter, ADAPTER_FILES)
-    if recipe.task == "image-classification":
-        return _load_image_run(folder, recipe, device)
-    language_model = recipe.task == "causal-lm"
-    if adapter.is_dir():
-        from peft import PeftModel
+    from tunesmith.tasks.registry import get_task
 
-        if language_model:
-            base = load_causal_lm(resolve_model(recipe.model))
-        else:
-            config = AutoConfig.from_pretrained(adapter)
-            # the head's shape follows this run's labels; its weights come from the adapter
-            base = AutoModelForSequenceClassification.from_pretrained(
-                resolve_model(recipe.model), config=config, ignore_mismatched_sizes=True
-            )
-        model = PeftModel.from_pretrained(base, adapter)
-        weights = adapter
-    elif full.is_dir():
-        auto = AutoModelForCausalLM if language_model else AutoModelForSequenceClassification
-        model = auto.from_pretrained(full)
-        weights = full
-    else:
+    adapter = folder / RunFolder.ADAPTER
+    if adapter.is_dir():
+        require_files(adapter, ADAPTER_FILES)
+    elif not (folder / RunFolder.MODEL).is_dir():
         raise UserError(f"{folder} has no model/ or adapter/: the run did not finish; train again")
-    tokenizer = load_tokenizer(weights)
-    if language_model:
-        tokenizer = prepare_tokenizer(tokenizer)
-    return TrainedRun(folder, recipe, model.to(device or "cpu").eval(), tokenizer)
+    return get_task(recipe.task).load_run(folder, recipe, device)
 
 
-def _load_image_run(folder: Path, recipe: Recipe, device: torch.device | None) -> TrainedRun:
-    """An image run: the classifier (or base + adapter) and, in the tokenizer's place, the
-    evaluation transform saved at training time."""
-    import json
-
-    from tunesmith.data.image_preprocess import ImageTransform
-    from tunesmith.models.vision import VisionClassifier, load_base
-
-    adapter, full = folder / "adapter", folder / "model"
-    if adapter.is_dir():
-        from peft import PeftModel
-
-        model, weights = PeftModel.from_pretrained(load_base(adapter), adapter), adapter
-    elif full.is_dir():
-        model, weights = VisionClassifier.load(full), full
-    else:
-        raise UserError(f"{folder} has no model/ or adapter/: the run did not finish; train again")
-    transform = ImageTransform.from_dict(json.loads((weights / "preprocess.json").read_text()))
-    return TrainedRun(folder, recipe, model.to(device or "cpu").eval(), transform)
-
-
-def _require_files(folder: Path, names: tuple[str, ...]) -> None:
+def require_files(folder: Path, names: tuple[str, ...]) -> None:
     missing = [name for name in names if not (folder / name).is_file()]
     if missing:
         raise UserError(

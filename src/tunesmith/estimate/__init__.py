@@ -32,7 +32,7 @@ from tunesmith.estimate.memory import (
     parameter_bytes,
 )
 from tunesmith.estimate.profile import ForwardProfile, profile_examples
-from tunesmith.recipe import METHOD_NAMES, METHOD_TASKS, Recipe, load_recipe
+from tunesmith.recipe import METHOD_NAMES, Recipe, load_recipe
 
 
 @dataclass
@@ -121,7 +121,7 @@ def estimate(
     """Estimate the recipe's cost for its method and every other method that fits its task
     (or `methods`), on `device` (default: the recipe's)."""
     from tunesmith.estimate.dry_run import run_dry_run
-    from tunesmith.families import prepare
+    from tunesmith.tasks.family import prepare
     from tunesmith.train.device import resolve_device, resolve_precision
 
     console = console or Console()
@@ -186,9 +186,10 @@ def predict_run(
 
 
 def _method_names(recipe: Recipe, methods: list[str] | None) -> list[str]:
-    names = methods or [
-        name for name in METHOD_NAMES if recipe.task in METHOD_TASKS.get(name, (recipe.task,))
-    ]
+    from tunesmith.tasks.registry import get_task
+
+    fitting = get_task(recipe.task).methods
+    names = methods or [name for name in METHOD_NAMES if name in fitting]
     unknown = [n for n in names if n not in METHOD_NAMES]
     if unknown:
         raise UserError(

@@ -50,9 +50,9 @@ def measure(recipe: Recipe) -> dict[str, Any]:
     from rich.console import Console
 
     from tunesmith.estimate import batch_cost
-    from tunesmith.families import prepare
     from tunesmith.methods import get_method
     from tunesmith.run import enable_gradient_checkpointing, seed_everything
+    from tunesmith.tasks.family import prepare
     from tunesmith.train.allocator import keep_freed_memory
     from tunesmith.train.batching import length_grouped_batches, sorted_batches
     from tunesmith.train.checkpoint import LoopState, save_checkpoint

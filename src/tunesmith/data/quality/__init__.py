@@ -23,7 +23,7 @@ from tunesmith.data.quality.label_issues import label_issue_findings
 from tunesmith.errors import GateFailed, UserError
 from tunesmith.recipe import Recipe
 
-__all__ = ["Finding", "QualityReport", "check_data", "gate", "load_report"]
+__all__ = ["Finding", "QualityReport", "check_data", "gate", "load_report", "run_checks"]
 
 INPUT_CHECKS = frozenset({"empty_rows", "corrupt_images", "unknown_labels"})
 """Error-level findings that are bad input (exit 2 in `train`): the data cannot be read as
@@ -33,8 +33,19 @@ the recipe says, so no guard setting can let training go on."""
 def check_data(
     recipe: Recipe, console: Console | None = None, label_issues: bool | None = None
 ) -> QualityReport:
-    """Read the recipe's data as training would and run every check that fits its task.
-    `label_issues` overrides guards.label_issues (the only check that runs the model)."""
+    """Read the recipe's data as training would and run every check that fits its task:
+    the task kind's own `check_data` (tasks/<kind>/kind.py), which for the built-in kinds is
+    `run_checks` below. `label_issues` overrides guards.label_issues (the only check that
+    runs the model)."""
+    from tunesmith.tasks.registry import get_task
+
+    return get_task(recipe.task).check_data(recipe, console or Console(), label_issues)
+
+
+def run_checks(
+    recipe: Recipe, console: Console | None = None, label_issues: bool | None = None
+) -> QualityReport:
+    """The checks of text-classification, causal-lm and image-classification data."""
     console = console or Console()
     data = read_check_data(recipe)
     findings: list[Finding] = list(data.findings)
@@ -101,7 +112,7 @@ def _token_counter(recipe: Recipe, data: CheckData) -> Callable[[Sequence[str]],
     overhead = 0
     if recipe.task == "causal-lm" and data.format != "text":
         from tunesmith.models.causal_lm import prepare_tokenizer
-        from tunesmith.tasks.causal_lm import render
+        from tunesmith.tasks.causal_lm.task import render
 
         tokenizer = prepare_tokenizer(tokenizer)
         messages = [{"role": "user", "content": "x"}, {"role": "assistant", "content": "y"}]

@@ -194,9 +194,9 @@ def frozen_features(data: CheckData, recipe: Recipe, labels: list[str]) -> dict[
     batch_size = recipe.train.eval_batch_size or max(32, recipe.train.batch_size * 2)
     if data.task == "image-classification":
         from tunesmith.data.images import ImageExamples, ImageSplits
-        from tunesmith.families.image_classification import image_transforms
         from tunesmith.models.vision import load_vision_classifier, vision_kind
-        from tunesmith.tasks.image_classification import ImageClassificationTask
+        from tunesmith.tasks.image_classification.family import image_transforms
+        from tunesmith.tasks.image_classification.task import ImageClassificationTask
 
         splits = ImageSplits(
             **{
@@ -217,7 +217,7 @@ def frozen_features(data: CheckData, recipe: Recipe, labels: list[str]) -> dict[
 
     from tunesmith.data.text import TextExamples, TextSplits
     from tunesmith.models.text import load_text_classifier, load_tokenizer
-    from tunesmith.tasks.text_classification import TextClassificationTask
+    from tunesmith.tasks.text_classification.task import TextClassificationTask
 
     splits = TextSplits(
         **{

@@ -29,7 +29,7 @@ from tunesmith.methods.registry import Method
 from tunesmith.models.resolve import resolve_model
 from tunesmith.models.vision import imagenet_head, load_vision_classifier, vision_kind
 from tunesmith.recipe import Recipe
-from tunesmith.tasks.image_classification import ImageClassificationTask
+from tunesmith.tasks.image_classification.task import ImageClassificationTask
 
 PIXEL_SIDE = 32
 """The pixel baseline reads each image at this side (3 x 32 x 32 = 3,072 features)."""

@@ -1,6 +1,6 @@
-"""Task families: what differs between text classification, causal LMs (and vision) when a
-run is prepared, scored before training and summarised after it. The loop, the methods
-and the run folder are shared; `run.py` drives a family through `Family`."""
+"""`Family`: what a task kind hands to `train` for one run (its model, its loop-facing task,
+its cheaper contenders, how it saves), made by the kind's `prepare`. The loop, the methods
+and the run folder are shared; `run.py` drives a family through this protocol."""
 
 from __future__ import annotations
 
@@ -60,15 +60,7 @@ class Family(Protocol):
 def prepare(
     recipe: Recipe, device: torch.device, dtype: torch.dtype | None, console: Console
 ) -> Family:
-    """Read the data and load model, tokenizer and task for the recipe's task."""
-    if recipe.task == "image-classification":
-        from tunesmith.families.image_classification import ImageClassificationFamily
+    """Read the data and load model, tokenizer and task for the recipe's task kind."""
+    from tunesmith.tasks.registry import get_task
 
-        return ImageClassificationFamily(recipe, device, dtype)
-    if recipe.task == "causal-lm":
-        from tunesmith.families.causal_lm import CausalLMFamily
-
-        return CausalLMFamily(recipe, device, dtype, console)
-    from tunesmith.families.text_classification import TextClassificationFamily
-
-    return TextClassificationFamily(recipe, device, dtype)
+    return get_task(recipe.task).prepare(recipe, device, dtype, console)

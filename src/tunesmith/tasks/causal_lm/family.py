@@ -26,7 +26,7 @@ from tunesmith.models.causal_lm import prepare_tokenizer
 from tunesmith.models.resolve import resolve_model
 from tunesmith.models.text import load_tokenizer
 from tunesmith.recipe import Recipe
-from tunesmith.tasks.causal_lm import CausalLMTask
+from tunesmith.tasks.causal_lm.task import CausalLMTask
 from tunesmith.trained_run import save_pretrained_model
 
 REFERENCE_PARAGRAPHS = 24

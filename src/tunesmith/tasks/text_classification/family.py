@@ -25,7 +25,7 @@ from tunesmith.models.resolve import resolve_model
 from tunesmith.models.structure import head_modules
 from tunesmith.models.text import load_text_classifier, load_tokenizer
 from tunesmith.recipe import Recipe
-from tunesmith.tasks.text_classification import TextClassificationTask
+from tunesmith.tasks.text_classification.task import TextClassificationTask
 from tunesmith.trained_run import save_pretrained_model
 
 BASE_MAX_TRAIN = 10_000

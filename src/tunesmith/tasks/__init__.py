@@ -1,0 +1,1 @@
+"""Task kinds, one folder each, registered in `registry.TASKS` (see CONTRIBUTING.md)."""

@@ -1,0 +1,84 @@
+"""Helpers the task kinds share when they score or predict with a finished run: placing the
+model, checking the labels, reading texts given on the command line, one row per prediction."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from rich.console import Console
+
+from tunesmith.data.tables import READERS, read_table
+from tunesmith.errors import UserError
+from tunesmith.train.device import resolve_device, resolve_precision
+from tunesmith.trained_run import TrainedRun
+
+
+def placed(run: TrainedRun) -> tuple[torch.device, torch.dtype | None]:
+    """Move the run's model to its device; (device, autocast dtype) as the recipe says."""
+    device = resolve_device(run.recipe.train.device)
+    run.model.to(device)
+    return device, resolve_precision(run.recipe.train.precision, device)
+
+
+def check_same_labels(run: TrainedRun, label_names: list[str], what: str) -> None:
+    if label_names != run.label_names:
+        raise UserError(
+            f"{run.recipe.data.train} no longer has the labels the run was trained on; "
+            f"give the {what} to score with --data"
+        )
+
+
+def note_fallbacks(count: int, what: str) -> None:
+    if count:
+        Console(stderr=True).print(
+            f"[yellow]{count} {what} hold nothing but stop words; they were kept normalised, "
+            "with their stop words"
+        )
+
+
+def read_text_inputs(inputs: list[str], text_column: str) -> list[str]:
+    """Each input is a file (one text per row or line) when such a file exists, else a text."""
+    texts: list[str] = []
+    for item in inputs:
+        path = Path(item)
+        if len(item) < 4096 and path.is_file():
+            if path.suffix.lower() == ".txt":
+                texts.extend(line for line in path.read_text().splitlines() if line.strip())
+                continue
+            if path.suffix.lower() not in READERS:
+                raise UserError(
+                    f"{path}: use .txt (one text per line), csv, jsonl, json or parquet"
+                )
+            frame = read_table(path, role="INPUT")
+            if text_column not in frame.columns:
+                raise UserError(
+                    f"{path}: no column {text_column!r}; its columns are "
+                    f"{', '.join(map(str, frame.columns))}. Pass --text-column NAME"
+                )
+            texts.extend(frame[text_column].fillna("").astype(str).tolist())
+        else:
+            texts.append(item)
+    if not texts:
+        raise UserError("predict: nothing to predict; give texts or files of texts")
+    return texts
+
+
+def label_rows(key: str, items: list[str], probabilities: np.ndarray, names: list[str]) -> list:
+    """One prediction per item: the most likely label, its probability and every label's."""
+    return [
+        {
+            key: item,
+            "label": names[int(np.argmax(row))],
+            "score": float(row.max()),
+            "probabilities": {name: float(p) for name, p in zip(names, row, strict=True)},
+        }
+        for item, row in zip(items, probabilities, strict=True)
+    ]
+
+
+def save_transformers(model: torch.nn.Module, run: TrainedRun, folder: Path) -> None:
+    """A transformers model folder with the run's tokenizer (and chat template)."""
+    model.save_pretrained(folder)
+    run.tokenizer.save_pretrained(folder)

@@ -1,0 +1,90 @@
+"""Image classification with a finished run: load the classifier (or base + adapter) and its
+evaluation transform, score it, predict on image files, folders or tables, export."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import torch
+from rich.console import Console
+
+from tunesmith.data.image_preprocess import ImageTransform
+from tunesmith.data.images import (
+    ImageExamples,
+    ImageSplits,
+    load_image_classification,
+    load_labelled_images,
+    read_image_inputs,
+)
+from tunesmith.data.quality import QualityReport, run_checks
+from tunesmith.models.vision import VisionClassifier, load_base
+from tunesmith.recipe import Recipe
+from tunesmith.run_folder import RunFolder
+from tunesmith.tasks.common import check_same_labels, label_rows, placed
+from tunesmith.tasks.image_classification.family import ImageClassificationFamily
+from tunesmith.tasks.image_classification.task import ImageClassificationTask
+from tunesmith.trained_run import TrainedRun
+
+PREPROCESS_FILE = "preprocess.json"
+"""The evaluation transform, saved beside the weights (model/ or adapter/)."""
+
+
+def prepare(
+    recipe: Recipe, device: torch.device, dtype: torch.dtype | None, console: Console
+) -> ImageClassificationFamily:
+    return ImageClassificationFamily(recipe, device, dtype)
+
+
+def load_run(folder: Path, recipe: Recipe, device: torch.device | None) -> TrainedRun:
+    """In the tokenizer's place: the evaluation transform saved at training time."""
+    adapter, full = folder / RunFolder.ADAPTER, folder / RunFolder.MODEL
+    if adapter.is_dir():
+        from peft import PeftModel
+
+        model, weights = PeftModel.from_pretrained(load_base(adapter), adapter), adapter
+    else:
+        model, weights = VisionClassifier.load(full), full
+    saved = json.loads((weights / PREPROCESS_FILE).read_text(encoding="utf-8"))
+    transform = ImageTransform.from_dict(saved)
+    return TrainedRun(folder, recipe, model.to(device or "cpu").eval(), transform)
+
+
+def run_task(run: TrainedRun, splits: ImageSplits) -> ImageClassificationTask:
+    device, dtype = placed(run)
+    return ImageClassificationTask(splits, run.tokenizer, run.tokenizer, device, dtype)
+
+
+def evaluate_run(run: TrainedRun, data: str | None) -> dict:
+    if data is None:
+        splits = load_image_classification(run.recipe.data, run.recipe.train.seed)
+        check_same_labels(run, splits.label_names, "images")
+    else:
+        test = load_labelled_images(data, run.recipe.data, run.label_names)
+        empty = ImageExamples([], [], [], "")
+        splits = ImageSplits(empty, empty, test, run.label_names, [])
+    metrics = run_task(run, splits).evaluate(run.model, "test", detailed=True)
+    metrics["examples"] = len(splits.test)
+    metrics["source"] = splits.test.source
+    return metrics
+
+
+def predict_run(
+    run: TrainedRun, inputs: list[str], text_column: str | None, max_new_tokens: int | None
+) -> list[dict]:
+    paths = read_image_inputs(inputs, run.recipe.data)
+    empty = ImageExamples([], [], [], "")
+    task = run_task(run, ImageSplits(empty, empty, empty, run.label_names, []))
+    return label_rows("image", paths, task.predict_proba(run.model, paths), run.label_names)
+
+
+def export(model: torch.nn.Module, run: TrainedRun, folder: Path) -> None:
+    """tunesmith's own format (safetensors + vision_config.json) with its preprocess.json."""
+    model.save(folder)
+    weights = run.folder / (RunFolder.ADAPTER if run.is_adapter else RunFolder.MODEL)
+    shutil.copy(weights / PREPROCESS_FILE, folder / PREPROCESS_FILE)
+
+
+def check_data(recipe: Recipe, console: Console, label_issues: bool | None) -> QualityReport:
+    return run_checks(recipe, console, label_issues)

@@ -1,0 +1,124 @@
+"""TASKS: every task kind tunesmith trains, registered once, as peft registers a method.
+
+A task kind is a folder under `tasks/` (`tasks/text_classification/`, ...). Its
+`__init__.py` calls `register(TaskKind(...))` with what the shared code needs to know about
+it (its default model, the metrics early stopping may watch, which preprocessing keys apply)
+and names its implementation module, which is imported only when the kind is used. The
+implementation module provides the functions of `TaskImplementation`.
+
+Shared code (run, inference, export, the recipe, the report) asks the registry and never
+names a task kind; `KIND_PACKAGES` is the one line a new kind adds outside its folder.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from pathlib import Path
+from types import ModuleType
+from typing import TYPE_CHECKING, Any, Literal, Protocol
+
+if TYPE_CHECKING:
+    import torch
+    from rich.console import Console
+
+    from tunesmith.recipe import Recipe
+
+KIND_PACKAGES = (
+    "tunesmith.tasks.text_classification",
+    "tunesmith.tasks.causal_lm",
+    "tunesmith.tasks.image_classification",
+)
+"""The packages that register a task kind (imported on the first look-up)."""
+
+
+class TaskImplementation(Protocol):
+    """What a kind's implementation module provides (module-level functions)."""
+
+    def prepare(
+        self, recipe: Recipe, device: torch.device, dtype: torch.dtype | None, console: Console
+    ) -> Any:
+        """Read and check the data, load model and tokenizer, build the loop's task: a
+        `Family` (see tasks/family.py)."""
+        ...
+
+    def load_run(self, folder: Path, recipe: Recipe, device: torch.device | None) -> Any:
+        """The trained model of a finished run folder: a `TrainedRun`."""
+        ...
+
+    def evaluate_run(self, run: Any, data: str | None) -> dict:
+        """Metrics on the run's own test split (data None) or on a labelled file."""
+        ...
+
+    def predict_run(
+        self, run: Any, inputs: list[str], text_column: str | None, max_new_tokens: int | None
+    ) -> list[dict]:
+        """One prediction per input (text, file row, image, prompt)."""
+        ...
+
+    def export(self, model: Any, run: Any, folder: Path) -> None:
+        """Write the standalone model (merged where it was an adapter) into `folder`."""
+        ...
+
+    def check_data(self, recipe: Recipe, console: Console, label_issues: bool | None) -> Any:
+        """The data-quality checks that fit this kind: a `QualityReport` (data/quality)."""
+        ...
+
+
+@dataclass(frozen=True)
+class TaskKind:
+    """A task kind as the shared code sees it; the rest lives in its folder."""
+
+    name: str
+    implementation: str
+    """Module with the `TaskImplementation` functions, imported on first use."""
+    default_model: str
+    metrics: tuple[str, ...]
+    """Validation metrics early stopping may watch; the first is the default."""
+    headline: tuple[str, ...]
+    """Test metrics shown side by side (train's table, eval)."""
+    inputs: Literal["text", "image"]
+    """Which preprocess keys apply (text: max_length, unicode, ...; image: image_size, ...)."""
+    methods: tuple[str, ...] = ("full", "lora", "dora", "ia3", "selective")
+    """Fine-tuning methods (method.name) that fit this kind."""
+    generative: bool = False
+    """Writes answers: generation settings apply, replay of reference text is possible, and
+    classifier-only text preprocessing (lowercase, stop words) is refused."""
+    default_max_length: int | None = None
+    default_unicode: Literal["nfkc", "none"] | None = None
+    description: str = ""
+
+    def load(self) -> ModuleType:
+        return importlib.import_module(self.implementation)
+
+    def __getattr__(self, name: str) -> Any:
+        """kind.prepare(...), kind.load_run(...): the implementation's functions."""
+        if name.startswith("_") or name not in TaskImplementation.__dict__:
+            raise AttributeError(name)
+        return getattr(self.load(), name)
+
+
+TASKS: dict[str, TaskKind] = {}
+
+
+def register(kind: TaskKind) -> TaskKind:
+    if kind.name in TASKS and TASKS[kind.name] != kind:
+        raise ValueError(f"task kind {kind.name!r} is registered twice")
+    TASKS[kind.name] = kind
+    return kind
+
+
+def task_kinds() -> dict[str, TaskKind]:
+    """Every registered kind, by name (importing the kind packages on the first call)."""
+    for package in KIND_PACKAGES:
+        importlib.import_module(package)
+    return TASKS
+
+
+def get_task(name: str) -> TaskKind:
+    kinds = task_kinds()
+    if name not in kinds:
+        from tunesmith.errors import UserError
+
+        raise UserError(f"task {name!r}: unknown; choose one of {', '.join(kinds)}")
+    return kinds[name]

@@ -1,0 +1,106 @@
+"""Text classification with a finished run: load it, score it, predict, export."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from rich.console import Console
+from transformers import AutoConfig, AutoModelForSequenceClassification
+
+from tunesmith.data.quality import QualityReport, run_checks
+from tunesmith.data.text import (
+    TextExamples,
+    TextSplits,
+    load_labelled_file,
+    load_text_classification,
+)
+from tunesmith.data.text_preprocess import TextPreprocessor
+from tunesmith.models.resolve import resolve_model
+from tunesmith.models.text import load_tokenizer
+from tunesmith.recipe import Recipe
+from tunesmith.run_folder import RunFolder
+from tunesmith.tasks.common import (
+    check_same_labels,
+    label_rows,
+    note_fallbacks,
+    placed,
+    read_text_inputs,
+    save_transformers,
+)
+from tunesmith.tasks.text_classification.family import TextClassificationFamily
+from tunesmith.tasks.text_classification.task import TextClassificationTask
+from tunesmith.trained_run import TrainedRun
+
+
+def prepare(
+    recipe: Recipe, device: torch.device, dtype: torch.dtype | None, console: Console
+) -> TextClassificationFamily:
+    return TextClassificationFamily(recipe, device, dtype)
+
+
+def load_run(folder: Path, recipe: Recipe, device: torch.device | None) -> TrainedRun:
+    adapter, full = folder / RunFolder.ADAPTER, folder / RunFolder.MODEL
+    if adapter.is_dir():
+        from peft import PeftModel
+
+        config = AutoConfig.from_pretrained(adapter)
+        # the head's shape follows this run's labels; its weights come from the adapter
+        base = AutoModelForSequenceClassification.from_pretrained(
+            resolve_model(recipe.model), config=config, ignore_mismatched_sizes=True
+        )
+        model, weights = PeftModel.from_pretrained(base, adapter), adapter
+    else:
+        model, weights = AutoModelForSequenceClassification.from_pretrained(full), full
+    tokenizer = load_tokenizer(weights)
+    return TrainedRun(folder, recipe, model.to(device or "cpu").eval(), tokenizer)
+
+
+def run_task(run: TrainedRun, splits: TextSplits) -> TextClassificationTask:
+    """The task with the run's own text preprocessing (from its recipe.yaml), so texts are
+    prepared exactly as in training."""
+    device, dtype = placed(run)
+    return TextClassificationTask(
+        splits,
+        run.tokenizer,
+        run.recipe.preprocess.max_length,
+        device,
+        dtype,
+        preprocessor=TextPreprocessor.from_config(run.recipe.preprocess),
+    )
+
+
+def evaluate_run(run: TrainedRun, data: str | None) -> dict:
+    if data is None:
+        splits = load_text_classification(run.recipe.data, run.recipe.train.seed)
+        check_same_labels(run, splits.label_names, "file")
+    else:
+        empty = TextExamples([], [], [], "")
+        test = load_labelled_file(data, run.recipe.data, run.label_names)
+        splits = TextSplits(empty, empty, test, run.label_names)
+    task = run_task(run, splits)
+    metrics = task.evaluate(run.model, "test", detailed=True)
+    metrics["examples"] = len(splits.test)
+    metrics["source"] = splits.test.source
+    metrics["stop_word_fallbacks"] = task.fallbacks["test"]
+    note_fallbacks(task.fallbacks["test"], "texts")
+    return metrics
+
+
+def predict_run(
+    run: TrainedRun, inputs: list[str], text_column: str | None, max_new_tokens: int | None
+) -> list[dict]:
+    texts = read_text_inputs(inputs, text_column or run.recipe.data.text_column)
+    empty = TextExamples([], [], [], "")
+    task = run_task(run, TextSplits(empty, empty, empty, run.label_names))
+    probabilities = task.predict_proba(run.model, texts)
+    note_fallbacks(task.fallbacks["predict"], "inputs")
+    return label_rows("text", texts, probabilities, run.label_names)
+
+
+def export(model: torch.nn.Module, run: TrainedRun, folder: Path) -> None:
+    save_transformers(model, run, folder)
+
+
+def check_data(recipe: Recipe, console: Console, label_issues: bool | None) -> QualityReport:
+    return run_checks(recipe, console, label_issues)
