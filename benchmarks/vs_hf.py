@@ -131,14 +131,13 @@ def run_tunesmith(recipe_dict: dict, out: Path) -> dict:
     import torch
     from rich.console import Console
 
-    from tunesmith.tasks.family import prepare
     from tunesmith.methods import get_method
     from tunesmith.recipe import Recipe
-    from tunesmith.run import seed_everything
+    from tunesmith.tasks.family import prepare
     from tunesmith.train.allocator import keep_freed_memory
-    from tunesmith.train.compile import compile_blocks
     from tunesmith.train.device import resolve_precision
     from tunesmith.train.loop import fit
+    from tunesmith.train.setup import seed_everything, wrap_model
 
     keep_freed_memory()
     recipe = Recipe.model_validate(recipe_dict)
@@ -149,12 +148,9 @@ def run_tunesmith(recipe_dict: dict, out: Path) -> dict:
     family = prepare(recipe, cpu, dtype, quiet)
     method = get_method(recipe.method.name)
     family.adapt_to(method)
-    head = family.head_parameters()
-    if getattr(family, "probe_head", False):
-        family.score_before(quiet)  # fits the probe head (LP-FT), as train does
-    model = method.apply(family.model, recipe.method)
-    if recipe.train.compile:
-        compile_blocks(model)
+    family.init_head(quiet)  # LP-FT for images, as train does
+    wrapped = wrap_model(recipe, family, method)
+    model, head = wrapped.model, wrapped.head
     reset_peak_rss()
     result = fit(
         model, family.task, recipe.train, recipe.learning_rate, cpu, dtype, out / "run",
@@ -184,10 +180,10 @@ def run_hf(recipe_dict: dict, out: Path, best: bool) -> dict:
         TrainingArguments,
     )
 
-    from tunesmith.tasks.family import prepare
     from tunesmith.recipe import Recipe
-    from tunesmith.run import seed_everything
+    from tunesmith.tasks.family import prepare
     from tunesmith.train.device import cpu_bf16_speedup
+    from tunesmith.train.setup import seed_everything
 
     recipe = Recipe.model_validate(recipe_dict)
     seed_everything(0)
@@ -310,9 +306,9 @@ def flops_per_unit(recipe_dict: dict) -> float:
     from rich.console import Console
 
     from tunesmith.estimate.profile import profile_example
-    from tunesmith.tasks.family import prepare
     from tunesmith.methods import get_method
     from tunesmith.recipe import Recipe
+    from tunesmith.tasks.family import prepare
 
     recipe = Recipe.model_validate(recipe_dict)
     family = prepare(recipe, torch.device("cpu"), None, Console(quiet=True))

@@ -11,14 +11,15 @@ import pytest
 import torch
 from rich.console import Console
 
-from tunesmith.tasks.family import prepare
 from tunesmith.methods import get_method
 from tunesmith.recipe import load_recipe
-from tunesmith.run import seed_everything, train
+from tunesmith.run import train
 from tunesmith.tasks.causal_lm.task import IGNORE
+from tunesmith.tasks.family import prepare
 from tunesmith.train.batching import length_grouped_batches
 from tunesmith.train.loop import fit
 from tunesmith.train.schedule import lr_factor
+from tunesmith.train.setup import seed_everything
 
 CPU = torch.device("cpu")
 STEPS = 8

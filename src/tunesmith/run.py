@@ -7,11 +7,9 @@ setting leaves nothing behind.
 from __future__ import annotations
 
 import copy
-import random
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 import yaml
 from rich.console import Console
@@ -37,17 +35,11 @@ from tunesmith.safe_files import fingerprint
 from tunesmith.tasks.family import Family, prepare
 from tunesmith.train.allocator import keep_freed_memory
 from tunesmith.train.checkpoint import has_checkpoint, refuse_pickled, trainable_state
-from tunesmith.train.compile import compile_blocks
 from tunesmith.train.device import peak_memory_mb, resolve_device, resolve_precision
 from tunesmith.train.distributed import Distributed
 from tunesmith.train.guards import ForgettingMonitor, OverfittingMonitor, overfitting_risk
 from tunesmith.train.loop import fit
-
-
-def seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
+from tunesmith.train.setup import seed_everything, wrap_model
 
 
 def prepare_output(recipe: Recipe, output: Path, resume: bool, overwrite: bool) -> OutputPlan:
@@ -197,18 +189,16 @@ def _fit_and_write(
     work = run.path
     precision = "bf16" if dtype is not None else "fp32"
     before = family.score_before(console) if main else {}
+    if main:
+        family.init_head(console)
     # under FSDP every process takes part in measuring (each holds a shard of the model)
     forgetting = forgetting_monitor(recipe, family, console) if main or cluster.sharded else None
-    head = family.head_parameters()
     # FSDP shards the model in place: process 0 keeps the pre-trained one to rebuild it whole
     template = copy.deepcopy(family.model) if cluster.sharded and main else None
-    model = method.apply(family.model, recipe.method)
+    wrapped = wrap_model(recipe, family, method, console)
+    model, head = wrapped.model, wrapped.head
     if forgetting is not None:
         forgetting.keep_start(model)
-    if recipe.train.gradient_checkpointing:
-        enable_gradient_checkpointing(model)
-    if recipe.train.compile:
-        console.print(f"Compiling {compile_blocks(model)} blocks (cached after the first run)")
     predicted = None
     if main:
         if not plan.resume:  # a resumed run rewrites its files only once it finished
@@ -457,17 +447,6 @@ def write_estimate(run: RunFolder, predicted: dict | None, measured: dict | None
     if predicted is None:
         return
     run.write_json(RunFolder.ESTIMATE, {"predicted": predicted, "measured": measured})
-
-
-def enable_gradient_checkpointing(model: torch.nn.Module) -> None:
-    inner = model.get_base_model() if hasattr(model, "get_base_model") else model
-    if not getattr(inner, "supports_gradient_checkpointing", False):
-        raise UserError(
-            f"train.gradient_checkpointing: {type(inner).__name__} does not support it; "
-            "set it to false (or lower train.batch_size / preprocess.max_length to save memory)"
-        )
-    # non-reentrant: works with frozen embeddings (adapters) without extra hooks
-    inner.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
 
 
 def _write_report(output: Path) -> Path | None:

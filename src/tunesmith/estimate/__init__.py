@@ -132,7 +132,7 @@ def estimate(
     here = resolve_device("cpu" if target == "cuda" and not torch.cuda.is_available() else target)
     kind = "cuda" if target == "cuda" else here.type
     dtype = resolve_precision(recipe.train.precision, here)
-    import tunesmith.run  # noqa: F401  (what `train` imports counts in its memory)
+    import tunesmith.train.loop  # noqa: F401  (what `train` imports counts in its memory)
     from tunesmith.models.resolve import resolve_model
     from tunesmith.preflight import check_max_length
 

@@ -51,14 +51,13 @@ def measure(recipe: Recipe) -> dict[str, Any]:
 
     from tunesmith.estimate import batch_cost
     from tunesmith.methods import get_method
-    from tunesmith.run import enable_gradient_checkpointing, seed_everything
     from tunesmith.tasks.family import prepare
     from tunesmith.train.allocator import keep_freed_memory
     from tunesmith.train.batching import length_grouped_batches, sorted_batches
     from tunesmith.train.checkpoint import LoopState, save_checkpoint
-    from tunesmith.train.compile import compile_blocks
     from tunesmith.train.device import peak_memory_mb, resolve_device, resolve_precision
     from tunesmith.train.loop import make_optimizer, train_step
+    from tunesmith.train.setup import seed_everything, wrap_model
 
     keep_freed_memory()  # as train does
     start = time.perf_counter()
@@ -68,12 +67,8 @@ def measure(recipe: Recipe) -> dict[str, Any]:
     family = prepare(recipe, device, dtype, Console(quiet=True))
     method = get_method(recipe.method.name)
     family.adapt_to(method)
-    head = family.head_parameters()
-    model = method.apply(family.model, recipe.method)
-    if recipe.train.gradient_checkpointing:
-        enable_gradient_checkpointing(model)
-    if recipe.train.compile:
-        compile_blocks(model)
+    wrapped = wrap_model(recipe, family, method)
+    model, head = wrapped.model, wrapped.head
     loaded_mb = peak_memory_mb(device)
     load_seconds = time.perf_counter() - start
 

@@ -38,6 +38,11 @@ class Family(Protocol):
         """Test metrics of the cheaper options ("base", "baseline"), before the method."""
         ...
 
+    def init_head(self, console: Console) -> None:
+        """Start the head before training where the kind has a better start than random
+        (image classification: LP-FT, from the frozen-feature probe); else nothing."""
+        ...
+
     def head_parameters(self) -> set[int]:
         """id() of freshly initialised parameters that learn at the head learning rate."""
         ...

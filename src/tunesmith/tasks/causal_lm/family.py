@@ -108,6 +108,9 @@ class CausalLMFamily:
             scores["baseline"] = self._retrieval_baseline()
         return scores
 
+    def init_head(self, console: Console) -> None:
+        """The head starts as the model made it (random, or none for an LLM)."""
+
     def head_parameters(self) -> set[int]:
         return set()
 

@@ -105,18 +105,32 @@ class ImageClassificationFamily:
             pixels, labels, names, f"logistic regression on {PIXEL_SIDE}x{PIXEL_SIDE} pixels"
         )
         features = {name: self.task.features(self.model, name) for name in SPLITS}
-        probe = fit_linear_probe(features, labels)
+        self._probe = fit_linear_probe(features, labels)
         base = probe_metrics(
-            probe, features, labels, names, "frozen pre-trained features + logistic regression"
+            self._probe,
+            features,
+            labels,
+            names,
+            "frozen pre-trained features + logistic regression",
         )
-        if self.probe_head:
-            weight, bias = probe.head_weights(len(names))
-            classifier = self.model.classifier
-            with torch.no_grad():
-                classifier.weight.copy_(torch.as_tensor(weight, dtype=classifier.weight.dtype))
-                classifier.bias.copy_(torch.as_tensor(bias, dtype=classifier.bias.dtype))
-            console.print("Head initialised from the frozen-feature probe (LP-FT)")
         return {"base": base, "baseline": baseline}
+
+    def init_head(self, console: Console) -> None:
+        """LP-FT: the head starts as the frozen-feature probe (the one score_before fitted,
+        else one fitted now), so fine-tuning begins from a good classifier."""
+        if not self.probe_head:
+            return
+        probe = getattr(self, "_probe", None)
+        if probe is None:
+            labels = {name: list(self.splits.split(name).labels) for name in SPLITS}
+            features = {name: self.task.features(self.model, name) for name in SPLITS}
+            probe = fit_linear_probe(features, labels)
+        weight, bias = probe.head_weights(len(self.splits.label_names))
+        classifier = self.model.classifier
+        with torch.no_grad():
+            classifier.weight.copy_(torch.as_tensor(weight, dtype=classifier.weight.dtype))
+            classifier.bias.copy_(torch.as_tensor(bias, dtype=classifier.bias.dtype))
+        console.print("Head initialised from the frozen-feature probe (LP-FT)")
 
     def head_parameters(self) -> set[int]:
         # a probe-initialised head is already good: it learns at the body's rate

@@ -81,6 +81,9 @@ class TextClassificationFamily:
         baseline = tfidf_baseline(self.task.texts, self._labels(), self.splits.label_names)
         return {"base": self._frozen_base(), "baseline": baseline}
 
+    def init_head(self, console: Console) -> None:
+        """The head starts as the model made it (random, or none for an LLM)."""
+
     def head_parameters(self) -> set[int]:
         # found before the method runs: peft copies the head
         return {id(p) for m in head_modules(self.model).values() for p in m.parameters()}
