@@ -206,11 +206,14 @@ def _examples_phrase(metrics: dict[str, Any]) -> str:
     return f" on {fmt.number(test)} test examples" if fmt.is_number(test) else ""
 
 
-def is_generative(metrics: dict[str, Any]) -> bool:
-    """A causal-LM run; without a task name, judged by its metrics."""
-    task = metrics.get("task")
-    if task is not None:
-        return task == "causal-lm"
+def is_generative(metrics: dict[str, Any], task: str | None = None) -> bool:
+    """A run of a task kind that writes answers; without a known task kind, judged by its
+    metrics."""
+    from tunesmith.tasks.registry import task_kinds
+
+    kind = task_kinds().get(task or metrics.get("task") or "")
+    if kind is not None:
+        return kind.generative
     fine = scalar_metrics(metrics.get("fine_tuned"))
     lm_metrics = ("perplexity", *GENERATION_METRICS)
     return any(name in fine for name in lm_metrics) and not any(

@@ -95,7 +95,7 @@ def _recipe_section_rows(recipe: dict[str, Any], metrics: dict[str, Any]) -> Row
         rows.append(("Preprocessing", _settings(preprocess, ("max_length",))))
     generation = _mapping(recipe.get("generation"))
     task = recipe.get("task") or metrics.get("task")
-    if generation and (task == "causal-lm" if task else is_generative(metrics)):
+    if generation and is_generative(metrics, task):
         rows.append(("Generation", _settings(generation, ("max_new_tokens", "do_sample"))))
     return rows
 

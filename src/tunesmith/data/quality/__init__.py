@@ -12,18 +12,30 @@ Checks, each with its severity and rows (0-based, in the split's file):
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
 
 from rich.console import Console
 
 from tunesmith.data.quality.content import label_findings, length_findings, response_findings
 from tunesmith.data.quality.duplicates import duplicate_findings
 from tunesmith.data.quality.findings import Finding, QualityReport, load_report
-from tunesmith.data.quality.items import SPLITS, CheckData, read_check_data
-from tunesmith.data.quality.label_issues import label_issue_findings
+from tunesmith.data.quality.items import SPLITS, CheckData, DataShape, read_check_data
+from tunesmith.data.quality.label_issues import FrozenFeatures, label_issue_findings
 from tunesmith.errors import GateFailed, UserError
 from tunesmith.recipe import Recipe
 
-__all__ = ["Finding", "QualityReport", "check_data", "gate", "load_report", "run_checks"]
+__all__ = [
+    "Finding",
+    "KindChecks",
+    "QualityReport",
+    "check_data",
+    "count_text_tokens",
+    "gate",
+    "load_report",
+    "run_checks",
+    "tokenizer_counter",
+]
 
 INPUT_CHECKS = frozenset({"empty_rows", "corrupt_images", "unknown_labels"})
 """Error-level findings that are bad input (exit 2 in `train`): the data cannot be read as
@@ -42,12 +54,57 @@ def check_data(
     return get_task(recipe.task).check_data(recipe, console or Console(), label_issues)
 
 
+TokenCounter = Callable[[Recipe, CheckData], Callable[[Sequence[str]], list[int]] | None]
+"""Makes the function that counts each text's tokens as training will (for `truncated`)."""
+
+
+def tokenizer_counter(
+    recipe: Recipe, extra: int = 0, tokenizer: Any = None
+) -> Callable[[Sequence[str]], list[int]]:
+    """Token counts with the recipe model's tokenizer, plus `extra` tokens per row (a chat
+    template's own tokens)."""
+    if tokenizer is None:
+        from tunesmith.models.resolve import resolve_model
+        from tunesmith.models.text import load_tokenizer
+
+        tokenizer = load_tokenizer(resolve_model(recipe.model))
+
+    def count(texts: Sequence[str]) -> list[int]:
+        if not texts:
+            return []
+        ids = tokenizer(list(texts), truncation=False, verbose=False)["input_ids"]
+        return [len(row) + extra for row in ids]
+
+    return count
+
+
+def count_text_tokens(recipe: Recipe, data: CheckData) -> Callable[[Sequence[str]], list[int]]:
+    """The plain counter: the model's tokenizer on each text."""
+    return tokenizer_counter(recipe)
+
+
+@dataclass(frozen=True)
+class KindChecks:
+    """How a task kind's data is checked: what its rows hold, how its tokens are counted
+    (None: no tokenizer, e.g. images) and its frozen pre-trained features for the label-issue
+    search (None: no labels to check)."""
+
+    shape: DataShape
+    count_tokens: TokenCounter | None = None
+    frozen_features: FrozenFeatures | None = None
+
+
 def run_checks(
-    recipe: Recipe, console: Console | None = None, label_issues: bool | None = None
+    recipe: Recipe,
+    checks: KindChecks,
+    console: Console | None = None,
+    label_issues: bool | None = None,
 ) -> QualityReport:
-    """The checks of text-classification, causal-lm and image-classification data."""
+    """Every shared check that fits the kind's data: read problems, duplicates and leakage,
+    lengths; then labels and label issues (labelled data) or canned responses
+    (instructions)."""
     console = console or Console()
-    data = read_check_data(recipe)
+    data = read_check_data(recipe, checks.shape)
     findings: list[Finding] = list(data.findings)
     summary: dict = {
         "task": recipe.task,
@@ -59,10 +116,11 @@ def run_checks(
     duplicates, counts = duplicate_findings(data)
     findings += duplicates
     summary.update(counts)
-    rows, lengths = length_findings(data, recipe, _token_counter(recipe, data))
+    counter = checks.count_tokens(recipe, data) if checks.count_tokens else None
+    rows, lengths = length_findings(data, recipe, counter)
     findings += rows
     summary.update(lengths)
-    if recipe.task == "causal-lm":
+    if data.shape == "instructions":
         findings += response_findings(data)
         summary["format"] = data.format
     else:
@@ -70,8 +128,11 @@ def run_checks(
         findings += labels
         summary["labels"] = data.label_names
         summary.update(label_summary)
-        if recipe.guards.label_issues if label_issues is None else label_issues:
-            issues, issue_summary = label_issue_findings(data, recipe, console)
+        wanted = recipe.guards.label_issues if label_issues is None else label_issues
+        if wanted and checks.frozen_features is not None:
+            issues, issue_summary = label_issue_findings(
+                data, recipe, console, checks.frozen_features
+            )
             findings += issues
             summary.update(issue_summary)
     return QualityReport(findings, summary)
@@ -98,31 +159,3 @@ def _describe(finding: Finding) -> str:
     where = f"{finding.file}: " if finding.file else ""
     fix = f"\n    fix: {finding.fix}" if finding.fix else ""
     return f"  - {finding.check} ({finding.split}): {where}{finding.message}{fix}"
-
-
-def _token_counter(recipe: Recipe, data: CheckData) -> Callable[[Sequence[str]], list[int]] | None:
-    """Token counts with the recipe model's tokenizer (causal-lm: plus the chat template's
-    own tokens); None for image tasks."""
-    if recipe.task == "image-classification":
-        return None
-    from tunesmith.models.resolve import resolve_model
-    from tunesmith.models.text import load_tokenizer
-
-    tokenizer = load_tokenizer(resolve_model(recipe.model))
-    overhead = 0
-    if recipe.task == "causal-lm" and data.format != "text":
-        from tunesmith.models.causal_lm import prepare_tokenizer
-        from tunesmith.tasks.causal_lm.task import render
-
-        tokenizer = prepare_tokenizer(tokenizer)
-        messages = [{"role": "user", "content": "x"}, {"role": "assistant", "content": "y"}]
-        rendered = render(tokenizer, messages, prompt=False)
-        overhead = len(tokenizer(rendered)["input_ids"]) - len(tokenizer("x\ny")["input_ids"])
-
-    def count(texts: Sequence[str]) -> list[int]:
-        if not texts:
-            return []
-        ids = tokenizer(list(texts), truncation=False, verbose=False)["input_ids"]
-        return [len(row) + overhead for row in ids]
-
-    return count

@@ -43,7 +43,7 @@ def length_findings(
         split = data.splits[name]
         if split.texts is None:
             continue
-        if data.task == "text-classification":
+        if data.shape == "text":
             short = [
                 row
                 for row, text in zip(split.rows, split.texts, strict=True)
@@ -72,7 +72,7 @@ def length_findings(
         summary[f"{name}_tokens_max"] = max(lengths, default=0)
         if long:
             share = len(long) / max(len(split), 1)
-            what = "responses are cut short" if data.task == "causal-lm" else "texts are cut"
+            what = "responses are cut short" if data.shape == "instructions" else "texts are cut"
             findings.append(
                 Finding(
                     check="truncated",

@@ -118,12 +118,12 @@ def duplicate_findings(data: CheckData) -> tuple[list[Finding], dict[str, int]]:
         exact_keys = [f"{p}\x00{r}" for p, r in zip(prompts, responses, strict=True)]
         leak_keys = prompts
         near_leak = near_text_pairs(prompts)
-        near = near_leak if data.task != "causal-lm" else _same_response(near_leak, responses)
+        near = near_leak if data.shape != "instructions" else _same_response(near_leak, responses)
 
     groups = _groups(exact_keys)
     for members in groups:
         _exact_group(members, refs, data, collected)
-    if data.task == "causal-lm":
+    if data.shape == "instructions":
         for members in _groups(leak_keys):
             _prompt_group(members, refs, data, collected)
     _leaks(_groups(leak_keys), refs, data, collected)
@@ -210,7 +210,7 @@ def _near(
         first, second = refs[a], refs[b]
         if first[0] == second[0]:
             out.add("near_duplicates", second, "", data, same_as=_where(data, first))
-            if data.task != "causal-lm" and _label(data, first) != _label(data, second):
+            if data.shape != "instructions" and _label(data, first) != _label(data, second):
                 for one, two in ((first, second), (second, first)):
                     out.add(
                         "near_duplicate_conflicts",

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 import pandas as pd
 
@@ -42,10 +43,16 @@ class SplitItems:
         return len(self.rows)
 
 
+DataShape = Literal["text", "images", "instructions"]
+"""What a task kind's rows hold, as the checks see it: labelled texts, labelled images, or
+prompts with responses (or raw text)."""
+
+
 @dataclass
 class CheckData:
     task: str
     splits: dict[str, SplitItems]
+    shape: DataShape = "text"
     findings: list[Finding] = field(default_factory=list)
     """Problems found while reading (empty rows, unreadable images, unknown labels)."""
     raw_labels: dict[str, list[str]] = field(default_factory=dict)
@@ -59,19 +66,20 @@ class CheckData:
         return sorted(names)
 
 
-def read_check_data(recipe: Recipe) -> CheckData:
-    if recipe.task == "causal-lm":
-        return _causal(recipe.data, recipe.train.seed)
-    return _classification(recipe)
+def read_check_data(recipe: Recipe, shape: DataShape) -> CheckData:
+    """The recipe's data read as its task kind says (`shape`), leniently: unreadable rows
+    become findings instead of errors, so every problem is reported at once."""
+    if shape == "instructions":
+        return _causal(recipe.data, recipe.train.seed, recipe.task)
+    return _classification(recipe, images=shape == "images")
 
 
 # --- classification (text and images) -------------------------------------------------------
 
 
-def _classification(recipe: Recipe) -> CheckData:
+def _classification(recipe: Recipe, images: bool) -> CheckData:
     data = recipe.data
-    images = recipe.task == "image-classification"
-    check = CheckData(recipe.task, {})
+    check = CheckData(recipe.task, {}, shape="images" if images else "text")
     frames: dict[str, pd.DataFrame] = {}
     for name in SPLITS:
         path = getattr(data, name)
@@ -202,10 +210,10 @@ def _drop_unknown(
 # --- causal-lm ---------------------------------------------------------------------------
 
 
-def _causal(data: DataConfig, seed: int) -> CheckData:
+def _causal(data: DataConfig, seed: int, task: str) -> CheckData:
     lenient = data.model_copy(update={"drop_empty": True})
     splits = load_causal_lm(lenient, seed)
-    check = CheckData("causal-lm", {}, format=splits.format)
+    check = CheckData(task, {}, shape="instructions", format=splits.format)
     for name in SPLITS:
         split = splits.split(name)
         prompts, responses = [], []

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import warnings
 from collections import Counter
+from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import numpy as np
-import torch
 from PIL import Image
 from rich.console import Console
 from sklearn.feature_extraction.text import TfidfVectorizer
@@ -33,8 +33,12 @@ WEAK_MODEL = 0.7
 """Out-of-fold accuracy under which the flagged rows are mostly the task's own ambiguity."""
 
 
+FrozenFeatures = Callable[[CheckData, Recipe, list[str]], dict[str, np.ndarray]]
+"""A task kind's pooled pre-trained features of every split (no head), for label issues."""
+
+
 def label_issue_findings(
-    data: CheckData, recipe: Recipe, console: Console
+    data: CheckData, recipe: Recipe, console: Console, frozen_features: FrozenFeatures
 ) -> tuple[list[Finding], dict]:
     labels = data.label_names
     rows = sum(len(s) for s in data.splits.values())
@@ -164,7 +168,7 @@ class Surface(NamedTuple):
 
 def surface_features(data: CheckData) -> Surface:
     """Texts: character 2-5-gram TF-IDF; images: 32x32 grey pixels (all splits, in order)."""
-    if data.task == "image-classification":
+    if data.shape == "images":
         paths = [path for name in SPLITS for path in data.splits[name].paths]
         pixels = np.stack([_grey_pixels(path) for path in paths])
         return Surface(_scaled_regression(0.01), pixels)
@@ -180,61 +184,3 @@ def _scaled_regression(strength: float) -> Any:
 def _grey_pixels(path: str, side: int = 32) -> np.ndarray:
     image = open_image(path).convert("L").resize((side, side), Image.Resampling.BILINEAR)
     return np.asarray(image, dtype=np.float32).ravel() / 255.0
-
-
-@torch.inference_mode()
-def frozen_features(data: CheckData, recipe: Recipe, labels: list[str]) -> dict[str, np.ndarray]:
-    """Each split's pooled features from the recipe's pre-trained model (no head)."""
-    from tunesmith.models.resolve import resolve_model
-    from tunesmith.train.device import resolve_device
-
-    device = resolve_device(recipe.train.device)
-    folder = resolve_model(recipe.model)
-    ids = {label: i for i, label in enumerate(labels)}
-    batch_size = recipe.train.eval_batch_size or max(32, recipe.train.batch_size * 2)
-    if data.task == "image-classification":
-        from tunesmith.data.images import ImageExamples, ImageSplits
-        from tunesmith.models.vision import load_vision_classifier, vision_kind
-        from tunesmith.tasks.image_classification.family import image_transforms
-        from tunesmith.tasks.image_classification.task import ImageClassificationTask
-
-        splits = ImageSplits(
-            **{
-                name: ImageExamples(
-                    paths=s.paths, labels=[ids[x] for x in s.labels], rows=s.rows, source=s.file
-                )
-                for name, s in data.splits.items()
-            },
-            label_names=labels,
-        )
-        model = load_vision_classifier(folder, labels, vision_kind(recipe.model, folder))
-        model = model.to(device)
-        train, evaluation = image_transforms(recipe, model)
-        task = ImageClassificationTask(
-            splits, train, evaluation, device, None, eval_batch_size=batch_size
-        )
-        return {name: task.features(model, name) for name in SPLITS}
-
-    from tunesmith.data.text import TextExamples, TextSplits
-    from tunesmith.models.text import load_text_classifier, load_tokenizer
-    from tunesmith.tasks.text_classification.task import TextClassificationTask
-
-    splits = TextSplits(
-        **{
-            name: TextExamples(
-                texts=s.texts, labels=[ids[x] for x in s.labels], rows=s.rows, source=s.file
-            )
-            for name, s in data.splits.items()
-        },
-        label_names=labels,
-    )
-    model = load_text_classifier(folder, labels).to(device)
-    task = TextClassificationTask(
-        splits,
-        load_tokenizer(folder),
-        recipe.preprocess.max_length or 128,
-        device,
-        None,
-        batch_size,
-    )
-    return {name: task.embed(model, name) for name in SPLITS}

@@ -3,6 +3,7 @@ loss, perplexity and generated answers, answer prompts, export."""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import torch
@@ -10,7 +11,8 @@ from rich.console import Console
 from transformers import AutoModelForCausalLM
 
 from tunesmith.data.causal import LMSplit, LMSplits, load_causal_lm, load_lm_file, read_prompts
-from tunesmith.data.quality import QualityReport, run_checks
+from tunesmith.data.quality import KindChecks, QualityReport, run_checks, tokenizer_counter
+from tunesmith.data.quality.items import CheckData
 from tunesmith.models.causal_lm import load_causal_lm as load_model
 from tunesmith.models.causal_lm import prepare_tokenizer
 from tunesmith.models.resolve import resolve_model
@@ -18,7 +20,7 @@ from tunesmith.models.text import load_tokenizer
 from tunesmith.recipe import Recipe
 from tunesmith.run_folder import RunFolder
 from tunesmith.tasks.causal_lm.family import CausalLMFamily
-from tunesmith.tasks.causal_lm.task import CausalLMTask
+from tunesmith.tasks.causal_lm.task import CausalLMTask, render
 from tunesmith.tasks.common import placed, save_transformers
 from tunesmith.trained_run import TrainedRun
 
@@ -86,4 +88,16 @@ def export(model: torch.nn.Module, run: TrainedRun, folder: Path) -> None:
 
 
 def check_data(recipe: Recipe, console: Console, label_issues: bool | None) -> QualityReport:
-    return run_checks(recipe, console, label_issues)
+    return run_checks(recipe, KindChecks("instructions", count_tokens), console, label_issues)
+
+
+def count_tokens(recipe: Recipe, data: CheckData) -> Callable[[Sequence[str]], list[int]]:
+    """Tokens as training sees them: with the chat template's own tokens for instruction
+    data (raw text is cut into chunks and is not counted against max_length)."""
+    if data.format == "text":
+        return tokenizer_counter(recipe)
+    tokenizer = prepare_tokenizer(load_tokenizer(resolve_model(recipe.model)))
+    messages = [{"role": "user", "content": "x"}, {"role": "assistant", "content": "y"}]
+    rendered = render(tokenizer, messages, prompt=False)
+    overhead = len(tokenizer(rendered)["input_ids"]) - len(tokenizer("x\ny")["input_ids"])
+    return tokenizer_counter(recipe, overhead, tokenizer)

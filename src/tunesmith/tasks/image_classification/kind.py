@@ -7,6 +7,7 @@ import json
 import shutil
 from pathlib import Path
 
+import numpy as np
 import torch
 from rich.console import Console
 
@@ -18,13 +19,24 @@ from tunesmith.data.images import (
     load_labelled_images,
     read_image_inputs,
 )
-from tunesmith.data.quality import QualityReport, run_checks
-from tunesmith.models.vision import VisionClassifier, load_base
+from tunesmith.data.quality import KindChecks, QualityReport, run_checks
+from tunesmith.data.quality.items import SPLITS, CheckData
+from tunesmith.models.resolve import resolve_model
+from tunesmith.models.vision import (
+    VisionClassifier,
+    load_base,
+    load_vision_classifier,
+    vision_kind,
+)
 from tunesmith.recipe import Recipe
 from tunesmith.run_folder import RunFolder
 from tunesmith.tasks.common import check_same_labels, label_rows, placed
-from tunesmith.tasks.image_classification.family import ImageClassificationFamily
+from tunesmith.tasks.image_classification.family import (
+    ImageClassificationFamily,
+    image_transforms,
+)
 from tunesmith.tasks.image_classification.task import ImageClassificationTask
+from tunesmith.train.device import resolve_device
 from tunesmith.trained_run import TrainedRun
 
 PREPROCESS_FILE = "preprocess.json"
@@ -87,4 +99,28 @@ def export(model: torch.nn.Module, run: TrainedRun, folder: Path) -> None:
 
 
 def check_data(recipe: Recipe, console: Console, label_issues: bool | None) -> QualityReport:
-    return run_checks(recipe, console, label_issues)
+    return run_checks(recipe, KindChecks("images", None, frozen_features), console, label_issues)
+
+
+@torch.inference_mode()
+def frozen_features(data: CheckData, recipe: Recipe, labels: list[str]) -> dict[str, np.ndarray]:
+    """Each split's pooled features from the recipe's pre-trained model (no head)."""
+    device = resolve_device(recipe.train.device)
+    folder = resolve_model(recipe.model)
+    ids = {label: i for i, label in enumerate(labels)}
+    splits = ImageSplits(
+        **{
+            name: ImageExamples(
+                paths=s.paths, labels=[ids[x] for x in s.labels], rows=s.rows, source=s.file
+            )
+            for name, s in data.splits.items()
+        },
+        label_names=labels,
+    )
+    model = load_vision_classifier(folder, labels, vision_kind(recipe.model, folder)).to(device)
+    train, evaluation = image_transforms(recipe, model)
+    batch_size = recipe.train.eval_batch_size or max(32, recipe.train.batch_size * 2)
+    task = ImageClassificationTask(
+        splits, train, evaluation, device, None, eval_batch_size=batch_size
+    )
+    return {name: task.features(model, name) for name in SPLITS}

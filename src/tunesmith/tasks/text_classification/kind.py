@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import torch
 from rich.console import Console
 from transformers import AutoConfig, AutoModelForSequenceClassification
 
-from tunesmith.data.quality import QualityReport, run_checks
+from tunesmith.data.quality import KindChecks, QualityReport, count_text_tokens, run_checks
+from tunesmith.data.quality.items import SPLITS, CheckData
 from tunesmith.data.text import (
     TextExamples,
     TextSplits,
@@ -17,7 +19,7 @@ from tunesmith.data.text import (
 )
 from tunesmith.data.text_preprocess import TextPreprocessor
 from tunesmith.models.resolve import resolve_model
-from tunesmith.models.text import load_tokenizer
+from tunesmith.models.text import load_text_classifier, load_tokenizer
 from tunesmith.recipe import Recipe
 from tunesmith.run_folder import RunFolder
 from tunesmith.tasks.common import (
@@ -30,6 +32,7 @@ from tunesmith.tasks.common import (
 )
 from tunesmith.tasks.text_classification.family import TextClassificationFamily
 from tunesmith.tasks.text_classification.task import TextClassificationTask
+from tunesmith.train.device import resolve_device
 from tunesmith.trained_run import TrainedRun
 
 
@@ -103,4 +106,32 @@ def export(model: torch.nn.Module, run: TrainedRun, folder: Path) -> None:
 
 
 def check_data(recipe: Recipe, console: Console, label_issues: bool | None) -> QualityReport:
-    return run_checks(recipe, console, label_issues)
+    checks = KindChecks("text", count_text_tokens, frozen_features)
+    return run_checks(recipe, checks, console, label_issues)
+
+
+@torch.inference_mode()
+def frozen_features(data: CheckData, recipe: Recipe, labels: list[str]) -> dict[str, np.ndarray]:
+    """Each split's mean-pooled features from the recipe's pre-trained encoder (no head)."""
+    device = resolve_device(recipe.train.device)
+    folder = resolve_model(recipe.model)
+    ids = {label: i for i, label in enumerate(labels)}
+    splits = TextSplits(
+        **{
+            name: TextExamples(
+                texts=s.texts, labels=[ids[x] for x in s.labels], rows=s.rows, source=s.file
+            )
+            for name, s in data.splits.items()
+        },
+        label_names=labels,
+    )
+    model = load_text_classifier(folder, labels).to(device)
+    task = TextClassificationTask(
+        splits,
+        load_tokenizer(folder),
+        recipe.preprocess.max_length or 128,
+        device,
+        None,
+        recipe.train.eval_batch_size or max(32, recipe.train.batch_size * 2),
+    )
+    return {name: task.embed(model, name) for name in SPLITS}
