@@ -253,7 +253,7 @@ def _fit_and_write(
             "action": overfit.config.action,
         }
 
-    fine_tuned = task.evaluate(model, "test", detailed=True)
+    fine_tuned = family.score_after(model)
     validation = task.evaluate(model, "validation")  # the kept weights' own score
     extra = family.finish(model, work)
     family.save(model, work, method.saves_adapter)

@@ -43,6 +43,10 @@ class Family(Protocol):
         (image classification: LP-FT, from the frozen-feature probe); else nothing."""
         ...
 
+    def score_after(self, model: nn.Module) -> dict:
+        """Test metrics of the tuned model (the "fine_tuned" entry of metrics.json)."""
+        ...
+
     def head_parameters(self) -> set[int]:
         """id() of freshly initialised parameters that learn at the head learning rate."""
         ...

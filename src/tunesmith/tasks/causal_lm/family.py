@@ -26,7 +26,7 @@ from tunesmith.models.causal_lm import prepare_tokenizer
 from tunesmith.models.resolve import resolve_model
 from tunesmith.models.text import load_tokenizer
 from tunesmith.recipe import Recipe
-from tunesmith.tasks.causal_lm.task import CausalLMTask
+from tunesmith.tasks.causal_lm.task import Answers, CausalLMTask
 from tunesmith.trained_run import save_pretrained_model
 
 REFERENCE_PARAGRAPHS = 24
@@ -62,6 +62,8 @@ class CausalLMFamily:
         self.task = CausalLMTask.from_recipe(self.splits, self.tokenizer, recipe, device, dtype)
         self.splits = self.task.splits  # preprocessed (preprocess.unicode), as the model sees them
         self.base_answers: list[str] = []
+        self.tuned: Answers | None = None
+        """The tuned model's test answers (score_after), written by finish."""
         if not self.task.rows["train"]:
             from tunesmith.errors import UserError
 
@@ -100,12 +102,22 @@ class CausalLMFamily:
             + (f", {generated} generated answers" if generated else "")
             + ") ..."
         )
-        base = self.task.evaluate(self.model, "test", detailed=True)
+        if self.task.is_text:
+            base = self.task.evaluate(self.model, "test", detailed=True)
+        else:
+            base, answers = self.task.evaluate_answers(self.model, "test")
+            self.base_answers = answers.answers
         base["description"] = f"{self.recipe.model} before fine-tuning"
         scores = {"base": base}
         if not self.task.is_text:
-            self.base_answers = self.task.answers["answers"]
             scores["baseline"] = self._retrieval_baseline()
+        return scores
+
+    def score_after(self, model: nn.Module) -> dict:
+        """Test metrics of the tuned model; its answers are kept for generations.jsonl."""
+        if self.task.is_text:
+            return self.task.evaluate(model, "test", detailed=True)
+        scores, self.tuned = self.task.evaluate_answers(model, "test")
         return scores
 
     def init_head(self, console: Console) -> None:
@@ -123,7 +135,7 @@ class CausalLMFamily:
         }
         if self.task.is_text:
             return extra
-        answers = self.task.answers
+        answers = self.tuned
         rows = [
             {
                 "prompt": _prompt_text(prompt),
@@ -132,11 +144,7 @@ class CausalLMFamily:
                 "fine_tuned": tuned,
             }
             for prompt, reference, base, tuned in zip(
-                answers["prompts"],
-                answers["references"],
-                self.base_answers,
-                answers["answers"],
-                strict=True,
+                answers.prompts, answers.references, self.base_answers, answers.answers, strict=True
             )
         ]
         with (output / "generations.jsonl").open("w", encoding="utf-8") as handle:

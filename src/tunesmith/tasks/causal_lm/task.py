@@ -29,6 +29,16 @@ from tunesmith.train.device import autocast
 from tunesmith.train.losses import linear_cross_entropy
 from tunesmith.train.task import Batch
 
+
+@dataclass(frozen=True)
+class Answers:
+    """Generated answers to a split's prompts, with the references they are scored against."""
+
+    prompts: list[list[dict]]
+    references: list[str]
+    answers: list[str]
+
+
 IGNORE = -100
 PACKING_MIN_SAVING = 0.15
 
@@ -272,10 +282,26 @@ class CausalLMTask:
 
     # -- evaluation ---------------------------------------------------------------------
 
-    @torch.no_grad()  # not inference_mode: FSDP reuses buffers made here while training
     def evaluate(self, model: nn.Module, split: str, detailed: bool = False) -> dict:
         """Loss and perplexity per scored token; `detailed` adds scores of generated answers
-        (ROUGE-L, exact match, token F1) and keeps the answers in `self.answers[split]`."""
+        (ROUGE-L, exact match, token F1)."""
+        if detailed and not self.is_text:
+            return self.evaluate_answers(model, split)[0]
+        return self._loss_metrics(model, split)
+
+    def evaluate_answers(self, model: nn.Module, split: str) -> tuple[dict, Answers]:
+        """The detailed metrics and the answers they were computed from."""
+        out = self._loss_metrics(model, split)
+        examples = self.generation_examples(split)
+        prompts = [ex.messages[:-1] for ex in examples]
+        references = [ex.messages[-1]["content"] for ex in examples]
+        answers = self.generate(model, prompts)
+        out.update(generation_metrics(answers, references))
+        out["generated"] = len(answers)
+        return out, Answers(prompts, references, answers)
+
+    @torch.no_grad()  # not inference_mode: FSDP reuses buffers made here while training
+    def _loss_metrics(self, model: nn.Module, split: str) -> dict:
         model.eval()
         total, count = 0.0, 0
         for indices in sorted_batches(self.lengths(split), self.eval_batch_size):
@@ -283,19 +309,10 @@ class CausalLMTask:
             with autocast(self.device, self.dtype):
                 total += self.loss_sum(model, batch).item()
             count += batch.items
-        loss = total / max(count, 1)
-        out = {"loss": loss, "perplexity": math.exp(min(loss, 50.0))}
         if not count:
-            out = {"loss": float("nan"), "perplexity": float("nan")}
-        if detailed and not self.is_text:
-            examples = self.generation_examples(split)
-            prompts = [ex.messages[:-1] for ex in examples]
-            references = [ex.messages[-1]["content"] for ex in examples]
-            answers = self.generate(model, prompts)
-            out.update(generation_metrics(answers, references))
-            out["generated"] = len(answers)
-            self.answers = {"prompts": prompts, "references": references, "answers": answers}
-        return out
+            return {"loss": float("nan"), "perplexity": float("nan")}
+        loss = total / count
+        return {"loss": loss, "perplexity": math.exp(min(loss, 50.0))}
 
     def generation_examples(self, split: str) -> list:
         """The examples scored by generation: the first max_examples of the split."""

@@ -132,6 +132,9 @@ class ImageClassificationFamily:
             classifier.bias.copy_(torch.as_tensor(bias, dtype=classifier.bias.dtype))
         console.print("Head initialised from the frozen-feature probe (LP-FT)")
 
+    def score_after(self, model: nn.Module) -> dict:
+        return self.task.evaluate(model, "test", detailed=True)
+
     def head_parameters(self) -> set[int]:
         # a probe-initialised head is already good: it learns at the body's rate
         if self.probe_head:

@@ -84,6 +84,9 @@ class TextClassificationFamily:
     def init_head(self, console: Console) -> None:
         """The head starts as the model made it (random, or none for an LLM)."""
 
+    def score_after(self, model: nn.Module) -> dict:
+        return self.task.evaluate(model, "test", detailed=True)
+
     def head_parameters(self) -> set[int]:
         # found before the method runs: peft copies the head
         return {id(p) for m in head_modules(self.model).values() for p in m.parameters()}
