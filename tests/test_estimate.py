@@ -52,8 +52,8 @@ def test_profile_counts_only_what_backward_needs(tiny_model_dir, tiny_recipe):
 
     import torch
 
-    from tunesmith.tasks.family import prepare
     from tunesmith.methods import get_method
+    from tunesmith.tasks.family import prepare
 
     recipe = load_recipe(tiny_recipe)
     family = prepare(recipe, torch.device("cpu"), None, QUIET)

@@ -186,8 +186,8 @@ def test_forgetting_measured_for_classifiers(tiny_recipe, tiny_image_recipe, tmp
 
 
 def test_l2_sp_keeps_weights_near_the_start(tiny_model_dir, tiny_recipe):
-    from tunesmith.tasks.family import prepare
     from tunesmith.methods import get_method
+    from tunesmith.tasks.family import prepare
     from tunesmith.train.loop import _anchors, make_optimizer, train_step
 
     distances = {}

@@ -138,8 +138,8 @@ def test_table_pointing_at_missing_files(tiny_image_recipe: dict, tmp_path: Path
 def test_batchnorm_statistics_frozen_or_updated(tiny_image_recipe: dict, mode: str) -> None:
     from rich.console import Console
 
-    from tunesmith.tasks.family import prepare
     from tunesmith.methods import get_method
+    from tunesmith.tasks.family import prepare
 
     tiny_image_recipe["train"]["batchnorm"] = mode
     recipe = load_recipe(tiny_image_recipe)

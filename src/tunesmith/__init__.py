@@ -13,8 +13,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-__version__ = "0.1.0"
-__all__ = ["demo", "evaluate", "predict", "train"]
+from tunesmith.version import __version__
+
+__all__ = ["__version__", "demo", "evaluate", "predict", "train"]
 
 
 def train(

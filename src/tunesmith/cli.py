@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import sys
-import warnings
 from pathlib import Path
 from typing import Annotated
 
@@ -16,6 +15,7 @@ from rich.table import Table
 from rich.text import Text
 
 from tunesmith.errors import GateFailed, UserError
+from tunesmith.libraries import quiet_libraries
 
 console = Console(soft_wrap=True)
 app = typer.Typer(
@@ -24,16 +24,6 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     help="Fine-tune pre-trained models on your own data, guarded against the classic failures.",
 )
-
-
-def _quiet_libraries() -> None:
-    """Library chatter (expected 'newly initialized' heads, download bars) hides our output."""
-    from transformers.utils import logging as hf_logging
-
-    hf_logging.set_verbosity_error()
-    hf_logging.disable_progress_bar()
-    warnings.filterwarnings("ignore", category=FutureWarning)
-    warnings.filterwarnings("ignore", category=UserWarning, module="peft")
 
 
 def demo(
@@ -393,9 +383,29 @@ data_app.command("check")(data_check)
 app.add_typer(data_app, name="data")
 
 
+def recipe_keys(
+    task: Annotated[
+        str | None, typer.Argument(help="Only the keys that apply to this task kind")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the keys as JSON")] = False,
+) -> None:
+    """Every recipe key with its type, default and doc.
+
+    A method's own keys name the methods they apply to; with TASK, only the keys of that
+    task kind are listed, with its defaults."""
+    from tunesmith.recipe_keys import print_keys
+
+    print_keys(task, as_json)
+
+
+recipe_app = typer.Typer(no_args_is_help=True, help="The recipe format.")
+recipe_app.command("keys")(recipe_keys)
+app.add_typer(recipe_app, name="recipe")
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point: a user's mistake prints one message and exits 2 (a failed gate: 1)."""
-    _quiet_libraries()
+    quiet_libraries()
     try:
         app(args=argv, standalone_mode=True)
     except (UserError, GateFailed) as error:

@@ -29,7 +29,9 @@ DataFormat = Literal["auto", "alpaca", "chat", "prompt-completion", "text"]
 class StrictModel(BaseModel):
     """Unknown keys are errors: a misspelt key must never be silently ignored."""
 
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    model_config = ConfigDict(
+        extra="forbid", validate_assignment=True, use_attribute_docstrings=True
+    )
 
 
 class DataConfig(StrictModel):
@@ -286,7 +288,6 @@ METHOD_MODELS: dict[str, type[BaseModel]] = {
     "linear-probe": LinearProbeMethod,
 }
 METHOD_NAMES = tuple(METHOD_MODELS)
-
 
 
 class EarlyStopping(StrictModel):

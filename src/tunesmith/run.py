@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -38,7 +39,7 @@ from tunesmith.train.checkpoint import has_checkpoint, refuse_pickled, trainable
 from tunesmith.train.device import peak_memory_mb, resolve_device, resolve_precision
 from tunesmith.train.distributed import Distributed
 from tunesmith.train.guards import ForgettingMonitor, OverfittingMonitor, overfitting_risk
-from tunesmith.train.loop import fit
+from tunesmith.train.loop import FitResult, fit
 from tunesmith.train.setup import seed_everything, wrap_model
 
 
@@ -171,6 +172,25 @@ def _train(
         raise
 
 
+@dataclass
+class RunContext:
+    """What every phase of one training run shares."""
+
+    recipe: Recipe
+    plan: OutputPlan
+    run: RunFolder
+    family: Family
+    method: Method
+    console: Console
+    device: torch.device
+    dtype: torch.dtype | None
+    cluster: Distributed
+
+    @property
+    def main(self) -> bool:
+        return self.cluster.is_main
+
+
 def _fit_and_write(
     recipe: Recipe,
     plan: OutputPlan,
@@ -185,86 +205,118 @@ def _fit_and_write(
     dtype: torch.dtype | None,
     cluster: Distributed,
 ) -> dict:
-    main = cluster.is_main
-    work = run.path
-    precision = "bf16" if dtype is not None else "fp32"
-    before = family.score_before(console) if main else {}
-    if main:
-        family.init_head(console)
-    # under FSDP every process takes part in measuring (each holds a shard of the model)
-    forgetting = forgetting_monitor(recipe, family, console) if main or cluster.sharded else None
-    # FSDP shards the model in place: process 0 keeps the pre-trained one to rebuild it whole
-    template = copy.deepcopy(family.model) if cluster.sharded and main else None
-    wrapped = wrap_model(recipe, family, method, console)
-    model, head = wrapped.model, wrapped.head
-    if forgetting is not None:
-        forgetting.keep_start(model)
-    predicted = None
-    if main:
-        if not plan.resume:  # a resumed run rewrites its files only once it finished
-            run.write_text(RunFolder.RECIPE, recipe.to_yaml())
-        if quality is not None:
-            quality.write(work)
-        predicted = predict_cost(recipe, model, family.task, device, dtype, runtime_mb, console)
-        if not plan.resume:
-            write_estimate(run, predicted, None)
-    trainable, total = count_parameters(model)
-    console.print(
-        f"Method {recipe.method.name}: {trainable:,} trainable of {total:,} parameters "
-        f"({100 * trainable / total:.2f}%)"
-    )
-    task = family.task
-    guards = [g for g in (forgetting, overfitting_monitor(recipe)) if g is not None]
-    warn_overfitting_risk(recipe, task, trainable, console)
-    result = fit(
-        model,
-        task,
-        recipe.train,
-        recipe.learning_rate,
-        device,
-        dtype,
-        work,
-        resume=plan.resume,
-        console=console,
-        head=head,
-        head_learning_rate=recipe.head_learning_rate,
-        score_start=family.score_start,
-        guards=guards,
-        cluster=cluster,
-    )
-    console.print(result.stop_reason)
+    """The phases after every check passed: score before, apply the method, fit, score
+    after, write. Processes other than 0 train their share and return an empty dict."""
+    ctx = RunContext(recipe, plan, run, family, method, console, device, dtype, cluster)
+    before, forgetting = score_before(ctx)
+    model, head, template = apply_method(ctx, forgetting)
+    predicted = start_run_files(ctx, model, quality, runtime_mb)
+    result, guards = fit_model(ctx, model, head, forgetting)
     if cluster.sharded:  # every process sends its shards; process 0 tests and saves
         weights = trainable_state(model)
-        if main:
+        if ctx.main:
             model = method.apply(template, recipe.method)
             model.load_state_dict(weights, strict=False)
-    if not main:
+    if not ctx.main:
         return {}
-    guard_results = {}
-    if forgetting is not None:
-        forgetting.finish(model, result.restored_best)
-        guard_results["forgetting"] = forgetting.summary(model, recipe.guards.forgetting.reference)
-        console.print(describe_forgetting(guard_results["forgetting"]))
-    overfit = next((g for g in guards if isinstance(g, OverfittingMonitor)), None)
-    if overfit is not None:
-        guard_results["overfitting"] = {
-            "detected_at_step": overfit.detected_at,
-            "patience": overfit.config.patience,
-            "action": overfit.config.action,
-        }
+    metrics = score_after(ctx, model, result, guards, before)
+    metrics["data_fingerprints"] = fingerprints
+    return write_run(ctx, model, metrics, result, predicted)
 
+
+def score_before(ctx: RunContext) -> tuple[dict, ForgettingMonitor | None]:
+    """The cheaper contenders on the test split (process 0), the head's start (LP-FT) and
+    the forgetting guard's measure of the pre-trained model."""
+    before = ctx.family.score_before(ctx.console) if ctx.main else {}
+    if ctx.main:
+        ctx.family.init_head(ctx.console)
+    # under FSDP every process takes part in measuring (each holds a shard of the model)
+    measures = ctx.main or ctx.cluster.sharded
+    forgetting = forgetting_monitor(ctx.recipe, ctx.family, ctx.console) if measures else None
+    return before, forgetting
+
+
+def apply_method(
+    ctx: RunContext, forgetting: ForgettingMonitor | None
+) -> tuple[torch.nn.Module, set[int], torch.nn.Module | None]:
+    """(model with the method, head parameter ids, FSDP template)."""
+    # FSDP shards the model in place: process 0 keeps the pre-trained one to rebuild it whole
+    template = copy.deepcopy(ctx.family.model) if ctx.cluster.sharded and ctx.main else None
+    wrapped = wrap_model(ctx.recipe, ctx.family, ctx.method, ctx.console)
+    if forgetting is not None:
+        forgetting.keep_start(wrapped.model)
+    trainable, total = count_parameters(wrapped.model)
+    ctx.console.print(
+        f"Method {ctx.recipe.method.name}: {trainable:,} trainable of {total:,} parameters "
+        f"({100 * trainable / total:.2f}%)"
+    )
+    warn_overfitting_risk(ctx.recipe, ctx.family.task, trainable, ctx.console)
+    return wrapped.model, wrapped.head, template
+
+
+def start_run_files(
+    ctx: RunContext, model: torch.nn.Module, quality: QualityReport | None, runtime_mb: float
+) -> dict | None:
+    """recipe.yaml, quality.json and the predicted half of estimate.json (process 0)."""
+    if not ctx.main:
+        return None
+    if not ctx.plan.resume:  # a resumed run rewrites its files only once it finished
+        ctx.run.write_text(RunFolder.RECIPE, ctx.recipe.to_yaml())
+    if quality is not None:
+        quality.write(ctx.run.path)
+    predicted = predict_cost(
+        ctx.recipe, model, ctx.family.task, ctx.device, ctx.dtype, runtime_mb, ctx.console
+    )
+    if not ctx.plan.resume:
+        write_estimate(ctx.run, predicted, None)
+    return predicted
+
+
+def fit_model(
+    ctx: RunContext, model: torch.nn.Module, head: set[int], forgetting: ForgettingMonitor | None
+) -> tuple[FitResult, list]:
+    recipe = ctx.recipe
+    guards = [g for g in (forgetting, overfitting_monitor(recipe)) if g is not None]
+    result = fit(
+        model,
+        ctx.family.task,
+        recipe.train,
+        recipe.learning_rate,
+        ctx.device,
+        ctx.dtype,
+        ctx.run.path,
+        resume=ctx.plan.resume,
+        console=ctx.console,
+        head=head,
+        head_learning_rate=recipe.head_learning_rate,
+        score_start=ctx.family.score_start,
+        guards=guards,
+        cluster=ctx.cluster,
+    )
+    ctx.console.print(result.stop_reason)
+    return result, guards
+
+
+def score_after(
+    ctx: RunContext, model: torch.nn.Module, result: FitResult, guards: list, before: dict
+) -> dict:
+    """metrics.json's content: the tuned model on test and validation beside the contenders,
+    the guards' verdicts and the cost."""
+    recipe, family = ctx.recipe, ctx.family
+    guard_results = guard_summaries(recipe, model, result, guards, ctx.console)
     fine_tuned = family.score_after(model)
-    validation = task.evaluate(model, "validation")  # the kept weights' own score
-    extra = family.finish(model, work)
-    family.save(model, work, method.saves_adapter)
-    metrics = {
+    validation = family.task.evaluate(model, "validation")  # the kept weights' own score
+    extra = family.finish(model, ctx.run.path)
+    trainable, total = count_parameters(model)
+    stopping = recipe.train.early_stopping
+    return {
         "task": recipe.task,
         "method": recipe.method.name,
         "model": recipe.model,
         **extra,
         "params": {"total": total, "trainable": trainable},
-        "precision": precision,
-        "device": device.type,
+        "precision": "bf16" if ctx.dtype is not None else "fp32",
+        "device": ctx.device.type,
         "learning_rate": recipe.learning_rate,
         "fine_tuned": fine_tuned,
         "validation": validation,
@@ -273,28 +325,57 @@ def _fit_and_write(
         "train_seconds": round(result.train_seconds, 3),
         "samples_per_second": round(result.samples_per_second, 2),
         "tokens_per_second": round(result.tokens_per_second, 1),
-        "peak_memory_mb": round(peak_memory_mb(device), 1),
+        "peak_memory_mb": round(peak_memory_mb(ctx.device), 1),
         "steps": result.steps,
         "best_step": result.best_step,
         "stopped_early": result.stopped_early,
         "stop_reason": result.stop_reason,
-        "early_stopping_metric": recipe.train.early_stopping.metric
-        if recipe.train.early_stopping
-        else "loss",
-        "data_fingerprints": fingerprints,
+        "early_stopping_metric": stopping.metric if stopping else "loss",
         "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S"),
     }
-    if plan.resume:  # the same recipe, but for how long it trained (RESUMABLE_CHANGES)
+
+
+def guard_summaries(
+    recipe: Recipe, model: torch.nn.Module, result: FitResult, guards: list, console: Console
+) -> dict:
+    summaries: dict = {}
+    forgetting = next((g for g in guards if isinstance(g, ForgettingMonitor)), None)
+    if forgetting is not None:
+        forgetting.finish(model, result.restored_best)
+        summaries["forgetting"] = forgetting.summary(model, recipe.guards.forgetting.reference)
+        console.print(describe_forgetting(summaries["forgetting"]))
+    overfit = next((g for g in guards if isinstance(g, OverfittingMonitor)), None)
+    if overfit is not None:
+        summaries["overfitting"] = {
+            "detected_at_step": overfit.detected_at,
+            "patience": overfit.config.patience,
+            "action": overfit.config.action,
+        }
+    return summaries
+
+
+def write_run(
+    ctx: RunContext,
+    model: torch.nn.Module,
+    metrics: dict,
+    result: FitResult,
+    predicted: dict | None,
+) -> dict:
+    """The model, metrics.json, estimate.json and report.html; then the run takes its place
+    (with --overwrite: replaces the old one only now)."""
+    run, recipe = ctx.run, ctx.recipe
+    ctx.family.save(model, run.path, ctx.method.saves_adapter)
+    if ctx.plan.resume:  # the same recipe, but for how long it trained (RESUMABLE_CHANGES)
         run.write_text(RunFolder.RECIPE, recipe.to_yaml())
     run.write_json(RunFolder.METRICS, metrics)
-    measured = measured_cost(metrics, result, family.task, recipe)
+    measured = measured_cost(metrics, result, ctx.family.task, recipe)
     write_estimate(run, predicted, measured)
-    warn_if_underestimated(predicted, measured, console)
-    report = _write_report(work)
-    final = plan.commit()
-    print_comparison(console, metrics, family.headline)
+    warn_if_underestimated(predicted, measured, ctx.console)
+    report = _write_report(run.path)
+    final = ctx.plan.commit()
+    print_comparison(ctx.console, metrics, ctx.family.headline)
     shown = f"\nReport: {final / RunFolder.REPORT}" if report else ""
-    console.print(f"Run folder: {final}{shown}", highlight=False, markup=False)
+    ctx.console.print(f"Run folder: {final}{shown}", highlight=False, markup=False)
     return metrics
 
 

@@ -62,7 +62,7 @@ class RunFolder:
     # --- identity -------------------------------------------------------------------------
 
     def mark(self) -> None:
-        from tunesmith import __version__
+        from tunesmith.version import __version__
 
         self.path.mkdir(parents=True, exist_ok=True)
         stamp = {"tool": "tunesmith", "version": __version__, "created": _now()}
@@ -217,6 +217,8 @@ def plan_output(
     check_writable_folder(output, "output folder")
     holds_files = output.is_dir() and any(output.iterdir())
     if resume:
+        if not output.is_dir():
+            raise UserError(f"--resume: {output} does not exist; give the interrupted run's folder")
         if not RunFolder(output).is_run():
             raise UserError(f"--resume: {output} is not a tunesmith run folder")
         return OutputPlan(output, output, resume=True)

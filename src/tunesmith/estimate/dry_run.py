@@ -129,10 +129,10 @@ def measure(recipe: Recipe) -> dict[str, Any]:
 
 
 def main() -> int:
-    from tunesmith.cli import _quiet_libraries
+    from tunesmith.libraries import quiet_libraries
     from tunesmith.recipe import load_recipe
 
-    _quiet_libraries()
+    quiet_libraries()
     import yaml
 
     try:

@@ -12,11 +12,11 @@ from typing import Any
 
 import jinja2
 
-from tunesmith import __version__
 from tunesmith.evaluate.generation import rouge_l
 from tunesmith.report import fmt, load, plots
 from tunesmith.report.compare import compare, is_generative, verdict
 from tunesmith.run_folder import RunFolder
+from tunesmith.version import __version__
 
 Rows = list[tuple[str, str]]
 
