@@ -62,6 +62,12 @@ def test_train_writes_the_run_folder(trained_runs):
     assert metrics["labels"] == ["food", "sports", "tech"]
     assert 0 < metrics["params"]["trainable"] < metrics["params"]["total"]
     assert metrics["train_seconds"] > 0 and metrics["peak_memory_mb"] > 0
+    phases = metrics["phase_seconds"]
+    assert {"data_check", "load", "score_before", "training", "score_after", "report"} <= set(
+        phases
+    )
+    assert sum(phases.values()) <= metrics["wall_seconds"] + 1e-3
+    assert phases["training"] >= metrics["train_seconds"]  # the steps, plus evaluations
     assert (
         sum(metrics["fine_tuned"]["per_class"][n]["support"] for n in metrics["labels"])
         == (metrics["splits"]["test"])

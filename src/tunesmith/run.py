@@ -99,13 +99,33 @@ def train(
     Started several times by `--nproc N` or torchrun, each process trains its share of every
     batch; process 0 alone checks the data, writes the run folder and prints, and the
     others return an empty dict."""
+    clock = PhaseClock()
     keep_freed_memory()  # the next step reuses this step's memory: no page faults
     device = resolve_device(recipe.train.device)
     cluster = Distributed.from_environment(recipe.train.distributed, device.type)
     try:
-        return _train(recipe, output_dir, resume, overwrite, console, device, cluster)
+        return _train(recipe, output_dir, resume, overwrite, console, device, cluster, clock)
     finally:
         cluster.close()
+
+
+class PhaseClock:
+    """Wall time of each phase of the whole command (what the user waits for, not only the
+    training steps), for metrics.json's `phase_seconds` and the report's cost section."""
+
+    def __init__(self) -> None:
+        self.started = time.perf_counter()
+        self.seconds: dict[str, float] = {}
+        self._last = self.started
+
+    def lap(self, name: str) -> None:
+        """The time since the previous lap (or the start) was spent in phase `name`."""
+        now = time.perf_counter()
+        self.seconds[name] = round(self.seconds.get(name, 0.0) + now - self._last, 3)
+        self._last = now
+
+    def total(self) -> float:
+        return round(time.perf_counter() - self.started, 3)
 
 
 def _train(
@@ -116,6 +136,7 @@ def _train(
     console: Console | None,
     device: torch.device,
     cluster: Distributed,
+    clock: PhaseClock,
 ) -> dict:
     main = cluster.is_main
     console = console if main and console is not None else Console(quiet=not main)
@@ -138,9 +159,11 @@ def _train(
     runtime_mb = current_rss_mb()
     check_max_length(recipe, resolve_model(recipe.model))
     fingerprints = data_fingerprints(recipe) if main else {}
+    clock.lap("setup")
     quality = None
     if not resume:  # process 0 checks; a failed gate stops every process
         quality = cluster.on_main(lambda: check_data_quality(recipe, console))
+    clock.lap("data_check")
     dtype = resolve_precision(recipe.train.precision, device)
     family = prepare(recipe, device, dtype, console)
     method = get_method(recipe.method.name)
@@ -150,13 +173,14 @@ def _train(
     family.describe(console)
     precision = "bf16" if dtype is not None else "fp32"
     console.print(f"Model {recipe.model} on {device.type}, {precision}")
+    clock.lap("load")
 
     # every check has passed: from here on a failure removes what this run created
     run = plan.create() if main else RunFolder(plan.work)
     try:
         return _fit_and_write(
             recipe, plan, run, family, method, quality, fingerprints, runtime_mb, console,
-            device, dtype, cluster,
+            device, dtype, cluster, clock,
         )  # fmt: skip
     except KeyboardInterrupt:
         if main:
@@ -185,6 +209,7 @@ class RunContext:
     device: torch.device
     dtype: torch.dtype | None
     cluster: Distributed
+    clock: PhaseClock
 
     @property
     def main(self) -> bool:
@@ -204,14 +229,18 @@ def _fit_and_write(
     device: torch.device,
     dtype: torch.dtype | None,
     cluster: Distributed,
+    clock: PhaseClock,
 ) -> dict:
     """The phases after every check passed: score before, apply the method, fit, score
     after, write. Processes other than 0 train their share and return an empty dict."""
-    ctx = RunContext(recipe, plan, run, family, method, console, device, dtype, cluster)
+    ctx = RunContext(recipe, plan, run, family, method, console, device, dtype, cluster, clock)
     before, forgetting = score_before(ctx)
+    clock.lap("score_before")
     model, head, template = apply_method(ctx, forgetting)
     predicted = start_run_files(ctx, model, quality, runtime_mb)
+    clock.lap("setup")
     result, guards = fit_model(ctx, model, head, forgetting)
+    clock.lap("training")
     if cluster.sharded:  # every process sends its shards; process 0 tests and saves
         weights = trainable_state(model)
         if ctx.main:
@@ -221,6 +250,7 @@ def _fit_and_write(
         return {}
     metrics = score_after(ctx, model, result, guards, before)
     metrics["data_fingerprints"] = fingerprints
+    clock.lap("score_after")
     return write_run(ctx, model, metrics, result, predicted)
 
 
@@ -363,19 +393,29 @@ def write_run(
 ) -> dict:
     """The model, metrics.json, estimate.json and report.html; then the run takes its place
     (with --overwrite: replaces the old one only now)."""
-    run, recipe = ctx.run, ctx.recipe
+    run, recipe, clock = ctx.run, ctx.recipe, ctx.clock
     ctx.family.save(model, run.path, ctx.method.saves_adapter)
     if ctx.plan.resume:  # the same recipe, but for how long it trained (RESUMABLE_CHANGES)
         run.write_text(RunFolder.RECIPE, recipe.to_yaml())
-    run.write_json(RunFolder.METRICS, metrics)
+    clock.lap("save")
     measured = measured_cost(metrics, result, ctx.family.task, recipe)
     write_estimate(run, predicted, measured)
     warn_if_underestimated(predicted, measured, ctx.console)
+    # the report renders from metrics.json: its own time is counted in what it shows last
+    metrics["phase_seconds"] = dict(clock.seconds)
+    metrics["wall_seconds"] = clock.total()
+    run.write_json(RunFolder.METRICS, metrics)
     report = _write_report(run.path)
+    clock.lap("report")
+    metrics["phase_seconds"] = dict(clock.seconds)
+    metrics["wall_seconds"] = clock.total()
+    run.write_json(RunFolder.METRICS, metrics)
     final = ctx.plan.commit()
     print_comparison(ctx.console, metrics, ctx.family.headline)
     shown = f"\nReport: {final / RunFolder.REPORT}" if report else ""
     ctx.console.print(f"Run folder: {final}{shown}", highlight=False, markup=False)
+    phases = ", ".join(f"{name} {sec:.1f} s" for name, sec in clock.seconds.items())
+    ctx.console.print(f"Wall time {metrics['wall_seconds']:.1f} s ({phases})", highlight=False)
     return metrics
 
 

@@ -177,6 +177,31 @@ def cost_rows(metrics: dict[str, Any], history: list[dict[str, Any]]) -> Rows:
     rows += [
         (key.capitalize(), str(metrics[key])) for key in ("precision", "device") if metrics.get(key)
     ]
+    return rows + phase_rows(metrics)
+
+
+PHASE_NAMES = {
+    "setup": "Checks and setup",
+    "data_check": "Data check",
+    "load": "Loading data and model",
+    "score_before": "Scoring the cheaper options",
+    "training": "Training (with its evaluations)",
+    "score_after": "Scoring the fine-tuned model",
+    "save": "Saving the model",
+    "report": "Report",
+}
+
+
+def phase_rows(metrics: dict[str, Any]) -> Rows:
+    """The whole command's wall time, and each phase's (what the user waited for)."""
+    wall = metrics.get("wall_seconds")
+    if not fmt.is_number(wall):
+        return []
+    rows = [("Wall time, end to end", f"{fmt.quantity(wall)} s")]
+    for key, seconds in _mapping(metrics.get("phase_seconds")).items():
+        if fmt.is_number(seconds):
+            name = PHASE_NAMES.get(key, key.replace("_", " ").capitalize())
+            rows.append((f"  {name}", f"{fmt.quantity(seconds)} s"))
     return rows
 
 
