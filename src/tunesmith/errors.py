@@ -13,3 +13,9 @@ class GateFailed(Exception):
     """A check or gate refused to go on (exit code 1)."""
 
     exit_code = 1
+
+
+def first_line(error: BaseException) -> str:
+    """The first line of a library's error message (or its type), for a one-line reason."""
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__

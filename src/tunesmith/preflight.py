@@ -15,7 +15,7 @@ import psutil
 import torch
 from torch import nn
 
-from tunesmith.errors import UserError
+from tunesmith.errors import UserError, first_line
 from tunesmith.methods.registry import Method
 from tunesmith.models.limits import model_position_limit
 from tunesmith.recipe import Recipe
@@ -53,7 +53,7 @@ def check_method_fits(recipe: Recipe, method: Method, model: nn.Module, task: Tr
     except UserError:
         raise
     except (ValueError, RuntimeError, TypeError, AttributeError, KeyError, IndexError) as error:
-        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        reason = first_line(error)
         raise UserError(
             f"method.name: {recipe.method.name} does not apply to {recipe.model} ({reason}); "
             "choose another method (`tunesmith estimate RECIPE` lists the methods that fit)"

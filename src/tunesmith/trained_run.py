@@ -12,7 +12,7 @@ import yaml
 from safetensors import SafetensorError
 from transformers import PreTrainedTokenizerBase
 
-from tunesmith.errors import UserError
+from tunesmith.errors import UserError, first_line
 from tunesmith.models.structure import is_language_model
 from tunesmith.recipe import Recipe, load_recipe
 from tunesmith.run_folder import RunFolder
@@ -65,7 +65,7 @@ def load_run(folder: str | Path, device: torch.device | None = None) -> TrainedR
     except UserError:
         raise
     except (OSError, ValueError, RuntimeError, KeyError, TypeError, SafetensorError) as error:
-        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        reason = first_line(error)
         raise UserError(
             f"{run.weights}: the trained model cannot be loaded ({reason}); {run.damaged_advice()}"
         ) from None
