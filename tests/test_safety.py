@@ -179,6 +179,20 @@ def eval_markup_labels(ctx: Context) -> list[str]:
     return ["eval", str(ctx.tmp / "markup-run")]
 
 
+def t5_as_classifier(ctx: Context) -> list[str]:
+    """A T5 given to a classifier task: its head would need decoder inputs."""
+    from transformers import T5Config, T5ForConditionalGeneration
+
+    folder = ctx.tmp / "tiny-t5"
+    config = T5Config(vocab_size=30522, d_model=16, d_ff=32, num_layers=1, num_heads=2, d_kv=8)
+    T5ForConditionalGeneration(config).save_pretrained(folder)
+    for name in ("vocab.txt", "tokenizer.json", "tokenizer_config.json"):
+        if (ctx.model / name).is_file():
+            shutil.copy(ctx.model / name, folder / name)
+    recipe = ctx.recipe(model=str(folder))
+    return ["train", str(recipe), "--output", str(ctx.tmp / "new-run")]
+
+
 def train_with_set(*overrides: str) -> Callable[[Context], list[str]]:
     def setup(ctx: Context) -> list[str]:
         argv = ["train", str(ctx.recipe()), "--output", str(ctx.tmp / "new-run")]
@@ -436,6 +450,7 @@ CASES = [
     Case("data-wrong-label-column", train_data(label_column="topic"), says="topic"),
     Case("model-missing-folder", train_recipe(model="/nonexistent/model"), says="not found"),
     Case("model-unknown-builtin", train_recipe(model="builtin:gpt5"), says="builtin:gpt5"),
+    Case("model-t5-as-classifier", t5_as_classifier, says="task: seq2seq", leaves=("new-run",)),
     Case("recipe-method-for-another-task", train_recipe(method={"name": "adapter"}),
          says="causal-lm"),
     # train: resume

@@ -24,7 +24,10 @@ def load_tokenizer(folder: Path) -> PreTrainedTokenizerBase:
 
 
 def load_text_classifier(folder: Path, label_names: list[str]) -> PreTrainedModel:
-    """The pre-trained encoder with a fresh head sized for `label_names`; names kept in config."""
+    """The pre-trained encoder with a fresh head sized for `label_names`; names kept in config.
+    An encoder-decoder (T5, BART) is refused: its classification head needs decoder inputs
+    that a classifier's batches do not have."""
+    refuse_encoder_decoder(folder)
     previous = hf_logging.get_verbosity()
     hf_logging.set_verbosity_error()  # the "newly initialized head" warning is expected here
     try:
@@ -44,6 +47,21 @@ def load_text_classifier(folder: Path, label_names: list[str]) -> PreTrainedMode
     if model.config.pad_token_id is None:
         model.config.pad_token_id = 0
     return model
+
+
+def refuse_encoder_decoder(folder: Path) -> None:
+    import json
+
+    try:
+        config = json.loads((Path(folder) / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return  # from_pretrained reports a missing or broken config itself
+    if isinstance(config, dict) and config.get("is_encoder_decoder"):
+        kind = config.get("model_type", "encoder-decoder")
+        raise UserError(
+            f"model: {folder} is an encoder-decoder ({kind}); it fits task: seq2seq, not a "
+            "classifier. Use task: seq2seq, or an encoder model (BERT, MiniLM, RoBERTa) here"
+        )
 
 
 @torch.inference_mode()

@@ -28,6 +28,8 @@ KIND_PACKAGES = (
     "tunesmith.tasks.text_classification",
     "tunesmith.tasks.causal_lm",
     "tunesmith.tasks.image_classification",
+    "tunesmith.tasks.seq2seq",
+    "tunesmith.tasks.multi_label_classification",
 )
 """The packages that register a task kind (imported on the first look-up)."""
 

@@ -1,0 +1,225 @@
+"""Multi-label classification as a `TrainTask`: one sigmoid per label, binary cross-entropy,
+texts preprocessed and tokenised once, padded per batch.
+
+The loss of a row is the mean of its labels' binary cross-entropies (as transformers'
+`problem_type="multi_label_classification"` computes it), summed over rows as the loop
+expects: the loop divides by the rows of an optimizer step, so a step's loss is the mean
+over rows and labels whatever the batch size or gradient accumulation.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from transformers import PreTrainedTokenizerBase
+
+from tunesmith.data.text import SPLITS
+from tunesmith.data.text_preprocess import TextPreprocessor
+from tunesmith.models.structure import encoder_of
+from tunesmith.models.text import mean_pooled
+from tunesmith.tasks.multi_label_classification.data import MultiLabelSplits
+from tunesmith.tasks.multi_label_classification.metrics import multi_label_metrics
+from tunesmith.tasks.multi_label_classification.thresholds import Thresholds, tune
+from tunesmith.train.batching import sorted_batches
+from tunesmith.train.device import autocast
+from tunesmith.train.task import Batch
+
+
+class MultiLabelTask:
+    def __init__(
+        self,
+        splits: MultiLabelSplits,
+        tokenizer: PreTrainedTokenizerBase,
+        max_length: int,
+        device: torch.device,
+        dtype: torch.dtype | None,
+        eval_batch_size: int = 64,
+        label_smoothing: float = 0.0,
+        preprocessor: TextPreprocessor | None = None,
+        thresholds: Thresholds | None = None,
+    ) -> None:
+        """`thresholds`: fixed ones (a finished run's); None tunes them on the validation
+        split at every evaluation, for the weights being evaluated."""
+        self.splits = splits
+        self.label_names = splits.label_names
+        self.tokenizer = tokenizer
+        self.max_length = max_length
+        self.device = device
+        self.dtype = dtype
+        self.eval_batch_size = eval_batch_size
+        self.label_smoothing = label_smoothing
+        self.thresholds = thresholds
+        self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+        self.preprocessor = preprocessor or TextPreprocessor(unicode="none")
+        self.texts: dict[str, list[str]] = {}
+        """Each split's texts as the model sees them (preprocessed); the baseline reads them."""
+        self.fallbacks: dict[str, int] = {}
+        """Texts per split (and "predict") that stop-word removal would have emptied."""
+        self.truncated: dict[str, int] = {}
+        self.ids: dict[str, list[list[int]]] = {}
+        for name in SPLITS:
+            self.texts[name], self.fallbacks[name] = self.preprocessor.apply_counted(
+                splits.split(name).texts, progress=f"Preprocessing the {name} texts"
+            )
+            self.ids[name], self.truncated[name] = self.encode(self.texts[name])
+
+    # --- batches -----------------------------------------------------------------------------
+
+    def encode(self, texts: Sequence[str]) -> tuple[list[list[int]], int]:
+        """Token ids cut to max_length, and how many texts were cut."""
+        if not texts:
+            return [], 0
+        ids = self.tokenizer(list(texts), truncation=False, verbose=False)["input_ids"]
+        too_long = sum(len(row) > self.max_length for row in ids)
+        if too_long:
+            ids = self.tokenizer(list(texts), truncation=True, max_length=self.max_length)[
+                "input_ids"
+            ]
+        return ids, too_long
+
+    def lengths(self, split: str) -> list[int]:
+        return [len(row) for row in self.ids[split]]
+
+    def batch(self, split: str, indices: Sequence[int]) -> Batch:
+        targets = self.splits.split(split).targets[list(indices)]
+        return self.pad([self.ids[split][i] for i in indices], targets)
+
+    def pad(self, rows: list[list[int]], targets: np.ndarray | None = None) -> Batch:
+        """Dynamic padding to the longest row of this batch; targets (B, num_labels)."""
+        width = max(len(row) for row in rows)
+        input_ids = torch.full((len(rows), width), self.pad_id, dtype=torch.long)
+        mask = torch.zeros((len(rows), width), dtype=torch.long)
+        for i, row in enumerate(rows):
+            input_ids[i, : len(row)] = torch.tensor(row)
+            mask[i, : len(row)] = 1
+        if targets is None:
+            targets = np.zeros((len(rows), len(self.label_names)), dtype=np.float32)
+        return Batch(
+            inputs={"input_ids": input_ids.to(self.device), "attention_mask": mask.to(self.device)},
+            targets=torch.as_tensor(targets, dtype=torch.float32).to(self.device),
+            items=len(rows),
+            tokens=int(mask.sum()),
+        )
+
+    # --- loss and metrics --------------------------------------------------------------------
+
+    def loss_sum(self, model: nn.Module, batch: Batch) -> torch.Tensor:
+        logits = model(**batch.inputs).logits.float()  # (B, num_labels)
+        targets = batch.targets
+        if self.label_smoothing:  # toward 0.5: a 1 becomes 1 - eps/2, a 0 becomes eps/2
+            targets = targets * (1 - self.label_smoothing) + self.label_smoothing / 2
+        return _row_losses(logits, targets).sum()
+
+    @torch.no_grad()  # not inference_mode: FSDP reuses buffers made here while training
+    def evaluate(self, model: nn.Module, split: str, detailed: bool = False) -> dict:
+        """Metrics at the run's thresholds: fixed ones, or tuned on validation for these very
+        weights (so validation scores are at the thresholds that will be kept)."""
+        probabilities, loss = self.scores(model, split)
+        if self.thresholds is not None:
+            thresholds = self.thresholds
+        elif split == "validation":
+            thresholds = self._tune_on(probabilities)
+        else:
+            thresholds = self.tune(model)
+        return self._metrics(split, probabilities, loss, thresholds, detailed)
+
+    @torch.no_grad()
+    def evaluate_at(
+        self, model: nn.Module, split: str, thresholds: Thresholds, detailed: bool = False
+    ) -> dict:
+        """Metrics at the given thresholds."""
+        probabilities, loss = self.scores(model, split)
+        return self._metrics(split, probabilities, loss, thresholds, detailed)
+
+    def _metrics(
+        self,
+        split: str,
+        probabilities: np.ndarray,
+        loss: float,
+        thresholds: Thresholds,
+        detailed: bool,
+    ) -> dict:
+        targets = self.splits.split(split).targets
+        predicted = thresholds.apply(probabilities, self.label_names)
+        metrics = multi_label_metrics(targets, predicted, self.label_names, loss, detailed)
+        if detailed:
+            metrics["thresholds"] = thresholds.to_dict(self.label_names)
+        return metrics
+
+    def tune(self, model: nn.Module) -> Thresholds:
+        """Thresholds tuned on the validation split for `model` as it is now."""
+        return self._tune_on(self.scores(model, "validation")[0])
+
+    def _tune_on(self, validation_probabilities: np.ndarray) -> Thresholds:
+        targets = self.splits.validation.targets
+        return tune(validation_probabilities, targets, self.label_names)
+
+    @torch.no_grad()
+    def scores(self, model: nn.Module, split: str) -> tuple[np.ndarray, float]:
+        """((N, num_labels) probabilities in row order, mean loss per row) of a split."""
+        model.eval()
+        targets = self.splits.split(split).targets
+        total = 0.0
+
+        def forward(batch: Batch, indices: list[int]) -> torch.Tensor:
+            nonlocal total
+            logits = model(**batch.inputs).logits.float()
+            truth = torch.as_tensor(targets[indices], device=logits.device)
+            total += _row_losses(logits, truth).sum().item()
+            return torch.sigmoid(logits)
+
+        probabilities = self._map_batches(self.ids[split], forward)
+        return probabilities, total / max(len(targets), 1)
+
+    # --- inference and features ----------------------------------------------------------
+
+    @torch.inference_mode()
+    def predict_proba(self, model: nn.Module, texts: Sequence[str]) -> np.ndarray:
+        """(N, num_labels) probabilities of raw `texts` (preprocessed as in training)."""
+        model.eval()
+        prepared, self.fallbacks["predict"] = self.preprocessor.apply_counted(texts)
+        ids, _ = self.encode(prepared)
+        return self._map_batches(
+            ids, lambda batch, _: torch.sigmoid(model(**batch.inputs).logits.float())
+        )
+
+    @torch.no_grad()
+    def embed(
+        self, model: nn.Module, split: str, indices: Sequence[int] | None = None
+    ) -> np.ndarray:
+        """Mean-pooled last hidden states of the encoder (the frozen-feature `base`)."""
+        rows = range(len(self.ids[split])) if indices is None else indices
+        return self.embed_ids(model, [self.ids[split][i] for i in rows])
+
+    @torch.no_grad()  # FSDP: see evaluate
+    def embed_ids(self, model: nn.Module, ids: list[list[int]]) -> np.ndarray:
+        encoder = encoder_of(model).eval()
+        return self._map_batches(
+            ids,
+            lambda batch, _: mean_pooled(
+                encoder(**batch.inputs).last_hidden_state.float(), batch.inputs["attention_mask"]
+            ),
+        )
+
+    def _map_batches(
+        self, ids: list[list[int]], forward: Callable[[Batch, list[int]], torch.Tensor]
+    ) -> np.ndarray:
+        """Run `forward(batch, its row indices)` over length-sorted batches of `ids`; rows
+        come back in input order."""
+        out: np.ndarray | None = None
+        for chunk in sorted_batches([len(row) for row in ids], self.eval_batch_size):
+            with autocast(self.device, self.dtype):
+                result = forward(self.pad([ids[i] for i in chunk]), chunk).float().cpu().numpy()
+            if out is None:
+                out = np.zeros((len(ids), *result.shape[1:]), dtype=np.float32)
+            out[chunk] = result
+        return out if out is not None else np.zeros((0, len(self.label_names)), dtype=np.float32)
+
+
+def _row_losses(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """(B,) each row's binary cross-entropy, averaged over its labels."""
+    return F.binary_cross_entropy_with_logits(logits, targets, reduction="none").mean(-1)

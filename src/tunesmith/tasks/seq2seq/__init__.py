@@ -1,0 +1,22 @@
+"""seq2seq: input/target pairs (or alpaca rows) and an encoder-decoder (T5, FLAN-T5, mT5, BART)
+that learns to write the target; the base model and the nearest training example's target as
+contenders. Data: data.py; model loading and the virtual-token paths: model.py; loop task:
+task.py; family: family.py; data check: quality.py; a finished run: kind.py."""
+
+from tunesmith.tasks.registry import TaskKind, register
+
+register(
+    TaskKind(
+        name="seq2seq",
+        implementation="tunesmith.tasks.seq2seq.kind",
+        default_model="google/flan-t5-small",
+        metrics=("loss", "perplexity"),
+        headline=("perplexity", "rouge_l", "exact_match", "token_f1"),
+        inputs="text",
+        methods=("full", "lora", "dora", "ia3", "prefix", "prompt", "ptuning", "selective"),
+        generative=True,
+        default_max_length=512,
+        default_unicode="none",
+        description="an encoder-decoder that rewrites text (summaries, translation, answers)",
+    )
+)
