@@ -3,7 +3,9 @@ model, checking the labels, reading texts given on the command line, one row per
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -76,6 +78,32 @@ def label_rows(key: str, items: list[str], probabilities: np.ndarray, names: lis
         }
         for item, row in zip(items, probabilities, strict=True)
     ]
+
+
+def encode_texts(
+    tokenizer: Any, texts: Sequence[str], max_length: int
+) -> tuple[list[list[int]], int]:
+    """Token ids cut to max_length, and how many texts were cut (texts already
+    preprocessed)."""
+    if not texts:
+        return [], 0
+    ids = tokenizer(list(texts), truncation=False, verbose=False)["input_ids"]
+    too_long = sum(len(row) > max_length for row in ids)
+    if too_long:
+        ids = tokenizer(list(texts), truncation=True, max_length=max_length)["input_ids"]
+    return ids, too_long
+
+
+def padded_ids(rows: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Dynamic padding to the longest row of this batch, not to max_length: (input_ids,
+    attention_mask), each (B, T)."""
+    width = max(len(row) for row in rows)
+    input_ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(rows), width), dtype=torch.long)
+    for i, row in enumerate(rows):
+        input_ids[i, : len(row)] = torch.tensor(row)
+        mask[i, : len(row)] = 1
+    return input_ids, mask
 
 
 def save_transformers(model: torch.nn.Module, run: TrainedRun, folder: Path) -> None:

@@ -21,6 +21,7 @@ from tunesmith.data.text import SPLITS
 from tunesmith.data.text_preprocess import TextPreprocessor
 from tunesmith.models.structure import encoder_of
 from tunesmith.models.text import mean_pooled
+from tunesmith.tasks.common import encode_texts, padded_ids
 from tunesmith.tasks.multi_label_classification.data import MultiLabelSplits
 from tunesmith.tasks.multi_label_classification.metrics import multi_label_metrics
 from tunesmith.tasks.multi_label_classification.thresholds import Thresholds, tune
@@ -71,15 +72,7 @@ class MultiLabelTask:
 
     def encode(self, texts: Sequence[str]) -> tuple[list[list[int]], int]:
         """Token ids cut to max_length, and how many texts were cut."""
-        if not texts:
-            return [], 0
-        ids = self.tokenizer(list(texts), truncation=False, verbose=False)["input_ids"]
-        too_long = sum(len(row) > self.max_length for row in ids)
-        if too_long:
-            ids = self.tokenizer(list(texts), truncation=True, max_length=self.max_length)[
-                "input_ids"
-            ]
-        return ids, too_long
+        return encode_texts(self.tokenizer, texts, self.max_length)
 
     def lengths(self, split: str) -> list[int]:
         return [len(row) for row in self.ids[split]]
@@ -90,12 +83,7 @@ class MultiLabelTask:
 
     def pad(self, rows: list[list[int]], targets: np.ndarray | None = None) -> Batch:
         """Dynamic padding to the longest row of this batch; targets (B, num_labels)."""
-        width = max(len(row) for row in rows)
-        input_ids = torch.full((len(rows), width), self.pad_id, dtype=torch.long)
-        mask = torch.zeros((len(rows), width), dtype=torch.long)
-        for i, row in enumerate(rows):
-            input_ids[i, : len(row)] = torch.tensor(row)
-            mask[i, : len(row)] = 1
+        input_ids, mask = padded_ids(rows, self.pad_id)
         if targets is None:
             targets = np.zeros((len(rows), len(self.label_names)), dtype=np.float32)
         return Batch(

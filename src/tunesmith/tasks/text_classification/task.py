@@ -15,6 +15,7 @@ from tunesmith.data.text_preprocess import TextPreprocessor
 from tunesmith.models.structure import encoder_of
 from tunesmith.models.text import mean_pooled
 from tunesmith.tasks.classification import ClassifierTask
+from tunesmith.tasks.common import encode_texts, padded_ids
 from tunesmith.train.batching import sorted_batches
 from tunesmith.train.device import autocast
 from tunesmith.train.task import Batch
@@ -57,17 +58,8 @@ class TextClassificationTask(ClassifierTask):
             self.ids[name], self.truncated[name] = self.encode(self.texts[name])
 
     def encode(self, texts: Sequence[str]) -> tuple[list[list[int]], int]:
-        """Token ids cut to max_length, and how many texts were cut (texts already
-        preprocessed)."""
-        if not texts:
-            return [], 0
-        ids = self.tokenizer(list(texts), truncation=False, verbose=False)["input_ids"]
-        too_long = sum(len(row) > self.max_length for row in ids)
-        if too_long:
-            ids = self.tokenizer(list(texts), truncation=True, max_length=self.max_length)[
-                "input_ids"
-            ]
-        return ids, too_long
+        """Token ids cut to max_length, and how many texts were cut."""
+        return encode_texts(self.tokenizer, texts, self.max_length)
 
     def lengths(self, split: str) -> list[int]:
         return [len(row) for row in self.ids[split]]
@@ -78,12 +70,7 @@ class TextClassificationTask(ClassifierTask):
 
     def pad(self, rows: list[list[int]], labels: Sequence[int] | None = None) -> Batch:
         """Dynamic padding: to the longest row of this batch, not to max_length."""
-        width = max(len(row) for row in rows)
-        input_ids = torch.full((len(rows), width), self.pad_id, dtype=torch.long)
-        mask = torch.zeros((len(rows), width), dtype=torch.long)
-        for i, row in enumerate(rows):
-            input_ids[i, : len(row)] = torch.tensor(row)
-            mask[i, : len(row)] = 1
+        input_ids, mask = padded_ids(rows, self.pad_id)
         targets = torch.tensor(labels if labels is not None else [-1] * len(rows))
         return Batch(
             inputs={"input_ids": input_ids.to(self.device), "attention_mask": mask.to(self.device)},
