@@ -111,10 +111,16 @@ def register(kind: TaskKind) -> TaskKind:
 
 
 def task_kinds() -> dict[str, TaskKind]:
-    """Every registered kind, by name (importing the kind packages on the first call)."""
+    """Every registered kind, by name, in KIND_PACKAGES order whatever order the packages
+    were first imported in (messages and listings that name the kinds stay the same)."""
     for package in KIND_PACKAGES:
         importlib.import_module(package)
-    return TASKS
+
+    def place(kind: TaskKind) -> int:
+        home = next((p for p in KIND_PACKAGES if kind.implementation.startswith(p + ".")), None)
+        return KIND_PACKAGES.index(home) if home else len(KIND_PACKAGES)
+
+    return {kind.name: kind for kind in sorted(TASKS.values(), key=place)}
 
 
 def get_task(name: str) -> TaskKind:
