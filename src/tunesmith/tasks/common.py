@@ -106,6 +106,27 @@ def padded_ids(rows: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.
     return input_ids, mask
 
 
+def load_sequence_classifier(folder: Path, model: str) -> tuple[torch.nn.Module, Path]:
+    """A finished classifier run's model (base `model` + adapter/, or model/) and the folder
+    its weights and tokenizer came from."""
+    from transformers import AutoConfig, AutoModelForSequenceClassification
+
+    from tunesmith.models.resolve import resolve_model
+    from tunesmith.run_folder import RunFolder
+
+    adapter, full = folder / RunFolder.ADAPTER, folder / RunFolder.MODEL
+    if not adapter.is_dir():
+        return AutoModelForSequenceClassification.from_pretrained(full), full
+    from peft import PeftModel
+
+    config = AutoConfig.from_pretrained(adapter)
+    # the head's shape follows this run's labels; its weights come from the adapter
+    base = AutoModelForSequenceClassification.from_pretrained(
+        resolve_model(model), config=config, ignore_mismatched_sizes=True
+    )
+    return PeftModel.from_pretrained(base, adapter), adapter
+
+
 def save_transformers(model: torch.nn.Module, run: TrainedRun, folder: Path) -> None:
     """A transformers model folder with the run's tokenizer (and chat template)."""
     model.save_pretrained(folder)

@@ -7,7 +7,6 @@ from pathlib import Path
 import numpy as np
 import torch
 from rich.console import Console
-from transformers import AutoConfig, AutoModelForSequenceClassification
 
 from tunesmith.data.quality import KindChecks, QualityReport, count_text_tokens, run_checks
 from tunesmith.data.quality.items import SPLITS, CheckData
@@ -21,10 +20,10 @@ from tunesmith.data.text_preprocess import TextPreprocessor
 from tunesmith.models.resolve import resolve_model
 from tunesmith.models.text import load_text_classifier, load_tokenizer
 from tunesmith.recipe import Recipe
-from tunesmith.run_folder import RunFolder
 from tunesmith.tasks.common import (
     check_same_labels,
     label_rows,
+    load_sequence_classifier,
     note_fallbacks,
     placed,
     read_text_inputs,
@@ -43,18 +42,7 @@ def prepare(
 
 
 def load_run(folder: Path, recipe: Recipe, device: torch.device | None) -> TrainedRun:
-    adapter, full = folder / RunFolder.ADAPTER, folder / RunFolder.MODEL
-    if adapter.is_dir():
-        from peft import PeftModel
-
-        config = AutoConfig.from_pretrained(adapter)
-        # the head's shape follows this run's labels; its weights come from the adapter
-        base = AutoModelForSequenceClassification.from_pretrained(
-            resolve_model(recipe.model), config=config, ignore_mismatched_sizes=True
-        )
-        model, weights = PeftModel.from_pretrained(base, adapter), adapter
-    else:
-        model, weights = AutoModelForSequenceClassification.from_pretrained(full), full
+    model, weights = load_sequence_classifier(folder, recipe.model)
     tokenizer = load_tokenizer(weights)
     return TrainedRun(folder, recipe, model.to(device or "cpu").eval(), tokenizer)
 
