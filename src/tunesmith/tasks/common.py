@@ -3,6 +3,7 @@ model, checking the labels, reading texts given on the command line, one row per
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -125,6 +126,26 @@ def load_sequence_classifier(folder: Path, model: str) -> tuple[torch.nn.Module,
         resolve_model(model), config=config, ignore_mismatched_sizes=True
     )
     return PeftModel.from_pretrained(base, adapter), adapter
+
+
+@torch.no_grad()  # not inference_mode: FSDP reuses buffers made here while training
+def token_loss_metrics(task: Any, model: torch.nn.Module, split: str) -> dict:
+    """Loss per scored token (Batch.items) and its perplexity over a split, for the kinds
+    that write text (causal-lm, seq2seq); NaN for a split with nothing to score."""
+    from tunesmith.train.batching import sorted_batches
+    from tunesmith.train.device import autocast
+
+    model.eval()
+    total, count = 0.0, 0
+    for indices in sorted_batches(task.lengths(split), task.eval_batch_size):
+        batch = task.batch(split, indices)
+        with autocast(task.device, task.dtype):
+            total += task.loss_sum(model, batch).item()
+        count += batch.items
+    if not count:
+        return {"loss": float("nan"), "perplexity": float("nan")}
+    loss = total / count
+    return {"loss": loss, "perplexity": math.exp(min(loss, 50.0))}
 
 
 def save_transformers(model: torch.nn.Module, run: TrainedRun, folder: Path) -> None:

@@ -10,7 +10,6 @@ each example, which tells the model's attention not to look across examples.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
@@ -24,6 +23,7 @@ from tunesmith.data.text import SPLITS
 from tunesmith.data.text_preprocess import TextPreprocessor
 from tunesmith.evaluate.generation import generation_metrics
 from tunesmith.recipe import GenerationConfig, Recipe
+from tunesmith.tasks.common import token_loss_metrics
 from tunesmith.train.batching import sorted_batches
 from tunesmith.train.device import autocast
 from tunesmith.train.losses import linear_cross_entropy
@@ -300,19 +300,8 @@ class CausalLMTask:
         out["generated"] = len(answers)
         return out, Answers(prompts, references, answers)
 
-    @torch.no_grad()  # not inference_mode: FSDP reuses buffers made here while training
     def _loss_metrics(self, model: nn.Module, split: str) -> dict:
-        model.eval()
-        total, count = 0.0, 0
-        for indices in sorted_batches(self.lengths(split), self.eval_batch_size):
-            batch = self.batch(split, indices)
-            with autocast(self.device, self.dtype):
-                total += self.loss_sum(model, batch).item()
-            count += batch.items
-        if not count:
-            return {"loss": float("nan"), "perplexity": float("nan")}
-        loss = total / count
-        return {"loss": loss, "perplexity": math.exp(min(loss, 50.0))}
+        return token_loss_metrics(self, model, split)
 
     def generation_examples(self, split: str) -> list:
         """The examples scored by generation: the first max_examples of the split."""

@@ -11,7 +11,6 @@ scored tokens of a step (`Batch.items`), as for a causal LM.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -23,6 +22,7 @@ from transformers import PreTrainedTokenizerBase
 from tunesmith.data.text_preprocess import TextPreprocessor
 from tunesmith.evaluate.generation import generation_metrics
 from tunesmith.recipe import GenerationConfig, Recipe
+from tunesmith.tasks.common import token_loss_metrics
 from tunesmith.tasks.seq2seq import model as seq2seq
 from tunesmith.tasks.seq2seq.data import SPLITS, Pair, PairSplit, PairSplits
 from tunesmith.train.batching import sorted_batches
@@ -192,19 +192,8 @@ class Seq2SeqTask:
         out["generated"] = len(answers)
         return out, answers
 
-    @torch.no_grad()  # not inference_mode: FSDP reuses buffers made here while training
     def _loss_metrics(self, model: nn.Module, split: str) -> dict:
-        model.eval()
-        total, count = 0.0, 0
-        for indices in sorted_batches(self.lengths(split), self.eval_batch_size):
-            batch = self.batch(split, indices)
-            with autocast(self.device, self.dtype):
-                total += self.loss_sum(model, batch).item()
-            count += batch.items
-        if not count:
-            return {"loss": float("nan"), "perplexity": float("nan")}
-        loss = total / count
-        return {"loss": loss, "perplexity": math.exp(min(loss, 50.0))}
+        return token_loss_metrics(self, model, split)
 
     def generation_pairs(self, split: str) -> list[Pair]:
         """The pairs scored by generation: the first generation.max_examples of the split."""
