@@ -193,7 +193,7 @@ def run_hf(recipe_dict: dict, out: Path, best: bool) -> dict:
     if recipe.method.name == "lora":
         from peft import LoraConfig, TaskType, get_peft_model
 
-        from tunesmith.methods.peft_methods import _default_lora_targets
+        from tunesmith.methods.lora import default_lora_targets
 
         model = get_peft_model(
             model,
@@ -202,7 +202,7 @@ def run_hf(recipe_dict: dict, out: Path, best: bool) -> dict:
                 r=recipe.method.r,
                 lora_alpha=recipe.method.alpha,
                 lora_dropout=recipe.method.dropout,
-                target_modules=_default_lora_targets(model),
+                target_modules=default_lora_targets(model),
             ),
         )
     images = recipe.task == "image-classification"

@@ -125,6 +125,29 @@ def test_training_that_only_hurts_is_rolled_back_to_the_start(tiny_model_dir, da
     assert task.evaluate(model, "validation")["loss"] == pytest.approx(start, abs=1e-5)
 
 
+def test_a_diverged_step_is_not_applied_and_stops_the_run(tiny_model_dir, data_csv, tmp_path):
+    """A step whose loss is NaN ends training with a reason that says what to change; the
+    weights never take that step, so the model stays finite."""
+    recipe, model, task = setup(
+        tiny_model_dir, data_csv, epochs=3, batch_size=8, eval_every=2, early_stopping=None
+    )
+    calls = itertools.count()
+    loss_sum = task.loss_sum
+
+    def diverging(model, batch):
+        loss = loss_sum(model, batch)
+        return loss * float("nan") if model.training and next(calls) == 3 else loss
+
+    task.loss_sum = diverging
+    result = fit(model, task, recipe.train, 1e-3, CPU, None, tmp_path)
+    assert result.steps == 3 and result.stopped_early
+    assert "training loss was nan at step 4" in result.stop_reason
+    assert "lower train.learning_rate" in result.stop_reason
+    assert all(torch.isfinite(p).all() for p in model.parameters())
+    lines = [json.loads(x) for x in (tmp_path / "history.jsonl").read_text().splitlines()]
+    assert [line["step"] for line in lines] == [2]
+
+
 def test_resume_continues_to_the_same_weights(tiny_model_dir, data_csv, tmp_path):
     settings = {"epochs": 3, "batch_size": 8, "eval_every": 5, "early_stopping": None}
     recipe, straight, task = setup(tiny_model_dir, data_csv, **settings)

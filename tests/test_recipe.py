@@ -3,7 +3,8 @@ from pathlib import Path
 import pytest
 
 from tunesmith.errors import UserError
-from tunesmith.recipe import LoraMethod, load_recipe
+from tunesmith.methods.lora import LoraMethod
+from tunesmith.recipe import load_recipe
 
 EXAMPLES = sorted((Path(__file__).parents[1] / "examples").glob("*.yaml"))
 

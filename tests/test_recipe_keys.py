@@ -9,11 +9,11 @@ from pydantic import BaseModel
 from rich.cells import cell_len
 
 from tunesmith.cli import main
+from tunesmith.methods import methods
+from tunesmith.methods.lora import LoraMethod
 from tunesmith.recipe import (
     IMAGE_PREPROCESS_KEYS,
-    METHOD_MODELS,
     TEXT_PREPROCESS_KEYS,
-    LoraMethod,
     Recipe,
     TrainConfig,
 )
@@ -56,7 +56,7 @@ def flat(text: str) -> str:
 def test_every_recipe_key_appears(capsys, monkeypatch):
     monkeypatch.setenv("COLUMNS", "80")
     expected = schema_paths(Recipe) | {
-        f"method.{field}" for config in METHOD_MODELS.values() for field in config.model_fields
+        f"method.{field}" for method in methods().values() for field in method.settings.model_fields
     }
     listed = keys_json(capsys)
     assert expected - set(listed) == set()
@@ -94,7 +94,7 @@ def test_method_keys_name_their_methods(capsys):
     assert listed["method.r"]["methods"] == ["lora", "dora"]
     assert listed["method.r"]["default"] == 8
     assert listed["method.num_virtual_tokens"]["methods"] == ["prefix", "prompt", "ptuning"]
-    assert set(listed["method.name"]["type"].split(" | ")) == set(METHOD_MODELS)
+    assert set(listed["method.name"]["type"].split(" | ")) == set(methods())
     assert listed["preprocess.max_length"]["type"] == "int in [8, 32768] | null"
 
 

@@ -20,7 +20,10 @@ from transformers import (
 )
 
 from tunesmith.errors import UserError
-from tunesmith.methods import METHODS
+from tunesmith.methods import get_method
+from tunesmith.methods.linear_probe import LinearProbeMethod
+from tunesmith.methods.lora import LoraMethod
+from tunesmith.methods.selective import SelectiveMethod
 from tunesmith.models.resolve import BUILTINS, resolve_model
 from tunesmith.models.structure import head_modules, is_language_model, layer_stack
 from tunesmith.models.vision import (
@@ -33,7 +36,6 @@ from tunesmith.models.vision import (
     lora_target_modules,
     vision_kind,
 )
-from tunesmith.recipe import LinearProbeMethod, LoraMethod, SelectiveMethod
 
 LABELS = ["cat", "dog", "bird"]
 SIDE = 32
@@ -210,7 +212,7 @@ def test_apply_lora_adapter_round_trip(vit_dir: Path, tmp_path: Path) -> None:
     saved and put back on the pre-trained base gives the same logits."""
     model = load_vision_classifier(vit_dir, LABELS, "transformers")
     config = LoraMethod(name="lora", r=4, target_modules=lora_target_modules(model))
-    peft_model = METHODS["lora"].apply(model, config)
+    peft_model = get_method("lora").apply(model, config)
     with torch.no_grad():
         for name, parameter in peft_model.named_parameters():
             if "lora_B" in name:
@@ -228,10 +230,10 @@ def test_apply_lora_adapter_round_trip(vit_dir: Path, tmp_path: Path) -> None:
 
 def test_linear_probe_and_selective(vit_dir: Path) -> None:
     model = load_vision_classifier(vit_dir, LABELS, "transformers")
-    probe = METHODS["linear-probe"].apply(model, LinearProbeMethod(name="linear-probe"))
+    probe = get_method("linear-probe").apply(model, LinearProbeMethod(name="linear-probe"))
     assert trainable_names(probe) == {"classifier.weight", "classifier.bias"}
     model = load_vision_classifier(vit_dir, LABELS, "transformers")
-    selective = METHODS["selective"].apply(model, SelectiveMethod(name="selective", layers=1))
+    selective = get_method("selective").apply(model, SelectiveMethod(name="selective", layers=1))
     names = trainable_names(selective)
     stack = next(n for n, m in model.named_modules() if m is model.blocks())
     assert "classifier.weight" in names

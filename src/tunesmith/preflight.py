@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from tunesmith.errors import UserError, first_line
-from tunesmith.methods.registry import Method
+from tunesmith.method_registry import Method
 from tunesmith.models.limits import model_position_limit
 from tunesmith.recipe import Recipe
 from tunesmith.train.task import TrainTask

@@ -8,12 +8,11 @@ from __future__ import annotations
 
 import difflib
 from pathlib import Path
-from typing import Annotated, Any, ClassVar, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import (
     BaseModel,
-    ConfigDict,
     Field,
     PrivateAttr,
     ValidationError,
@@ -22,16 +21,10 @@ from pydantic import (
 )
 
 from tunesmith.errors import UserError
+from tunesmith.method_registry import get_method, method_names, methods, settings_union
+from tunesmith.strict_model import StrictModel
 
 DataFormat = Literal["auto", "alpaca", "chat", "prompt-completion", "text"]
-
-
-class StrictModel(BaseModel):
-    """Unknown keys are errors: a misspelt key must never be silently ignored."""
-
-    model_config = ConfigDict(
-        extra="forbid", validate_assignment=True, use_attribute_docstrings=True
-    )
 
 
 class DataConfig(StrictModel):
@@ -164,135 +157,15 @@ TEXT_PREPROCESS_KEYS = (
 IMAGE_PREPROCESS_KEYS = frozenset(Preprocess.model_fields) - TEXT_PREPROCESS_KEYS
 
 
-class _Method(StrictModel):
-    default_learning_rate: ClassVar[float] = 2e-4
-
-
-class FullMethod(_Method):
-    """Update every parameter: best quality, highest cost, most forgetting."""
-
-    name: Literal["full"]
-    default_learning_rate: ClassVar[float] = 5e-5
-
-
-class LoraMethod(_Method):
-    """Low-rank adapters (Hu et al. 2021) through peft; the base weights stay frozen."""
-
-    name: Literal["lora"]
-    r: int = Field(8, ge=1, le=1024)
-    alpha: float = Field(16.0, gt=0)
-    dropout: float = Field(0.0, ge=0, lt=1)
-    """Dropout on the adapter input; 0 by default: the random masks cost about 20% of a
-    LoRA step on a CPU, and early stopping already guards against overfitting."""
-    target_modules: list[str] | Literal["all-linear"] = "all-linear"
-    default_learning_rate: ClassVar[float] = 1e-3
-
-
-class DoraMethod(LoraMethod):
-    """Weight-decomposed LoRA (Liu et al. 2024): LoRA on the direction, a learned magnitude."""
-
-    name: Literal["dora"]  # type: ignore[assignment]
-
-
-class IA3Method(_Method):
-    """(IA)^3 (Liu et al. 2022): learned rescaling vectors, even fewer parameters than LoRA."""
-
-    name: Literal["ia3"]
-    target_modules: list[str] | None = None
-    """Modules to rescale; peft's default for the architecture when absent."""
-    feedforward_modules: list[str] | None = None
-    default_learning_rate: ClassVar[float] = 3e-3
-
-
-class _VirtualTokens(_Method):
-    num_virtual_tokens: int = Field(20, ge=1, le=1024)
-    """Learned virtual tokens prepended to every example."""
-
-
-class PrefixMethod(_VirtualTokens):
-    """Prefix tuning (Li & Liang 2021): learned key/value prefixes in every attention layer."""
-
-    name: Literal["prefix"]
-    default_learning_rate: ClassVar[float] = 1e-2
-
-
-class PromptMethod(_VirtualTokens):
-    """Prompt tuning (Lester et al. 2021): learned input embeddings before the prompt."""
-
-    name: Literal["prompt"]
-    init_text: str | None = None
-    """Start the virtual tokens from this text's embeddings (e.g. a task description)
-    instead of random vectors."""
-    default_learning_rate: ClassVar[float] = 3e-2
-
-
-class PtuningMethod(_VirtualTokens):
-    """P-tuning (Liu et al. 2021): virtual tokens produced by a small trained encoder."""
-
-    name: Literal["ptuning"]
-    encoder_hidden_size: int = Field(128, ge=1)
-    default_learning_rate: ClassVar[float] = 3e-3
-
-
-class AdapterMethod(_Method):
-    """LLaMA-Adapter (Zhang et al. 2023, peft's adaption prompt): gated learned prompts in
-    the top attention layers; Llama- and Mistral-style decoders."""
-
-    name: Literal["adapter"]
-    adapter_len: int = Field(10, ge=1)
-    """Learned prompt tokens per adapted layer."""
-    adapter_layers: int = Field(8, ge=1)
-    """How many of the top decoder layers get an adapter."""
-    default_learning_rate: ClassVar[float] = 1e-2
-
-
-class SelectiveMethod(_Method):
-    """Train only the last `layers` transformer layers plus the classification head (for a
-    causal LM: plus the final norm; the tied output layer stays frozen)."""
-
-    name: Literal["selective"]
-    layers: int = Field(2, ge=1)
-    default_learning_rate: ClassVar[float] = 1e-4
-
-
-class LinearProbeMethod(_Method):
-    """Frozen encoder used as a feature extractor; only the head is trained."""
-
-    name: Literal["linear-probe"]
-    default_learning_rate: ClassVar[float] = 2e-3
-
-
-MethodConfig = Annotated[
-    FullMethod
-    | LoraMethod
-    | DoraMethod
-    | IA3Method
-    | PrefixMethod
-    | PromptMethod
-    | PtuningMethod
-    | AdapterMethod
-    | SelectiveMethod
-    | LinearProbeMethod,
-    Field(discriminator="name"),
-]
-METHOD_MODELS: dict[str, type[BaseModel]] = {
-    "full": FullMethod,
-    "lora": LoraMethod,
-    "dora": DoraMethod,
-    "ia3": IA3Method,
-    "prefix": PrefixMethod,
-    "prompt": PromptMethod,
-    "ptuning": PtuningMethod,
-    "adapter": AdapterMethod,
-    "selective": SelectiveMethod,
-    "linear-probe": LinearProbeMethod,
-}
-METHOD_NAMES = tuple(METHOD_MODELS)
+MethodConfig = settings_union()
+"""`method:`: the settings of one registered method (tunesmith/methods/, one file each)."""
 
 
 class EarlyStopping(StrictModel):
-    metric: Literal["macro_f1", "accuracy", "loss", "perplexity"] | None = None
-    """Validation metric to watch; default macro_f1 (classification) or loss (causal-lm)."""
+    metric: str | None = None
+    """Validation metric to watch: one the task kind lists (`tunesmith recipe keys TASK`);
+    default the kind's first (macro_f1 for classification, micro_f1 for multi-label, loss
+    for causal-lm and seq2seq)."""
     patience: int = Field(3, ge=1)
     """Evaluations in which neither the metric nor the validation loss improved, before
     stopping; the weights with the best metric are restored."""
@@ -446,7 +319,7 @@ class Recipe(StrictModel):
     default: builtin:minilm, builtin:smollm2 or builtin:efficientnet-lite0 by task."""
     data: DataConfig
     preprocess: Preprocess = Field(default_factory=Preprocess)
-    method: MethodConfig = Field(default_factory=lambda: LoraMethod(name="lora"))
+    method: MethodConfig = Field(default_factory=lambda: get_method("lora").settings(name="lora"))
     train: TrainConfig = Field(default_factory=TrainConfig)
     generation: GenerationConfig = Field(default_factory=GenerationConfig)
     guards: Guards = Field(default_factory=Guards)
@@ -664,8 +537,8 @@ def _clean_location(loc: tuple[Any, ...], kind: str) -> list[str]:
         if isinstance(model, type) and isinstance(part, str) and part in model.model_fields:
             out.append(part)
             model = "method" if part == "method" else _model_of(model.model_fields[part].annotation)
-        elif model == "method" and part in METHOD_MODELS:
-            model = METHOD_MODELS[part]
+        elif model == "method" and part in methods():
+            model = methods()[part].settings
         elif isinstance(part, int) or (kind == "extra_forbidden" and i == len(loc) - 1):
             out.append(str(part))
     return out
@@ -680,11 +553,11 @@ def _describe(item: dict[str, Any], loc: list[str]) -> str:
         return f"unknown key; {hint}"
     if kind == "union_tag_invalid":
         tag = item.get("ctx", {}).get("tag")
-        close = difflib.get_close_matches(str(tag), METHOD_NAMES, n=1)
+        close = difflib.get_close_matches(str(tag), method_names(), n=1)
         hint = f"did you mean {close[0]!r}? " if close else ""
-        return f"unknown method {tag!r}; {hint}choose one of {', '.join(METHOD_NAMES)}"
+        return f"unknown method {tag!r}; {hint}choose one of {', '.join(method_names())}"
     if kind == "union_tag_not_found":
-        return f"missing 'name'; choose one of {', '.join(METHOD_NAMES)}"
+        return f"missing 'name'; choose one of {', '.join(method_names())}"
     if kind == "missing":
         return "required key is missing"
     if kind == "literal_error":
@@ -704,8 +577,8 @@ def _allowed_keys(parent: list[str], item: dict[str, Any]) -> list[str]:
         field = model.model_fields.get(part)
         model = _model_of(field.annotation) if field else None
         if part == "method":
-            tags = [p for p in item["loc"] if p in METHOD_MODELS]
-            model = METHOD_MODELS.get(tags[0]) if tags else None
+            tags = [p for p in item["loc"] if p in methods()]
+            model = methods()[tags[0]].settings if tags else None
     if model is None:
         return []
     return list(model.model_fields)

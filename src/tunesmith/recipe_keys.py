@@ -20,10 +20,10 @@ from pydantic.fields import FieldInfo
 from rich.console import Console
 from rich.text import Text
 
+from tunesmith.method_registry import methods as registered_methods
 from tunesmith.recipe import (
     CLASSIFIER_TEXT_KEYS,
     IMAGE_PREPROCESS_KEYS,
-    METHOD_MODELS,
     TEXT_PREPROCESS_KEYS,
     Recipe,
 )
@@ -94,7 +94,7 @@ def _field_keys(path: str, info: FieldInfo) -> list[RecipeKey]:
 def _method_keys(info: FieldInfo, kind: TaskKind | None) -> list[RecipeKey]:
     """method.name (the methods, each with its description), then each method's own keys,
     one row per distinct (type, default, doc) with the methods it applies to."""
-    names = [name for name in METHOD_MODELS if kind is None or name in kind.methods]
+    names = [name for name in registered_methods() if kind is None or name in kind.methods]
     default = info.get_default(call_default_factory=True)
     default_method = default.name
     lines = [
@@ -102,7 +102,7 @@ def _method_keys(info: FieldInfo, kind: TaskKind | None) -> list[RecipeKey]:
         "Default learning rate: the method's own unless train.learning_rate is set."
     ]
     for name in names:
-        config = METHOD_MODELS[name]
+        config = registered_methods()[name].settings
         rate = getattr(config, "default_learning_rate", None)
         lines.append(
             f"{name}: {_doc(config.__dict__.get('__doc__'))} (learning rate {_show(rate)})"
@@ -120,7 +120,7 @@ def _method_keys(info: FieldInfo, kind: TaskKind | None) -> list[RecipeKey]:
     # field name -> {(type, default, doc): methods}, in the order the fields first appear
     rows: dict[str, dict[tuple[str, str, str], list[str]]] = {}
     for name in names:
-        for field, field_info in METHOD_MODELS[name].model_fields.items():
+        for field, field_info in registered_methods()[name].settings.model_fields.items():
             if field != "name":
                 row = _field_keys(f"method.{field}", field_info)[0]
                 variant = (row.type, json.dumps(row.default), row.doc)

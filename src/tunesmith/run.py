@@ -20,8 +20,8 @@ from rich.table import Table
 from tunesmith.data.quality import QualityReport, check_data, gate
 from tunesmith.errors import GateFailed, UserError
 from tunesmith.estimate.memory import current_rss_mb
+from tunesmith.method_registry import Method
 from tunesmith.methods import count_parameters, get_method
-from tunesmith.methods.registry import Method
 from tunesmith.models.resolve import resolve_model
 from tunesmith.preflight import check_gradient_checkpointing, check_max_length, check_method_fits
 from tunesmith.recipe import Recipe

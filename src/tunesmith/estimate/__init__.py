@@ -32,7 +32,8 @@ from tunesmith.estimate.memory import (
     parameter_bytes,
 )
 from tunesmith.estimate.profile import ForwardProfile, profile_examples
-from tunesmith.recipe import METHOD_NAMES, Recipe, load_recipe
+from tunesmith.method_registry import method_names
+from tunesmith.recipe import Recipe, load_recipe
 
 
 @dataclass
@@ -189,12 +190,11 @@ def _method_names(recipe: Recipe, methods: list[str] | None) -> list[str]:
     from tunesmith.tasks.registry import get_task
 
     fitting = get_task(recipe.task).methods
-    names = methods or [name for name in METHOD_NAMES if name in fitting]
-    unknown = [n for n in names if n not in METHOD_NAMES]
+    known = method_names()
+    names = methods or [name for name in known if name in fitting]
+    unknown = [n for n in names if n not in known]
     if unknown:
-        raise UserError(
-            f"estimate: unknown method(s) {', '.join(unknown)}; use {', '.join(METHOD_NAMES)}"
-        )
+        raise UserError(f"estimate: unknown method(s) {', '.join(unknown)}; use {', '.join(known)}")
     own = recipe.method.name
     return [own, *[n for n in names if n != own]]
 

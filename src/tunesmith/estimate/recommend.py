@@ -25,7 +25,8 @@ PREFERENCE = (
     "linear-probe", "full",
 )  # fmt: skip
 """Other methods tried in this order when the recipe's does not fit: adapters first (close
-to full fine-tuning in quality, far cheaper), the head-only probe late, full last."""
+to full fine-tuning in quality, far cheaper), the head-only probe late, full last. A method
+not named here is tried after these."""
 _UNITS = {"b": 1 / MB, "kb": 1 / 1024, "k": 1 / 1024, "mb": 1, "m": 1, "gb": 1024, "g": 1024}
 _TIME_UNITS = {"s": 1, "sec": 1, "m": 60, "min": 60, "h": 3600, "hr": 3600, "d": 86400}
 
@@ -127,9 +128,10 @@ def judge(result: Estimate, memory_mb: float, time_s: float | None) -> Option | 
     """Set each method's verdict; return the recommended option (None: nothing fits)."""
     chosen: Option | None = None
     own = result.recipe.method.name
-    order = [own, *[m for m in PREFERENCE if m != own]]
+    preference = [*PREFERENCE, *[m.method for m in result.methods if m.method not in PREFERENCE]]
+    order = [own, *[m for m in preference if m != own]]
     if own == "full" and forgetting_matters(result.recipe):
-        order = list(PREFERENCE)  # adapters leave the pre-trained weights as they were
+        order = preference  # adapters leave the pre-trained weights as they were
     by_name = {m.method: m for m in result.methods}
     for name in order:
         item = by_name.get(name)

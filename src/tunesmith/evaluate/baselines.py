@@ -47,7 +47,7 @@ def logistic_regression_metrics(
     """Fit on train for each C, keep the best validation macro-F1, score on test."""
     model = best_logistic_regression(train, validation)
     metrics = classification_metrics(test[1], model.predict(test[0]), label_names, detailed=True)
-    metrics["C"] = model.C
+    metrics["settings"] = {"C": model.C}
     return metrics
 
 
@@ -121,6 +121,6 @@ def probe_metrics(
     """Test metrics of a fitted probe."""
     predicted = probe.model.predict(probe.scaler.transform(features["test"]))
     metrics = classification_metrics(labels["test"], predicted, label_names, detailed=True)
-    metrics["C"] = probe.model.C
+    metrics["settings"] = {"C": probe.model.C}
     metrics["description"] = description
     return metrics

@@ -12,7 +12,11 @@ from sklearn.metrics import (
     precision_recall_fscore_support,
 )
 
-HIGHER_IS_BETTER = {"accuracy": True, "macro_f1": True, "loss": False, "perplexity": False}
+
+def lower_is_better(name: str) -> bool:
+    """Losses (also hamming_loss) and perplexities improve downwards; every other metric
+    (accuracy, F1, ROUGE, exact match) improves upwards."""
+    return name.endswith("loss") or name.endswith("perplexity")
 
 
 def classification_metrics(
@@ -54,6 +58,6 @@ def classification_metrics(
 def is_improvement(metric: str, value: float, best: float | None, min_delta: float = 0.0) -> bool:
     if best is None:
         return True
-    if HIGHER_IS_BETTER.get(metric, True):
-        return value > best + min_delta
-    return value < best - min_delta
+    if lower_is_better(metric):
+        return value < best - min_delta
+    return value > best + min_delta

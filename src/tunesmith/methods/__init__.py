@@ -1,10 +1,7 @@
-"""Fine-tuning methods. Each module registers itself with `register`; see CONTRIBUTING."""
+"""Fine-tuning methods, one file each: its recipe keys and its apply function, registered
+with one `register_method` call (`tunesmith/method_registry.py`; see CONTRIBUTING)."""
 
-from tunesmith.methods import full, linear_probe, peft_methods, selective  # noqa: F401  (registers)
-from tunesmith.methods.registry import METHODS, Method, count_parameters
+from tunesmith.method_registry import Method, get_method, methods
+from tunesmith.methods.freezing import count_parameters
 
-__all__ = ["METHODS", "Method", "count_parameters", "get_method"]
-
-
-def get_method(name: str) -> Method:
-    return METHODS[name]
+__all__ = ["Method", "count_parameters", "get_method", "methods"]

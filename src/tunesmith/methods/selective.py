@@ -1,15 +1,32 @@
 """Selective fine-tuning: only the last N transformer layers and the head are updated."""
 
-from torch import nn
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, ClassVar, Literal
+
+from pydantic import Field
 
 from tunesmith.errors import UserError
-from tunesmith.methods.registry import freeze_all_but, register
-from tunesmith.models.structure import final_norm, head_modules, is_language_model, layer_stack
-from tunesmith.recipe import SelectiveMethod
+from tunesmith.method_registry import MethodSettings, register_method
+from tunesmith.methods.freezing import freeze_all_but
+
+if TYPE_CHECKING:
+    from torch import nn
 
 
-@register("selective")
+class SelectiveMethod(MethodSettings):
+    """Train only the last `layers` transformer layers plus the classification head (for a
+    causal LM: plus the final norm; the tied output layer stays frozen)."""
+
+    name: Literal["selective"]
+    layers: int = Field(2, ge=1)
+    default_learning_rate: ClassVar[float] = 1e-4
+
+
+@register_method(SelectiveMethod)
 def apply_selective(model: nn.Module, config: SelectiveMethod) -> nn.Module:
+    from tunesmith.models.structure import final_norm, head_modules, is_language_model, layer_stack
+
     layers = layer_stack(model)
     if config.layers > len(layers):
         raise UserError(

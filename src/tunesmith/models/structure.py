@@ -24,7 +24,11 @@ def peft_task_type(model: nn.Module) -> TaskType | None:
     model, such as tunesmith's image classifier."""
     if not isinstance(model, PreTrainedModel):
         return None
-    return TaskType.CAUSAL_LM if is_language_model(model) else TaskType.SEQ_CLS
+    if not is_language_model(model):
+        return TaskType.SEQ_CLS
+    if getattr(model.config, "is_encoder_decoder", False):
+        return TaskType.SEQ_2_SEQ_LM
+    return TaskType.CAUSAL_LM
 
 
 def encoder_of(model: PreTrainedModel) -> nn.Module:
@@ -65,6 +69,15 @@ def final_norm(model: PreTrainedModel) -> list[nn.Module]:
         and not isinstance(child, nn.Embedding)
         and "norm" in type(child).__name__.lower()
     ]
+
+
+def layer_stacks(model: nn.Module) -> list[nn.ModuleList]:
+    """Every stack of transformer blocks: the encoder's and the decoder's of an
+    encoder-decoder (T5, BART), else the one `layer_stack`."""
+    config = getattr(model, "config", None)
+    if getattr(config, "is_encoder_decoder", False) and hasattr(model, "get_encoder"):
+        return [layer_stack(model.get_encoder()), layer_stack(model.get_decoder())]
+    return [layer_stack(model)]
 
 
 def layer_stack(model: nn.Module) -> nn.ModuleList:

@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from tunesmith.evaluate.metrics import lower_is_better
 from tunesmith.report import fmt
 
 # Cheapest first, so the fine-tuned column sits last where the eye ends.
@@ -61,11 +62,6 @@ class Comparison:
     rows: list[Row]
     has_change: bool
     generation_note: str = ""
-
-
-def lower_is_better(name: str) -> bool:
-    """Losses and perplexities improve downwards; every other metric improves upwards."""
-    return name.endswith("loss") or name.endswith("perplexity")
 
 
 def scalar_metrics(result: Any) -> dict[str, float]:

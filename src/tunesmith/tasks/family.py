@@ -12,7 +12,7 @@ from rich.console import Console
 from torch import nn
 
 from tunesmith.evaluate.forgetting import Measure
-from tunesmith.methods.registry import Method
+from tunesmith.method_registry import Method
 from tunesmith.recipe import Recipe
 from tunesmith.train.task import TrainTask
 

@@ -156,13 +156,73 @@ def fit(
     may end the run, and may bar weights from becoming the best.
     `cluster`: this process's place among several (see `train.distributed`); process 0
     alone writes to `run_dir`."""
-    console = console or Console()
-    cluster = cluster or Distributed()
-    main = cluster.is_main
-    checkpoints = run_dir / RunFolder.CHECKPOINTS
+    loop = _set_up(
+        model, task, config, learning_rate, device, dtype, run_dir, console or Console(),
+        on_evaluation, head, head_learning_rate, guards, cluster or Distributed(),
+    )  # fmt: skip
+    _start_or_resume(loop, resume)
+    if score_start and loop.state.step == 0:
+        record = {"step": 0, "epoch": 0.0}
+        improved = _evaluate(loop, record, loop.console)
+        loop.console.print(_describe(record, loop.watched, improved) + "  (before training)")
+    _train(loop)
+    return _finish(loop)
+
+
+@dataclass
+class _Loop:
+    """What one `fit` works with, made once by `_set_up`."""
+
+    model: nn.Module
+    task: TrainTask
+    config: TrainConfig
+    device: torch.device
+    dtype: torch.dtype | None
+    console: Console
+    cluster: Distributed
+    plan: LoopPlan
+    lengths: list[int]
+    step_module: nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LambdaLR
+    anchors: dict[nn.Parameter, torch.Tensor]
+    guards: Sequence[Guard]
+    on_evaluation: Callable[[dict], None] | None
+    run_dir: Path
+    state: LoopState
+
+    @property
+    def checkpoints(self) -> Path:
+        return self.run_dir / RunFolder.CHECKPOINTS
+
+    @property
+    def history(self) -> Path:
+        return self.run_dir / RunFolder.HISTORY
+
+    @property
+    def watched(self) -> str:
+        stopping = self.config.early_stopping
+        return stopping.metric if stopping and stopping.metric else "loss"
+
+
+def _set_up(
+    model: nn.Module,
+    task: TrainTask,
+    config: TrainConfig,
+    learning_rate: float,
+    device: torch.device,
+    dtype: torch.dtype | None,
+    run_dir: Path,
+    console: Console,
+    on_evaluation: Callable[[dict], None] | None,
+    head: set[int] | None,
+    head_learning_rate: float | None,
+    guards: Sequence[Guard],
+    cluster: Distributed,
+) -> _Loop:
+    """The step plan, the (distributed) step module, AdamW and its schedule."""
     lengths = task.lengths("train")
-    batches_per_epoch = math.ceil(len(lengths) / config.batch_size)
-    plan = plan_steps(batches_per_epoch, config)
+    plan = plan_steps(math.ceil(len(lengths) / config.batch_size), config)
     head_names = {n for n, p in model.named_parameters() if id(p) in (head or ())}
     step_module = cluster.wrap(TrainStep(model, task.loss_sum), device)
     if cluster.sharded:  # sharding replaced the parameters: find the head's again
@@ -173,60 +233,75 @@ def fit(
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda s: lr_factor(s, plan.total_steps, plan.warmup_steps, config.scheduler)
     )
-    state = LoopState()
-    history_path = run_dir / RunFolder.HISTORY
-    if resume and has_checkpoint(checkpoints):
-        state = load_checkpoint(checkpoints, model, optimizer, scheduler, cluster)
-        if main:
-            _truncate_history(history_path, state.step)
-        console.print(f"Resuming at step {state.step} of {plan.total_steps}")
-    elif main:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        history_path.write_text("")
-    if main:
-        checkpoints.mkdir(parents=True, exist_ok=True)
-
-    stopping = config.early_stopping
-    watched = stopping.metric if stopping else "loss"
     anchors = _anchors(model, head) if config.l2_sp else {}
+    return _Loop(
+        model, task, config, device, dtype, console, cluster, plan, lengths, step_module,
+        optimizer, scheduler, anchors, guards, on_evaluation, run_dir, LoopState(),
+    )  # fmt: skip
 
-    def evaluate(record: dict, out: Console) -> bool:
-        """Validation metrics and the guards' verdicts into `record` (process 0's, on every
-        process); whether these weights are the best so far."""
-        decisions: list[Decision] = []
-        if main or cluster.sharded:
-            with cluster.gathered(step_module):
-                validation = task.evaluate(model, "validation")
-                record.update({f"val_{k}": v for k, v in validation.items()})
-                decisions = [guard.observe(model, record, out) for guard in guards]
-            model.train()
-        record, decisions = cluster.broadcast((record, decisions))
-        eligible = all(d.eligible for d in decisions)
-        improved = eligible and _track_best(
-            record, watched, stopping, state, model, checkpoints, cluster
+
+def _start_or_resume(loop: _Loop, resume: bool) -> None:
+    """Continue from the checkpoint (history cut back to it), or start a fresh history."""
+    main = loop.cluster.is_main
+    if resume and has_checkpoint(loop.checkpoints):
+        loop.state = load_checkpoint(
+            loop.checkpoints, loop.model, loop.optimizer, loop.scheduler, loop.cluster
         )
-        state.stop_reason = state.stop_reason or next((d.stop for d in decisions if d.stop), None)
-        record["best"] = improved
         if main:
-            with history_path.open("a") as handle:
-                handle.write(json.dumps(record) + "\n")
-        return improved
+            _truncate_history(loop.history, loop.state.step)
+        loop.console.print(f"Resuming at step {loop.state.step} of {loop.plan.total_steps}")
+    elif main:
+        loop.run_dir.mkdir(parents=True, exist_ok=True)
+        loop.history.write_text("")
+    if main:
+        loop.checkpoints.mkdir(parents=True, exist_ok=True)
 
-    if score_start and state.step == 0:
-        record = {"step": 0, "epoch": 0.0}
-        improved = evaluate(record, console)
-        console.print(_describe(record, watched, improved) + "  (before training)")
-    running_loss, running_items = 0.0, 0
-    model.train()
+
+def _evaluate(loop: _Loop, record: dict, out: Console) -> bool:
+    """Validation metrics and the guards' verdicts into `record` (process 0's, on every
+    process), appended to the history; whether these weights are the best so far."""
+    cluster, state = loop.cluster, loop.state
+    decisions: list[Decision] = []
+    if cluster.is_main or cluster.sharded:
+        with cluster.gathered(loop.step_module):
+            validation = loop.task.evaluate(loop.model, "validation")
+            record.update({f"val_{k}": v for k, v in validation.items()})
+            decisions = [guard.observe(loop.model, record, out) for guard in loop.guards]
+        loop.model.train()
+    record, decisions = cluster.broadcast((record, decisions))
+    eligible = all(d.eligible for d in decisions)
+    improved = eligible and _track_best(
+        record, loop.watched, loop.config.early_stopping, state, loop.model,
+        loop.checkpoints, cluster,
+    )  # fmt: skip
+    state.stop_reason = state.stop_reason or next((d.stop for d in decisions if d.stop), None)
+    record["best"] = improved
+    if cluster.is_main:
+        with loop.history.open("a") as handle:
+            handle.write(json.dumps(record) + "\n")
+    return improved
+
+
+def _train(loop: _Loop) -> None:
+    """Epochs of optimizer steps until the plan's last step or a stop; the next step's
+    batches are made in a background thread while this one computes."""
+    config, state, cluster = loop.config, loop.state, loop.cluster
+    running = _RunningLoss()
+    loop.model.train()
     prefetch = ThreadPoolExecutor(1, thread_name_prefix="tunesmith-batches")
 
     def prepare(micro: list[list[int]]) -> list[Batch | None]:
-        return [task.batch("train", mine) if mine else None for mine in map(cluster.shard, micro)]
+        mine = map(cluster.shard, micro)
+        return [loop.task.batch("train", rows) if rows else None for rows in mine]
 
-    with _progress(console) as progress:
-        bar = progress.add_task("training", total=plan.total_steps, completed=state.step, info="")
-        while state.step < plan.total_steps and state.stop_reason is None:
-            batches = length_grouped_batches(lengths, config.batch_size, config.seed, state.epoch)
+    with _progress(loop.console) as progress:
+        bar = progress.add_task(
+            "training", total=loop.plan.total_steps, completed=state.step, info=""
+        )
+        while state.step < loop.plan.total_steps and state.stop_reason is None:
+            batches = length_grouped_batches(
+                loop.lengths, config.batch_size, config.seed, state.epoch
+            )
             accumulation = config.gradient_accumulation
             steps = [
                 batches[start : start + accumulation]
@@ -236,21 +311,22 @@ def fit(
             for k, micro in enumerate(steps):
                 step_start = time.perf_counter()
                 prepared = pending.result()
-                # the next step's batches are made while this one computes
                 pending = prefetch.submit(prepare, steps[k + 1]) if k + 1 < len(steps) else None
                 loss, items, samples, tokens = _optimizer_step(
-                    step_module, model, prepared, optimizer, config, device, dtype, anchors,
-                    cluster,
+                    loop.step_module, loop.model, prepared, loop.optimizer, config,
+                    loop.device, loop.dtype, loop.anchors, cluster,
                 )  # fmt: skip
-                scheduler.step()
                 elapsed = time.perf_counter() - step_start
+                state.train_seconds += elapsed
+                if not math.isfinite(loss):
+                    state.stop_reason = _diverged(loss, state.step + 1, loop)
+                    break
+                loop.scheduler.step()
                 state.step += 1
                 state.batch_in_epoch += len(micro)
-                state.train_seconds += elapsed
                 state.samples_seen += samples
                 state.tokens_seen += tokens
-                running_loss += loss * items
-                running_items += items
+                running.add(loss, items)
                 progress.update(
                     bar,
                     advance=1,
@@ -261,40 +337,82 @@ def fit(
                 if end_of_epoch:
                     state.epoch += 1
                     state.batch_in_epoch = 0
-                due = state.step % plan.eval_every == 0 or state.step == plan.total_steps
+                due = state.step % loop.plan.eval_every == 0 or state.step == loop.plan.total_steps
                 if due or (end_of_epoch and config.eval_every == "epoch"):
-                    record = {
-                        "step": state.step,
-                        "epoch": round(state.step / plan.steps_per_epoch, 4),
-                        "train_loss": running_loss / max(running_items, 1),
-                        "lr": scheduler.get_last_lr()[0],
-                        "samples_per_s": state.samples_seen / max(state.train_seconds, 1e-9),
-                        "tokens_per_s": state.tokens_seen / max(state.train_seconds, 1e-9),
-                    }
-                    running_loss, running_items = 0.0, 0
-                    improved = evaluate(record, progress.console)
-                    progress.console.print(_describe(record, watched, improved))
-                    save_checkpoint(checkpoints, model, optimizer, scheduler, state, cluster)
-                    if on_evaluation and main:
-                        on_evaluation(record)
-                if state.stop_reason or state.step >= plan.total_steps:
+                    _evaluate_and_checkpoint(loop, running, progress.console)
+                if state.stop_reason or state.step >= loop.plan.total_steps:
                     break
     prefetch.shutdown(wait=True, cancel_futures=True)
 
-    restored = (checkpoints / "best.safetensors").is_file() if main else state.best_step is not None
+
+@dataclass
+class _RunningLoss:
+    """The training loss since the last evaluation, weighted by items."""
+
+    total: float = 0.0
+    items: int = 0
+
+    def add(self, loss: float, items: int) -> None:
+        self.total += loss * items
+        self.items += items
+
+    def take(self) -> float:
+        mean = self.total / max(self.items, 1)
+        self.total, self.items = 0.0, 0
+        return mean
+
+
+def _evaluate_and_checkpoint(loop: _Loop, running: _RunningLoss, out: Console) -> None:
+    state = loop.state
+    record = {
+        "step": state.step,
+        "epoch": round(state.step / loop.plan.steps_per_epoch, 4),
+        "train_loss": running.take(),
+        "lr": loop.scheduler.get_last_lr()[0],
+        "samples_per_s": state.samples_seen / max(state.train_seconds, 1e-9),
+        "tokens_per_s": state.tokens_seen / max(state.train_seconds, 1e-9),
+    }
+    improved = _evaluate(loop, record, out)
+    out.print(_describe(record, loop.watched, improved))
+    save_checkpoint(
+        loop.checkpoints, loop.model, loop.optimizer, loop.scheduler, state, loop.cluster
+    )
+    if loop.on_evaluation and loop.cluster.is_main:
+        loop.on_evaluation(record)
+
+
+def _diverged(loss: float, step: int, loop: _Loop) -> str:
+    """The stop reason when a step's loss is not a number; that step was not applied."""
+    rate = loop.scheduler.get_last_lr()[0]
+    kept = (
+        "the best weights so far are kept"
+        if loop.state.best_step is not None
+        else "the weights before that step are kept"
+    )
+    return (
+        f"stopped: the training loss was {loss} at step {step} (learning rate {rate:.2e}), "
+        f"so that step was not applied and {kept}; lower train.learning_rate or set "
+        "precision: fp32"
+    )
+
+
+def _finish(loop: _Loop) -> FitResult:
+    """Restore the best weights, drop the checkpoints unless kept, sum up the run."""
+    state, cluster, main = loop.state, loop.cluster, loop.cluster.is_main
+    best = loop.checkpoints / "best.safetensors"
+    restored = best.is_file() if main else state.best_step is not None
     if cluster.sharded:
         restored = cluster.broadcast(restored)
     if restored and (main or cluster.sharded):
-        load_weights(model, checkpoints / "best.safetensors")
-    if not config.keep_checkpoints and main:
-        shutil.rmtree(checkpoints, ignore_errors=True)
-    reason = state.stop_reason or f"finished {state.step} steps"
+        load_weights(loop.model, best)
+    if not loop.config.keep_checkpoints and main:
+        shutil.rmtree(loop.checkpoints, ignore_errors=True)
     return FitResult(
         steps=state.step,
         best_step=state.best_step,
         best_value=state.best_value,
         stopped_early=state.stop_reason is not None,
-        stop_reason=reason,
+        stop_reason=state.stop_reason or f"finished {state.step} steps",
         train_seconds=state.train_seconds,
         samples_per_second=state.samples_seen / max(state.train_seconds, 1e-9),
         tokens_per_second=state.tokens_seen / max(state.train_seconds, 1e-9),
@@ -367,13 +485,16 @@ def _optimizer_step(
     for parameter, start in (anchors or {}).items():  # L2-SP: d/dp of l2_sp/2 * |p - p0|^2
         if parameter.grad is not None:
             parameter.grad.add_(parameter.detach() - start, alpha=config.l2_sp)
+    (total,) = cluster.all_sum([total])
+    if not math.isfinite(total):  # a diverged step is never applied: the weights stay finite
+        optimizer.zero_grad(set_to_none=True)
+        return total, int(items), int(samples), int(tokens)
     if config.max_grad_norm is not None:
         torch.nn.utils.clip_grad_norm_(
             [p for p in model.parameters() if p.grad is not None], config.max_grad_norm
         )
     optimizer.step()
     optimizer.zero_grad(set_to_none=True)
-    (total,) = cluster.all_sum([total])
     return total, int(items), int(samples), int(tokens)
 
 

@@ -15,7 +15,7 @@ from rich.console import Console
 from torch import nn
 
 from tunesmith.errors import UserError
-from tunesmith.methods.registry import Method
+from tunesmith.method_registry import Method
 from tunesmith.recipe import Recipe
 from tunesmith.train.compile import compile_blocks
 

@@ -20,7 +20,7 @@ from tunesmith.evaluate.forgetting import (
     replay_half,
 )
 from tunesmith.evaluate.generation import generation_metrics
-from tunesmith.methods.registry import Method
+from tunesmith.method_registry import Method
 from tunesmith.models.causal_lm import load_causal_lm as load_model
 from tunesmith.models.causal_lm import prepare_tokenizer
 from tunesmith.models.resolve import resolve_model

@@ -25,7 +25,7 @@ from tunesmith.evaluate.forgetting import (
     RepresentationDrift,
     reference_photos,
 )
-from tunesmith.methods.registry import Method
+from tunesmith.method_registry import Method
 from tunesmith.models.resolve import resolve_model
 from tunesmith.models.vision import imagenet_head, load_vision_classifier, vision_kind
 from tunesmith.recipe import Recipe

@@ -11,14 +11,11 @@ register(
         name="multi-label-classification",
         implementation="tunesmith.tasks.multi_label_classification.kind",
         default_model="builtin:minilm",
-        # micro_f1 would fit better as the default, but train.early_stopping.metric accepts
-        # macro_f1, accuracy, loss or perplexity only (recipe.EarlyStopping)
-        metrics=("macro_f1", "loss"),
+        metrics=("micro_f1", "macro_f1", "subset_accuracy", "loss"),
         headline=("micro_f1", "macro_f1", "subset_accuracy"),
         inputs="text",
-        # ia3 trains, but `export --merge` fails in peft on its saved pooler (as for
-        # text-classification); prefix/prompt/ptuning adapters cannot be merged at all
-        methods=("full", "lora", "dora", "selective", "linear-probe"),
+        # prefix/prompt/ptuning adapters cannot be merged into a plain classifier
+        methods=("full", "lora", "dora", "ia3", "selective", "linear-probe"),
         default_max_length=128,
         default_unicode="nfkc",
         description="any number of labels per text (tags, topics, ticket categories)",

@@ -21,7 +21,7 @@ from tunesmith.evaluate.forgetting import (
     reference_sentences,
 )
 from tunesmith.evaluate.generation import generation_metrics
-from tunesmith.methods.registry import Method
+from tunesmith.method_registry import Method
 from tunesmith.models.resolve import resolve_model
 from tunesmith.models.text import load_tokenizer
 from tunesmith.recipe import Recipe

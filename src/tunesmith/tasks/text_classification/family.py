@@ -20,7 +20,7 @@ from tunesmith.evaluate.forgetting import (
     reference_paragraphs,
     reference_sentences,
 )
-from tunesmith.methods.registry import Method
+from tunesmith.method_registry import Method
 from tunesmith.models.resolve import resolve_model
 from tunesmith.models.structure import head_modules
 from tunesmith.models.text import load_text_classifier, load_tokenizer
