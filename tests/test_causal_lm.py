@@ -229,3 +229,28 @@ def test_gradient_checkpointing_trains_the_same_model(tiny_llm_recipe: dict, tmp
     tiny_llm_recipe["output_dir"] = str(tmp_path / "checkpointed")
     checkpointed = train(load_recipe(tiny_llm_recipe))
     assert checkpointed["fine_tuned"]["loss"] == pytest.approx(plain["fine_tuned"]["loss"], 1e-4)
+
+
+def test_the_base_models_answers_are_cached_between_runs(
+    tiny_llm_recipe: dict, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys
+) -> None:
+    """A second run on the same test split reads the base model's scores and answers back
+    instead of generating them again; changing what they depend on misses the cache."""
+    monkeypatch.setenv("TUNESMITH_CACHE", str(tmp_path / "cache"))
+    tiny_llm_recipe["train"].update(max_steps=2)
+    first = train(load_recipe(tiny_llm_recipe))
+    assert "from the cache" not in capsys.readouterr().out
+    assert len(list((tmp_path / "cache" / "base-scores").glob("*.json"))) == 1
+
+    tiny_llm_recipe["output_dir"] = str(tmp_path / "second")
+    second = train(load_recipe(tiny_llm_recipe))
+    assert "Base model's test scores and answers: from the cache" in capsys.readouterr().out
+    assert second["base"] == first["base"]
+    rows = Path(tiny_llm_recipe["output_dir"], "generations.jsonl").read_text().splitlines()
+    assert len(rows) == first["base"]["generated"]
+
+    tiny_llm_recipe["output_dir"] = str(tmp_path / "third")
+    tiny_llm_recipe["generation"]["max_new_tokens"] = 5
+    train(load_recipe(tiny_llm_recipe))
+    assert "from the cache" not in capsys.readouterr().out
+    assert len(list((tmp_path / "cache" / "base-scores").glob("*.json"))) == 2

@@ -24,6 +24,7 @@ from tunesmith.method_registry import Method
 from tunesmith.methods import count_parameters, get_method
 from tunesmith.models.resolve import resolve_model
 from tunesmith.preflight import check_gradient_checkpointing, check_max_length, check_method_fits
+from tunesmith.progress import phase
 from tunesmith.recipe import Recipe
 from tunesmith.run_folder import (
     OutputPlan,
@@ -162,14 +163,16 @@ def _train(
     clock.lap("setup")
     quality = None
     if not resume:  # process 0 checks; a failed gate stops every process
-        quality = cluster.on_main(lambda: check_data_quality(recipe, console))
+        with phase("Checking the data", console):
+            quality = cluster.on_main(lambda: check_data_quality(recipe, console))
     clock.lap("data_check")
     dtype = resolve_precision(recipe.train.precision, device)
-    family = prepare(recipe, device, dtype, console)
-    method = get_method(recipe.method.name)
-    family.adapt_to(method)
-    check_gradient_checkpointing(recipe, family.model)
-    check_method_fits(recipe, method, family.model, family.task)
+    with phase("Loading the model and the data", console):
+        family = prepare(recipe, device, dtype, console)
+        method = get_method(recipe.method.name)
+        family.adapt_to(method)
+        check_gradient_checkpointing(recipe, family.model)
+        check_method_fits(recipe, method, family.model, family.task)
     family.describe(console)
     precision = "bf16" if dtype is not None else "fp32"
     console.print(f"Model {recipe.model} on {device.type}, {precision}")
@@ -234,7 +237,8 @@ def _fit_and_write(
     """The phases after every check passed: score before, apply the method, fit, score
     after, write. Processes other than 0 train their share and return an empty dict."""
     ctx = RunContext(recipe, plan, run, family, method, console, device, dtype, cluster, clock)
-    before, forgetting = score_before(ctx)
+    with phase("Scoring the cheaper options and the base model", console):
+        before, forgetting = score_before(ctx)
     clock.lap("score_before")
     model, head, template = apply_method(ctx, forgetting)
     predicted = start_run_files(ctx, model, quality, runtime_mb)
@@ -248,7 +252,8 @@ def _fit_and_write(
             model.load_state_dict(weights, strict=False)
     if not ctx.main:
         return {}
-    metrics = score_after(ctx, model, result, guards, before)
+    with phase("Scoring the fine-tuned model", console):
+        metrics = score_after(ctx, model, result, guards, before)
     metrics["data_fingerprints"] = fingerprints
     clock.lap("score_after")
     return write_run(ctx, model, metrics, result, predicted)
@@ -405,7 +410,8 @@ def write_run(
     metrics["phase_seconds"] = dict(clock.seconds)
     metrics["wall_seconds"] = clock.total()
     run.write_json(RunFolder.METRICS, metrics)
-    report = _write_report(run.path)
+    with phase("Writing the report", ctx.console):
+        report = _write_report(run.path)
     clock.lap("report")
     metrics["phase_seconds"] = dict(clock.seconds)
     metrics["wall_seconds"] = clock.total()

@@ -164,9 +164,9 @@ class TextPreprocessor:
         out, fallbacks = [], 0
         rows: Iterable[str] = texts
         if progress and self.removes_words and len(texts) >= PROGRESS_MIN_TEXTS:
-            from rich.progress import track
+            from tunesmith.progress import track
 
-            rows = track(texts, description=progress, transient=True)
+            rows = track(texts, progress, unit="texts")
         for text in rows:
             processed, fell_back = self.process(text)
             out.append(processed)

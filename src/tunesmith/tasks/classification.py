@@ -11,6 +11,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from tunesmith.evaluate.metrics import classification_metrics
+from tunesmith.progress import track
 from tunesmith.train.batching import sorted_batches
 from tunesmith.train.device import autocast
 from tunesmith.train.task import Batch
@@ -43,7 +44,8 @@ class ClassifierTask:
         model.eval()
         labels, label_names = self.split_labels(split)
         loss_sum, predictions, order = 0.0, [], []
-        for indices in sorted_batches(self.lengths(split), self.eval_batch_size):
+        batches = sorted_batches(self.lengths(split), self.eval_batch_size)
+        for indices in track(batches, f"Scoring the {split} split", size=len, unit="rows"):
             batch = self.batch(split, indices)
             with autocast(self.device, self.dtype):
                 logits = model(**batch.inputs).logits.float()

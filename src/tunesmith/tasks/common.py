@@ -14,6 +14,7 @@ from rich.console import Console
 
 from tunesmith.data.tables import READERS, read_table
 from tunesmith.errors import UserError
+from tunesmith.progress import track
 from tunesmith.train.device import resolve_device, resolve_precision
 from tunesmith.trained_run import TrainedRun
 
@@ -128,6 +129,26 @@ def load_sequence_classifier(folder: Path, model: str) -> tuple[torch.nn.Module,
     return PeftModel.from_pretrained(base, adapter), adapter
 
 
+def content_digest(value: Any) -> str:
+    """A SHA-256 of a JSON-serialisable value (rows of token ids, prompts): a short stand-in
+    for it in a cache key."""
+    import hashlib
+    import json
+
+    return hashlib.sha256(json.dumps(value, default=str).encode()).hexdigest()
+
+
+ANSWER_SLACK = 8
+"""Generated tokens allowed past the longest reference answer (see `answer_budget`)."""
+
+
+def answer_budget(max_new_tokens: int, reference_lengths: Sequence[int]) -> int:
+    """New tokens allowed when answers are scored against references: generation's
+    max_new_tokens, but no more than the longest reference (plus ANSWER_SLACK). A longer
+    answer cannot match it, and an untuned model that never stops would cost minutes."""
+    return min(max_new_tokens, max(reference_lengths, default=1) + ANSWER_SLACK)
+
+
 @torch.no_grad()  # not inference_mode: FSDP reuses buffers made here while training
 def token_loss_metrics(task: Any, model: torch.nn.Module, split: str) -> dict:
     """Loss per scored token (Batch.items) and its perplexity over a split, for the kinds
@@ -137,7 +158,8 @@ def token_loss_metrics(task: Any, model: torch.nn.Module, split: str) -> dict:
 
     model.eval()
     total, count = 0.0, 0
-    for indices in sorted_batches(task.lengths(split), task.eval_batch_size):
+    batches = sorted_batches(task.lengths(split), task.eval_batch_size)
+    for indices in track(batches, f"Scoring the {split} split", size=len, unit="rows"):
         batch = task.batch(split, indices)
         with autocast(task.device, task.dtype):
             total += task.loss_sum(model, batch).item()

@@ -18,10 +18,12 @@ from pathlib import Path
 
 import torch
 from rich.console import Console
-from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.progress import Progress
 from torch import nn
 
 from tunesmith.evaluate.metrics import is_improvement
+from tunesmith.progress import columns as progress_columns
+from tunesmith.progress import shown
 from tunesmith.recipe import TrainConfig
 from tunesmith.run_folder import RunFolder
 from tunesmith.train.batching import length_grouped_batches
@@ -294,9 +296,9 @@ def _train(loop: _Loop) -> None:
         mine = map(cluster.shard, micro)
         return [loop.task.batch("train", rows) if rows else None for rows in mine]
 
-    with _progress(loop.console) as progress:
+    with shown(_progress(loop.console)) as progress:
         bar = progress.add_task(
-            "training", total=loop.plan.total_steps, completed=state.step, info=""
+            "training", total=loop.plan.total_steps, completed=state.step, info="", unit="steps"
         )
         while state.step < loop.plan.total_steps and state.stop_reason is None:
             batches = length_grouped_batches(
@@ -549,12 +551,4 @@ def _truncate_history(path: Path, step: int) -> None:
 
 
 def _progress(console: Console) -> Progress:
-    return Progress(
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        TextColumn("{task.completed}/{task.total} steps"),
-        TimeRemainingColumn(),
-        TextColumn("{task.fields[info]}"),
-        console=console,
-        transient=False,
-    )
+    return Progress(*progress_columns(), console=console, transient=False)

@@ -13,6 +13,7 @@ from torch import nn
 
 from tunesmith.data.causal import LMExample, LMSplit, LMSplits, load_causal_lm
 from tunesmith.data.text import SPLITS
+from tunesmith.evaluate.base_scores import cached_base_scores
 from tunesmith.evaluate.forgetting import (
     LanguageModelPerplexity,
     measured_half,
@@ -57,6 +58,7 @@ class CausalLMFamily:
         self.recipe = recipe
         self.splits = with_replay(load_causal_lm(recipe.data, recipe.train.seed), recipe)
         folder = resolve_model(recipe.model)
+        self.folder = folder
         self.tokenizer = prepare_tokenizer(load_tokenizer(folder))
         self.model = load_model(folder).to(device)
         self.task = CausalLMTask.from_recipe(self.splits, self.tokenizer, recipe, device, dtype)
@@ -105,12 +107,26 @@ class CausalLMFamily:
         if self.task.is_text:
             base = self.task.evaluate(self.model, "test", detailed=True)
         else:
-            base, answers = self.task.evaluate_answers(self.model, "test")
-            self.base_answers = answers.answers
+            base, self.base_answers = self._base_answers(console)
         base["description"] = f"{self.recipe.model} before fine-tuning"
         scores = {"base": base}
         if not self.task.is_text:
             scores["baseline"] = self._retrieval_baseline()
+        return scores
+
+    def _base_answers(self, console: Console) -> tuple[dict, list[str]]:
+        """The base model's test metrics and answers; from the cache when this model has
+        answered these prompts with these settings before."""
+
+        def compute() -> tuple[dict, list[str]]:
+            metrics, answers = self.task.evaluate_answers(self.model, "test")
+            return metrics, answers.answers
+
+        if self.recipe.generation.do_sample:
+            return compute()
+        scores, hit = cached_base_scores(self.folder, self.task.scoring_inputs("test"), compute)
+        if hit:
+            console.print("Base model's test scores and answers: from the cache")
         return scores
 
     def score_after(self, model: nn.Module) -> dict:

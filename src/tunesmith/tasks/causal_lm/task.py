@@ -22,8 +22,9 @@ from tunesmith.data.causal import LMExample, LMSplit, LMSplits, Message
 from tunesmith.data.text import SPLITS
 from tunesmith.data.text_preprocess import TextPreprocessor
 from tunesmith.evaluate.generation import generation_metrics
+from tunesmith.progress import track
 from tunesmith.recipe import GenerationConfig, Recipe
-from tunesmith.tasks.common import token_loss_metrics
+from tunesmith.tasks.common import answer_budget, content_digest, token_loss_metrics
 from tunesmith.train.batching import sorted_batches
 from tunesmith.train.device import autocast
 from tunesmith.train.losses import linear_cross_entropy
@@ -295,10 +296,27 @@ class CausalLMTask:
         examples = self.generation_examples(split)
         prompts = [ex.messages[:-1] for ex in examples]
         references = [ex.messages[-1]["content"] for ex in examples]
-        answers = self.generate(model, prompts)
+        budget = answer_budget(self.generation.max_new_tokens, self._token_lengths(references))
+        answers = self.generate(model, prompts, budget)
         out.update(generation_metrics(answers, references))
         out["generated"] = len(answers)
         return out, Answers(prompts, references, answers)
+
+    def scoring_inputs(self, split: str) -> dict:
+        """Everything besides the model that decides `evaluate_answers(model, split)`: the
+        key of the base model's cached scores (evaluate/base_scores.py)."""
+        examples = self.generation_examples(split)
+        return {
+            "kind": "causal-lm",
+            "rows": content_digest([[row.ids, row.targets] for row in self.rows[split]]),
+            "prompts": content_digest([ex.messages for ex in examples]),
+            "generation": self.generation.model_dump(),
+            "template": self.tokenizer.chat_template,
+            "max_length": self.max_length,
+            "batch_size": self.eval_batch_size,
+            "dtype": str(self.dtype),
+            "device": self.device.type,
+        }
 
     def _loss_metrics(self, model: nn.Module, split: str) -> dict:
         return token_loss_metrics(self, model, split)
@@ -309,11 +327,20 @@ class CausalLMTask:
         limit = self.generation.max_examples
         return examples[:limit] if limit else examples
 
+    def _token_lengths(self, texts: list[str]) -> list[int]:
+        encoded = self.tokenizer(texts, add_special_tokens=False, verbose=False)["input_ids"]
+        return [len(ids) for ids in encoded]
+
     @torch.no_grad()  # not inference_mode: FSDP reuses buffers made here while training
-    def generate(self, model: nn.Module, prompts: list[list[Message]]) -> list[str]:
-        """Answers to chat prompts, in order: batched, left-padded, greedy by default."""
+    def generate(
+        self, model: nn.Module, prompts: list[list[Message]], max_new_tokens: int | None = None
+    ) -> list[str]:
+        """Answers to chat prompts, in order: batched, left-padded, greedy by default, at most
+        `max_new_tokens` each (default generation.max_new_tokens); each row stops at its
+        own end-of-turn token."""
         model.eval()
         config = self.generation
+        limit = max_new_tokens or config.max_new_tokens
         prompts = [_preprocessed_messages(messages, self.preprocessor) for messages in prompts]
         encoded = [
             self.tokenizer(
@@ -326,7 +353,8 @@ class CausalLMTask:
         answers: list[str] = [""] * len(encoded)
         stop = _stop_ids(self.tokenizer, model)
         virtual = _prefix_tokens(model)
-        for chunk in sorted_batches([len(ids) for ids in encoded], config.batch_size):
+        batches = sorted_batches([len(ids) for ids in encoded], config.batch_size)
+        for chunk in track(batches, "Generating answers", size=len, unit="answers"):
             # left-padded; with prefix tuning, `virtual` leading slots stand for the prefix
             width = virtual + max(len(encoded[i]) for i in chunk)
             input_ids = torch.full((len(chunk), width), self.pad_id, dtype=torch.long)
@@ -339,9 +367,7 @@ class CausalLMTask:
             generator, extra = model, {}
             if virtual:
                 generator = model.get_base_model()
-                extra["past_key_values"] = model.get_prompt(
-                    len(chunk), max_cache_len=width + config.max_new_tokens
-                )
+                extra["past_key_values"] = model.get_prompt(len(chunk), max_cache_len=width + limit)
             sampling = (
                 {"do_sample": True, "temperature": config.temperature, "top_p": config.top_p}
                 if config.do_sample
@@ -351,7 +377,7 @@ class CausalLMTask:
                 output = generator.generate(
                     input_ids=input_ids.to(self.device),
                     attention_mask=mask.to(self.device),
-                    max_new_tokens=config.max_new_tokens,
+                    max_new_tokens=limit,
                     eos_token_id=stop,
                     pad_token_id=self.pad_id,
                     **sampling,

@@ -11,6 +11,7 @@ from torch import nn
 
 from tunesmith.data.image_preprocess import ImageTransform
 from tunesmith.data.images import ImageSplits, open_image
+from tunesmith.progress import track
 from tunesmith.tasks.classification import ClassifierTask
 from tunesmith.train.batching import sorted_batches
 from tunesmith.train.device import autocast
@@ -88,7 +89,8 @@ class ImageClassificationTask(ClassifierTask):
         self, paths: Sequence[str], forward: Callable[[torch.Tensor], torch.Tensor]
     ) -> np.ndarray:
         out: np.ndarray | None = None
-        for chunk in sorted_batches([1] * len(paths), self.eval_batch_size):
+        batches = sorted_batches([1] * len(paths), self.eval_batch_size)
+        for chunk in track(batches, "Running the model over images", size=len, unit="images"):
             pixels = self.pixels([paths[i] for i in chunk]).to(self.device)
             with autocast(self.device, self.dtype):
                 result = forward(pixels).float().cpu().numpy()

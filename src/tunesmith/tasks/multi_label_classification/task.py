@@ -21,6 +21,7 @@ from tunesmith.data.text import SPLITS
 from tunesmith.data.text_preprocess import TextPreprocessor
 from tunesmith.models.structure import encoder_of
 from tunesmith.models.text import mean_pooled
+from tunesmith.progress import track
 from tunesmith.tasks.common import encode_texts, padded_ids
 from tunesmith.tasks.multi_label_classification.data import MultiLabelSplits
 from tunesmith.tasks.multi_label_classification.metrics import multi_label_metrics
@@ -199,7 +200,8 @@ class MultiLabelTask:
         """Run `forward(batch, its row indices)` over length-sorted batches of `ids`; rows
         come back in input order."""
         out: np.ndarray | None = None
-        for chunk in sorted_batches([len(row) for row in ids], self.eval_batch_size):
+        batches = sorted_batches([len(row) for row in ids], self.eval_batch_size)
+        for chunk in track(batches, "Running the model over texts", size=len, unit="texts"):
             with autocast(self.device, self.dtype):
                 result = forward(self.pad([ids[i] for i in chunk]), chunk).float().cpu().numpy()
             if out is None:

@@ -14,6 +14,7 @@ from rich.console import Console
 from torch import nn
 
 from tunesmith.errors import UserError
+from tunesmith.evaluate.base_scores import cached_base_scores
 from tunesmith.evaluate.forgetting import (
     RepresentationDrift,
     measured_half,
@@ -57,6 +58,7 @@ class Seq2SeqFamily:
         self.recipe = recipe
         splits = load_seq2seq(recipe.data, recipe.train.seed)
         folder = resolve_model(recipe.model)
+        self.folder = folder
         self.model = load_seq2seq_model(folder, recipe.model).to(device)
         self.tokenizer = prepare_tokenizer(load_tokenizer(folder))
         self.task = Seq2SeqTask.from_recipe(
@@ -89,7 +91,14 @@ class Seq2SeqFamily:
             f"Scoring the base model on the test split ({len(self.splits.test)} pairs, "
             f"{generated} generated answers) ..."
         )
-        base, self.base_answers = self.task.evaluate_answers(self.model, "test")
+        compute = lambda: self.task.evaluate_answers(self.model, "test")  # noqa: E731
+        if self.recipe.generation.do_sample:
+            base, self.base_answers = compute()
+        else:
+            inputs = self.task.scoring_inputs("test")
+            (base, self.base_answers), hit = cached_base_scores(self.folder, inputs, compute)
+            if hit:
+                console.print("Base model's test scores and answers: from the cache")
         base["description"] = f"{self.recipe.model} before fine-tuning"
         return {"base": base, "baseline": self._nearest_example_baseline()}
 

@@ -21,8 +21,9 @@ from transformers import PreTrainedTokenizerBase
 
 from tunesmith.data.text_preprocess import TextPreprocessor
 from tunesmith.evaluate.generation import generation_metrics
+from tunesmith.progress import track
 from tunesmith.recipe import GenerationConfig, Recipe
-from tunesmith.tasks.common import token_loss_metrics
+from tunesmith.tasks.common import answer_budget, content_digest, token_loss_metrics
 from tunesmith.tasks.seq2seq import model as seq2seq
 from tunesmith.tasks.seq2seq.data import SPLITS, Pair, PairSplit, PairSplits
 from tunesmith.train.batching import sorted_batches
@@ -30,8 +31,6 @@ from tunesmith.train.device import autocast
 from tunesmith.train.task import Batch
 
 IGNORE = -100
-ANSWER_SLACK = 8
-"""Generated tokens allowed past the longest reference answer (see `answer_budget`)."""
 
 
 @dataclass
@@ -192,6 +191,20 @@ class Seq2SeqTask:
         out["generated"] = len(answers)
         return out, answers
 
+    def scoring_inputs(self, split: str) -> dict:
+        """Everything besides the model that decides `evaluate_answers(model, split)`: the
+        key of the base model's cached scores (evaluate/base_scores.py)."""
+        pairs = self.generation_pairs(split)
+        return {
+            "kind": "seq2seq",
+            "rows": content_digest([[row.source, row.target] for row in self.rows[split]]),
+            "pairs": content_digest([[p.source, p.target] for p in pairs]),
+            "generation": self.generation.model_dump(),
+            "batch_size": self.eval_batch_size,
+            "dtype": str(self.dtype),
+            "device": self.device.type,
+        }
+
     def _loss_metrics(self, model: nn.Module, split: str) -> dict:
         return token_loss_metrics(self, model, split)
 
@@ -202,12 +215,10 @@ class Seq2SeqTask:
         return pairs[:limit] if limit else pairs
 
     def answer_budget(self, split: str) -> int:
-        """New tokens allowed when answers are scored against references: generation's
-        max_new_tokens, but no more than the longest reference (plus ANSWER_SLACK): a longer
-        answer cannot match it, and an untuned model that never stops would cost minutes."""
+        """New tokens for answers scored against this split's references (`answer_budget`)."""
         count = len(self.generation_pairs(split))
-        longest = max((len(row.target) for row in self.rows[split][:count]), default=1)
-        return min(self.generation.max_new_tokens, longest + ANSWER_SLACK)
+        lengths = [len(row.target) for row in self.rows[split][:count]]
+        return answer_budget(self.generation.max_new_tokens, lengths)
 
     @torch.no_grad()  # not inference_mode: FSDP reuses buffers made here while training
     def generate(
@@ -219,7 +230,8 @@ class Seq2SeqTask:
         limit = max_new_tokens or self.generation.max_new_tokens
         settings = seq2seq.generation_settings(model, self.generation, limit, self.pad_id)
         answers = [""] * len(encoded)
-        for chunk in sorted_batches([len(ids) for ids in encoded], self.generation.batch_size):
+        batches = sorted_batches([len(ids) for ids in encoded], self.generation.batch_size)
+        for chunk in track(batches, "Generating answers", size=len, unit="answers"):
             width = max(len(encoded[i]) for i in chunk)
             input_ids = torch.full((len(chunk), width), self.pad_id, dtype=torch.long)
             mask = torch.zeros((len(chunk), width), dtype=torch.long)
@@ -244,7 +256,8 @@ class Seq2SeqTask:
         encoded, _ = self.encode_sources(texts)
         rows = [Encoded(ids, ids) for ids in encoded]
         pooled: dict[int, torch.Tensor] = {}
-        for chunk in sorted_batches([len(r.source) for r in rows], self.eval_batch_size):
+        batches = sorted_batches([len(r.source) for r in rows], self.eval_batch_size)
+        for chunk in track(batches, "Running the model over texts", size=len, unit="texts"):
             batch = self.collate([rows[i] for i in chunk])
             with autocast(self.device, self.dtype):
                 result = seq2seq.forward(model, batch.inputs, output_hidden_states=True)

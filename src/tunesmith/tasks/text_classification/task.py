@@ -14,6 +14,7 @@ from tunesmith.data.text import SPLITS, TextSplits
 from tunesmith.data.text_preprocess import TextPreprocessor
 from tunesmith.models.structure import encoder_of
 from tunesmith.models.text import mean_pooled
+from tunesmith.progress import track
 from tunesmith.tasks.classification import ClassifierTask
 from tunesmith.tasks.common import encode_texts, padded_ids
 from tunesmith.train.batching import sorted_batches
@@ -112,7 +113,8 @@ class TextClassificationTask(ClassifierTask):
     ) -> np.ndarray:
         """Run `forward` over length-sorted batches of `ids`; rows come back in input order."""
         out: np.ndarray | None = None
-        for chunk in sorted_batches([len(row) for row in ids], self.eval_batch_size):
+        batches = sorted_batches([len(row) for row in ids], self.eval_batch_size)
+        for chunk in track(batches, "Running the model over texts", size=len, unit="texts"):
             with autocast(self.device, self.dtype):
                 result = forward(self.pad([ids[i] for i in chunk])).float().cpu().numpy()
             if out is None:
