@@ -149,7 +149,7 @@ def run_tunesmith(recipe_dict: dict, out: Path) -> dict:
     method = get_method(recipe.method.name)
     family.adapt_to(method)
     family.init_head(quiet)  # LP-FT for images, as train does
-    wrapped = wrap_model(recipe, family, method)
+    wrapped = wrap_model(recipe, family, method, dtype=dtype)
     model, head = wrapped.model, wrapped.head
     reset_peak_rss()
     result = fit(

@@ -111,3 +111,55 @@ def test_compiled_blocks_train_the_same_model(tiny_llm_recipe, tmp_path):
     tiny_llm_recipe["output_dir"] = str(tmp_path / "compiled")
     compiled = train(load_recipe(tiny_llm_recipe), console=Console(quiet=True))
     assert compiled["fine_tuned"]["loss"] == pytest.approx(plain["fine_tuned"]["loss"], rel=1e-3)
+
+
+def test_frozen_matrices_in_bf16_compute_what_autocast_computed(tiny_llm_dir):
+    """Under bf16 autocast, storing a LoRA model's frozen Linear weights in bf16 gives the
+    same loss and the same adapter gradients as casting them on every forward pass, from
+    less memory; the trained adapter and tied output layer stay fp32."""
+    import copy
+
+    from transformers import AutoModelForCausalLM
+
+    from tunesmith.train.setup import store_frozen_matrices
+
+    torch.manual_seed(0)
+    base = AutoModelForCausalLM.from_pretrained(tiny_llm_dir)
+    settings = load_recipe({"data": {"train": "x"}, "method": {"name": "lora", "r": 4}}).method
+    plain = get_method("lora").apply(copy.deepcopy(base), settings)
+    stored = copy.deepcopy(plain)
+    saved = store_frozen_matrices(stored, torch.bfloat16)
+    assert saved > 0
+    dtypes = {n: p.dtype for n, p in stored.named_parameters()}
+    assert all(d == torch.float32 for n, d in dtypes.items() if "lora_" in n)
+    assert any(d == torch.bfloat16 for n, d in dtypes.items() if "base_layer" in n)
+    assert stored.get_output_embeddings().weight.dtype == torch.float32  # tied: left alone
+    ids = torch.randint(3, 40, (2, 9))
+    results = []
+    for model in (plain, stored):
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            loss = model(input_ids=ids, labels=ids).loss
+        loss.backward()
+        grads = {n: p.grad.clone() for n, p in model.named_parameters() if p.requires_grad}
+        results.append((loss.item(), grads))
+    assert results[0][0] == results[1][0]
+    for name, grad in results[0][1].items():
+        assert torch.equal(grad, results[1][1][name]), name
+
+
+@pytest.mark.parametrize("kind", ["text", "llm"])
+def test_a_bf16_adapter_run_trains_scores_and_predicts(kind, request, tmp_path):
+    """The whole command under bf16 with the frozen matrices stored in bf16: training,
+    the forgetting measure, scoring after training and predict all run on them."""
+    from tunesmith.cli import main
+
+    recipe = request.getfixturevalue("tiny_recipe" if kind == "text" else "tiny_llm_recipe")
+    recipe["train"].update(precision="bf16", max_steps=3)
+    metrics = train(load_recipe(recipe))
+    assert metrics["precision"] == "bf16"
+    assert all(v == v for v in metrics["fine_tuned"].values() if isinstance(v, float))
+    prompts = tmp_path / "inputs.txt"
+    prompts.write_text("football goal\n")
+    out = tmp_path / "predictions.jsonl"
+    assert main(["predict", recipe["output_dir"], str(prompts), "--output", str(out)]) == 0
+    assert out.read_text().strip()

@@ -194,6 +194,28 @@ def test_auto_epochs_aim_for_enough_steps(tiny_model_dir, data_csv):
     assert large.total_steps == 3000
 
 
+def test_auto_epochs_follow_the_task_kind():
+    from tunesmith.tasks.registry import get_task
+
+    llm = load_recipe({"task": "causal-lm", "data": {"train": "x.jsonl"}})
+    target, fewest, most = llm.train.auto_epochs
+    kind = get_task("causal-lm").auto_epochs
+    assert (target, fewest, most) == (kind.target_steps, kind.fewest, kind.most)
+    assert plan_steps(1000, llm.train).total_steps == 1000 * fewest
+    assert plan_steps(1, llm.train).total_steps == most
+    assert llm.train.early_stopping.relative_min_delta == get_task("causal-lm").relative_min_delta
+
+
+def test_a_relative_min_delta_ignores_crumbs_of_improvement():
+    from tunesmith.evaluate.metrics import is_improvement
+
+    assert is_improvement("loss", 0.995, 1.0)
+    assert not is_improvement("loss", 0.995, 1.0, relative=0.01)
+    assert is_improvement("loss", 0.98, 1.0, relative=0.01)
+    assert not is_improvement("macro_f1", 0.805, 0.8, relative=0.01)
+    assert is_improvement("macro_f1", 0.81, 0.8, min_delta=0.001, relative=0.01)
+
+
 def test_length_grouped_batches_cover_everything_once_and_pad_little():
     lengths = [5, 50] * 100
     batches = length_grouped_batches(lengths, 10, seed=0, epoch=0)

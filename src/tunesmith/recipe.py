@@ -170,12 +170,18 @@ class EarlyStopping(StrictModel):
     """Evaluations in which neither the metric nor the validation loss improved, before
     stopping; the weights with the best metric are restored."""
     min_delta: float = Field(0.0, ge=0)
+    """An improvement counts only when it beats the best value by more than this."""
+    relative_min_delta: float | None = Field(None, ge=0, lt=1)
+    """An improvement counts only when it beats the best value by more than this fraction
+    of it (0.01: 1%), so a loss that creeps down by crumbs ends the run; default: the task
+    kind's (0 for classifiers; causal-lm and seq2seq: see `tunesmith recipe keys TASK`)."""
 
 
 class TrainConfig(StrictModel):
     epochs: Annotated[float, Field(gt=0)] | Literal["auto"] = "auto"
-    """Passes over the training data; auto: enough for about 300 optimizer steps (3 to 30
-    epochs), since early stopping ends the run once validation stops improving."""
+    """Passes over the training data; auto: enough for the task kind's target number of
+    optimizer steps (classifiers: about 300, 3 to 30 epochs; causal-lm and seq2seq:
+    fewer), since early stopping ends the run once validation stops improving."""
     learning_rate: float | None = Field(None, gt=0, lt=1)
     """Peak learning rate; when absent, the method's default (e.g. 5e-5 full, 1e-3 lora)."""
     head_learning_rate: float | None = Field(None, gt=0, lt=1)
@@ -242,6 +248,14 @@ class TrainConfig(StrictModel):
         if isinstance(self.eval_every, int) and self.eval_every < 1:
             raise ValueError("eval_every must be a positive number of steps or 'epoch'")
         return self
+
+    _auto_epochs: tuple[int, int, int] = PrivateAttr(default=(300, 3, 30))
+    """(target steps, fewest, most epochs) of `epochs: auto`: the task kind's, set by the
+    recipe (tasks/registry.py AutoEpochs)."""
+
+    @property
+    def auto_epochs(self) -> tuple[int, int, int]:
+        return self._auto_epochs
 
 
 class GenerationConfig(StrictModel):
@@ -357,6 +371,10 @@ class Recipe(StrictModel):
             )
         allowed = kind.metrics
         stopping = self.train.early_stopping
+        auto = kind.auto_epochs
+        self.train._auto_epochs = (auto.target_steps, auto.fewest, auto.most)
+        if stopping is not None and stopping.relative_min_delta is None:
+            stopping.relative_min_delta = kind.relative_min_delta
         if stopping is not None and stopping.metric is None:
             stopping.metric = allowed[0]
         elif stopping is not None and stopping.metric not in allowed:

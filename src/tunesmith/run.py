@@ -277,7 +277,9 @@ def apply_method(
     """(model with the method, head parameter ids, FSDP template)."""
     # FSDP shards the model in place: process 0 keeps the pre-trained one to rebuild it whole
     template = copy.deepcopy(ctx.family.model) if ctx.cluster.sharded and ctx.main else None
-    wrapped = wrap_model(ctx.recipe, ctx.family, ctx.method, ctx.console)
+    wrapped = wrap_model(
+        ctx.recipe, ctx.family, ctx.method, ctx.console, ctx.dtype, ctx.cluster.sharded
+    )
     if forgetting is not None:
         forgetting.keep_start(wrapped.model)
     trainable, total = count_parameters(wrapped.model)

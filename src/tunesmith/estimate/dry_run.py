@@ -67,7 +67,7 @@ def measure(recipe: Recipe) -> dict[str, Any]:
     family = prepare(recipe, device, dtype, Console(quiet=True))
     method = get_method(recipe.method.name)
     family.adapt_to(method)
-    wrapped = wrap_model(recipe, family, method)
+    wrapped = wrap_model(recipe, family, method, dtype=dtype)
     model, head = wrapped.model, wrapped.head
     loaded_mb = peak_memory_mb(device)
     load_seconds = time.perf_counter() - start

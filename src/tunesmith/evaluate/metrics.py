@@ -55,9 +55,14 @@ def classification_metrics(
     return out
 
 
-def is_improvement(metric: str, value: float, best: float | None, min_delta: float = 0.0) -> bool:
+def is_improvement(
+    metric: str, value: float, best: float | None, min_delta: float = 0.0, relative: float = 0.0
+) -> bool:
+    """Whether `value` beats `best` by more than min_delta and by more than `relative`
+    times |best|."""
     if best is None:
         return True
+    margin = max(min_delta, relative * abs(best))
     if lower_is_better(metric):
-        return value < best - min_delta
-    return value > best + min_delta
+        return value < best - margin
+    return value > best + margin

@@ -68,6 +68,17 @@ class TaskImplementation(Protocol):
 
 
 @dataclass(frozen=True)
+class AutoEpochs:
+    """How `train.epochs: auto` sizes a run of a kind: enough epochs for about
+    `target_steps` optimizer steps, at least `fewest` and at most `most`; early stopping
+    ends it sooner once validation stops improving."""
+
+    target_steps: int = 300
+    fewest: int = 3
+    most: int = 30
+
+
+@dataclass(frozen=True)
 class TaskKind:
     """A task kind as the shared code sees it; the rest lives in its folder."""
 
@@ -89,6 +100,9 @@ class TaskKind:
     default_max_length: int | None = None
     default_unicode: Literal["nfkc", "none"] | None = None
     description: str = ""
+    auto_epochs: AutoEpochs = AutoEpochs()
+    relative_min_delta: float = 0.0
+    """Default of train.early_stopping.relative_min_delta for this kind."""
 
     def load(self) -> ModuleType:
         return importlib.import_module(self.implementation)

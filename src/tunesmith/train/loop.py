@@ -64,16 +64,12 @@ class LoopPlan:
     eval_every: int
 
 
-AUTO_EPOCHS_TARGET_STEPS = 300
-AUTO_EPOCHS_RANGE = (3, 30)
-
-
 def plan_steps(batches_per_epoch: int, config: TrainConfig) -> LoopPlan:
     steps_per_epoch = max(1, math.ceil(batches_per_epoch / config.gradient_accumulation))
     epochs = config.epochs
     if epochs == "auto":
-        low, high = AUTO_EPOCHS_RANGE
-        epochs = min(max(math.ceil(AUTO_EPOCHS_TARGET_STEPS / steps_per_epoch), low), high)
+        target, fewest, most = config.auto_epochs
+        epochs = min(max(math.ceil(target / steps_per_epoch), fewest), most)
     total = config.max_steps or max(1, math.ceil(steps_per_epoch * epochs))
     every = steps_per_epoch if config.eval_every == "epoch" else config.eval_every
     return LoopPlan(steps_per_epoch, total, int(total * config.warmup_ratio), min(every, total))
@@ -516,11 +512,14 @@ def _track_best(
     if value is None or not math.isfinite(value):
         return False
     min_delta = stopping.min_delta if stopping else 0.0
+    relative = (stopping.relative_min_delta or 0.0) if stopping else 0.0
     loss = record.get("val_loss")
-    loss_improved = loss is not None and is_improvement("loss", loss, state.best_loss, min_delta)
+    loss_improved = loss is not None and is_improvement(
+        "loss", loss, state.best_loss, min_delta, relative
+    )
     if loss_improved:
         state.best_loss = loss
-    if is_improvement(watched, value, state.best_value, min_delta):
+    if is_improvement(watched, value, state.best_value, min_delta, relative):
         state.best_value, state.best_step = value, state.step
         state.evals_without_improvement = 0
         save_weights(model, folder / "best.safetensors", cluster)

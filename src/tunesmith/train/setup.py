@@ -35,13 +35,20 @@ class WrappedModel:
 
 
 def wrap_model(
-    recipe: Recipe, family: Any, method: Method, console: Console | None = None
+    recipe: Recipe,
+    family: Any,
+    method: Method,
+    console: Console | None = None,
+    dtype: torch.dtype | None = None,
+    sharded: bool = False,
 ) -> WrappedModel:
-    """Apply the recipe's method to `family.model`, then gradient checkpointing and
-    compilation as the recipe says. The head is found before the method runs: peft copies
-    it."""
+    """Apply the recipe's method to `family.model`, then (under bf16, for an adapter) keep
+    the frozen matrices in bf16, then gradient checkpointing and compilation as the recipe
+    says. The head is found before the method runs: peft copies it."""
     head = family.head_parameters()
     model = method.apply(family.model, recipe.method)
+    if dtype is not None and method.saves_adapter and not sharded:
+        store_frozen_matrices(model, dtype)
     if recipe.train.gradient_checkpointing:
         enable_gradient_checkpointing(model)
     if recipe.train.compile:
@@ -49,6 +56,38 @@ def wrap_model(
         if console is not None:
             console.print(f"Compiling {blocks} blocks (cached after the first run)")
     return WrappedModel(model, head)
+
+
+FROZEN_CAST_MODULES = (nn.Linear, nn.Conv1d, nn.Conv2d)
+"""Modules whose weights autocast casts to the low precision for every forward pass."""
+
+
+def store_frozen_matrices(model: nn.Module, dtype: torch.dtype) -> int:
+    """Store the weights of every frozen Linear and convolution in `dtype`; the bytes saved.
+
+    Under autocast each of these layers casts its fp32 weight to bf16 on every forward
+    pass, and does not cache the cast of a frozen weight: for an adapter on a frozen model
+    that is a copy of the whole model per step, in time and in transient memory. Stored in
+    bf16 they compute exactly what autocast computed (the same bf16 operands), from half
+    the memory. Only for methods that save an adapter: the frozen weights are never
+    written back. A weight shared with another module (an output layer tied to the input
+    embeddings) stays as it is, and so do embeddings and norms (autocast runs those in
+    fp32 anyway)."""
+    uses: dict[int, int] = {}
+    for _, parameter in model.named_parameters(remove_duplicate=False):
+        uses[id(parameter)] = uses.get(id(parameter), 0) + 1
+    saved = 0
+    for module in model.modules():
+        if not isinstance(module, FROZEN_CAST_MODULES):
+            continue
+        own = list(module.parameters(recurse=False))
+        if not own or any(p.requires_grad or uses[id(p)] > 1 for p in own):
+            continue
+        if any(p.dtype != torch.float32 for p in own):
+            continue
+        saved += sum(p.numel() * (p.element_size() - torch.finfo(dtype).bits // 8) for p in own)
+        module.to(dtype)
+    return saved
 
 
 def enable_gradient_checkpointing(model: nn.Module) -> None:
