@@ -208,10 +208,15 @@ def _estimate_method(recipe: Recipe, name: str, family: Any, costs: Costs) -> Me
             config = _with(recipe, method={"name": name}).method
         except UserError as error:
             return MethodEstimate(name, not_applicable=str(error))
+    method = get_method(name)
     try:
-        model = get_method(name).apply(copy.deepcopy(family.model), config)
+        model = method.apply(copy.deepcopy(family.model), config)
     except Exception as error:  # peft refuses some architectures, each in its own way
         return MethodEstimate(name, not_applicable=_reason(error))
+    if costs.bf16 and method.saves_adapter:  # as train stores them (train/setup.py)
+        from tunesmith.train.setup import store_frozen_matrices
+
+        store_frozen_matrices(model, torch.bfloat16)
     try:
         return _measure_method(name, model, family.task, recipe, costs)
     except (ValueError, RuntimeError, TypeError, KeyError) as error:  # fails in forward
@@ -281,7 +286,7 @@ def _costs(
     batches = length_grouped_batches(lengths.tolist(), config.batch_size, config.seed, 0)
     plan = plan_steps(len(batches), config)
     validation = np.asarray(task.lengths("validation"))
-    eval_size = config.eval_batch_size or max(32, config.batch_size * 2)
+    eval_size = task.eval_batch_size  # the task's own rule, so the estimate cannot drift from it
     speed = None
     if here.type == kind:  # time is measured on the device itself, never guessed across
         speed = matmul_flops_per_second(here, bf16)

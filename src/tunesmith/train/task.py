@@ -29,6 +29,9 @@ class Batch:
 
 
 class TrainTask(Protocol):
+    eval_batch_size: int
+    """Rows per batch when scoring a split (the estimate prices evaluations with it)."""
+
     def lengths(self, split: str) -> Sequence[int]:
         """Cost of each example (tokens), for length-grouped batching."""
         ...
