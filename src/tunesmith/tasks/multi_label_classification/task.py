@@ -10,14 +10,13 @@ over rows and labels whatever the batch size or gradient accumulation.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
-from transformers import PreTrainedTokenizerBase
 
-from tunesmith.data.text_preprocess import TextPreprocessor
 from tunesmith.models.structure import encoder_of
 from tunesmith.models.text import mean_pooled
 from tunesmith.tasks.common import TokenisedTextTask, padded_ids
@@ -33,29 +32,16 @@ class MultiLabelTask(TokenisedTextTask):
     def __init__(
         self,
         splits: MultiLabelSplits,
-        tokenizer: PreTrainedTokenizerBase,
-        max_length: int,
-        device: torch.device,
-        dtype: torch.dtype | None,
-        eval_batch_size: int = 64,
-        label_smoothing: float = 0.0,
-        preprocessor: TextPreprocessor | None = None,
+        *args: Any,
         thresholds: Thresholds | None = None,
+        **options: Any,
     ) -> None:
-        """`thresholds`: fixed ones (a finished run's); None tunes them on the validation
-        split at every evaluation, for the weights being evaluated."""
+        """The arguments of `TokenisedTextTask`, and `thresholds`: fixed ones (a finished
+        run's); None tunes them on the validation split at every evaluation, for the weights
+        being evaluated."""
         self.label_names = splits.label_names
         self.thresholds = thresholds
-        super().__init__(
-            splits,
-            tokenizer,
-            max_length,
-            device,
-            dtype,
-            eval_batch_size=eval_batch_size,
-            label_smoothing=label_smoothing,
-            preprocessor=preprocessor,
-        )
+        super().__init__(splits, *args, **options)
 
     # --- batches -----------------------------------------------------------------------------
 
