@@ -22,8 +22,8 @@ from tunesmith.data.tables import READERS, read_table
 from tunesmith.data.text import (
     _as_text,
     _check_known_labels,
-    _require_column,
     label_cells,
+    require_column,
     sort_labels,
 )
 from tunesmith.errors import UserError
@@ -141,7 +141,7 @@ def read_image_inputs(inputs: list[str], data: DataConfig) -> list[str]:
             suffix = path.suffix.lower()
             if suffix in READERS:
                 frame = read_table(path, role="INPUT")
-                _require_column(frame, data.image_column, "image_column", path)
+                require_column(frame, data.image_column, "image_column", path)
                 column = _image_column(frame, data.image_column, path, "INPUT")
                 for row, value in enumerate(column):
                     if value == "":
@@ -265,7 +265,7 @@ def _read_folder(root: Path, role: str) -> pd.DataFrame:
 def _read_table(data: DataConfig, path: Path, role: str) -> pd.DataFrame:
     frame = read_table(path, role=role)
     for key in ("image_column", "label_column"):
-        _require_column(frame, getattr(data, key), key, path)
+        require_column(frame, getattr(data, key), key, path)
     images = _image_column(frame, data.image_column, path, role)
     out = pd.DataFrame(
         {

@@ -111,7 +111,7 @@ def labelled_rows(data: DataConfig, path: str, role: str) -> tuple[pd.DataFrame,
     """(frame with columns row, text, label; the file as read). Empty cells are kept as ""."""
     table = read_table(path, role=role)
     for key in ("text_column", "label_column"):
-        _require_column(table, getattr(data, key), key, path)
+        require_column(table, getattr(data, key), key, path)
     frame = pd.DataFrame(
         {
             "row": np.arange(len(table)),
@@ -267,7 +267,9 @@ def _as_text(column: pd.Series) -> pd.Series:
     return column.map(convert).astype(str)
 
 
-def _require_column(frame: pd.DataFrame, column: str, key: str, path: str | Path) -> None:
+def require_column(frame: pd.DataFrame, column: str, key: str, path: str | Path) -> None:
+    """Refuse a table without the column data.`key` names, suggesting the closest column and
+    the recipe key to set: a misspelt column is the commonest reason data cannot be read."""
     if column in frame.columns:
         return
     columns = [str(c) for c in frame.columns]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from sklearn.feature_extraction.text import TfidfVectorizer
@@ -83,9 +84,10 @@ def fit_linear_probe(features: dict[str, np.ndarray], labels: dict[str, list[int
     return LinearProbe(scaler, model)
 
 
-def tfidf_baseline(
-    texts: dict[str, list[str]], labels: dict[str, list[int]], label_names: Sequence[str]
-) -> dict:
+def tfidf_features(texts: dict[str, list[str]]) -> dict[str, Any]:
+    """Each split's sparse TF-IDF features (word 1-2 grams + character 2-5 grams), the
+    vocabulary learnt from train alone so validation and test words stay unseen, as they
+    would for the fine-tuned model."""
     vectorizer = FeatureUnion(
         [
             ("words", TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True, min_df=1)),
@@ -95,6 +97,13 @@ def tfidf_baseline(
     features = {"train": vectorizer.fit_transform(texts["train"])}
     for split in ("validation", "test"):
         features[split] = vectorizer.transform(texts[split])
+    return features
+
+
+def tfidf_baseline(
+    texts: dict[str, list[str]], labels: dict[str, list[int]], label_names: Sequence[str]
+) -> dict:
+    features = tfidf_features(texts)
     metrics = logistic_regression_metrics(*((features[s], labels[s]) for s in SPLITS), label_names)
     metrics["description"] = "TF-IDF (word 1-2 + char 2-5 grams) + logistic regression"
     return metrics

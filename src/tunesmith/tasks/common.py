@@ -1,22 +1,35 @@
 """Helpers the task kinds share when they score or predict with a finished run: placing the
-model, checking the labels, reading texts given on the command line, one row per prediction."""
+model, checking the labels, reading texts given on the command line, one row per prediction;
+and `TokenisedTextTask`, the preprocessed and tokenised texts the text classifier kinds
+(single- and multi-label) train on."""
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 import torch
 from rich.console import Console
 
 from tunesmith.data.tables import READERS, read_table
+from tunesmith.data.text import SPLITS
+from tunesmith.data.text_preprocess import TextPreprocessor
 from tunesmith.errors import UserError
 from tunesmith.progress import track
-from tunesmith.train.device import resolve_device, resolve_precision
+from tunesmith.recipe import Recipe
+from tunesmith.train.batching import sorted_batches
+from tunesmith.train.device import autocast, resolve_device, resolve_precision
+from tunesmith.train.task import Batch
 from tunesmith.trained_run import TrainedRun
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase
+
+BASE_MAX_TRAIN = 10_000
+"""The frozen-feature `base` fits on at most this many training rows (embedding is costly)."""
 
 
 def placed(run: TrainedRun) -> tuple[torch.device, torch.dtype | None]:
@@ -174,3 +187,170 @@ def save_transformers(model: torch.nn.Module, run: TrainedRun, folder: Path) -> 
     """A transformers model folder with the run's tokenizer (and chat template)."""
     model.save_pretrained(folder)
     run.tokenizer.save_pretrained(folder)
+
+
+TextTask = TypeVar("TextTask", bound="TokenisedTextTask")
+
+
+class TokenisedTextTask:
+    """What the text classifier kinds share as a `TrainTask`: every split's texts
+    preprocessed and tokenised once (so the baseline reads what the model reads), padded per
+    batch, scored in length-sorted batches. Subclasses say how a batch carries its labels
+    (`pad`) and how logits become probabilities (`probabilities`)."""
+
+    def __init__(
+        self,
+        splits: Any,
+        tokenizer: PreTrainedTokenizerBase,
+        max_length: int,
+        device: torch.device,
+        dtype: torch.dtype | None,
+        eval_batch_size: int = 64,
+        label_smoothing: float = 0.0,
+        preprocessor: TextPreprocessor | None = None,
+    ) -> None:
+        """`splits` has `split(name).texts`; `preprocessor` (the recipe's text preprocessing,
+        none by default) applies to every text the model sees: the splits here, and the texts
+        given to `predict_proba`."""
+        self.splits = splits
+        self.tokenizer = tokenizer
+        self.max_length = max_length
+        self.device = device
+        self.dtype = dtype
+        self.eval_batch_size = eval_batch_size
+        self.label_smoothing = label_smoothing
+        self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+        self.preprocessor = preprocessor or TextPreprocessor(unicode="none")
+        self.texts: dict[str, list[str]] = {}
+        """Each split's texts as the model sees them (preprocessed); the baseline reads them."""
+        self.fallbacks: dict[str, int] = {}
+        """Texts per split (and in the last `predict_proba` call, "predict") that stop-word
+        removal would have emptied, kept normalised instead."""
+        self.truncated: dict[str, int] = {}
+        self.ids: dict[str, list[list[int]]] = {}
+        for name in SPLITS:
+            self.texts[name], self.fallbacks[name] = self.preprocessor.apply_counted(
+                splits.split(name).texts, progress=f"Preprocessing the {name} texts"
+            )
+            self.ids[name], self.truncated[name] = self.encode(self.texts[name])
+
+    @classmethod
+    def from_recipe(
+        cls: type[TextTask],
+        splits: Any,
+        tokenizer: PreTrainedTokenizerBase,
+        recipe: Recipe,
+        device: torch.device,
+        dtype: torch.dtype | None,
+    ) -> TextTask:
+        """The task training builds: the recipe's max_length, batch sizes, label smoothing
+        and text preprocessing."""
+        train = recipe.train
+        return cls(
+            splits,
+            tokenizer,
+            recipe.preprocess.max_length,
+            device,
+            dtype,
+            eval_batch_size=train.eval_batch_size or max(32, train.batch_size * 2),
+            label_smoothing=train.label_smoothing,
+            preprocessor=TextPreprocessor.from_config(recipe.preprocess),
+        )
+
+    @classmethod
+    def for_run(cls: type[TextTask], run: TrainedRun, splits: Any, **options: Any) -> TextTask:
+        """The task for a finished run, with the run's own text preprocessing (from its
+        recipe.yaml), so texts are prepared exactly as in training; `options` go to the
+        subclass (e.g. the run's thresholds)."""
+        device, dtype = placed(run)
+        return cls(
+            splits,
+            run.tokenizer,
+            run.recipe.preprocess.max_length,
+            device,
+            dtype,
+            preprocessor=TextPreprocessor.from_config(run.recipe.preprocess),
+            **options,
+        )
+
+    def encode(self, texts: Sequence[str]) -> tuple[list[list[int]], int]:
+        """Token ids cut to max_length, and how many texts were cut."""
+        return encode_texts(self.tokenizer, texts, self.max_length)
+
+    def lengths(self, split: str) -> list[int]:
+        return [len(row) for row in self.ids[split]]
+
+    def pad(self, rows: list[list[int]]) -> Batch:
+        """A batch of token-id rows (no labels: targets as the subclass fills them in)."""
+        raise NotImplementedError
+
+    def probabilities(self, logits: torch.Tensor) -> torch.Tensor:
+        """(B, num_labels) probabilities from (B, num_labels) float logits."""
+        raise NotImplementedError
+
+    @torch.inference_mode()
+    def predict_proba(self, model: torch.nn.Module, texts: Sequence[str]) -> np.ndarray:
+        """(N, num_labels) probabilities of raw `texts` (preprocessed here as in training),
+        in their order."""
+        model.eval()
+        prepared, self.fallbacks["predict"] = self.preprocessor.apply_counted(texts)
+        ids, _ = self.encode(prepared)
+        return self._map_batches(
+            ids, lambda batch, _: self.probabilities(model(**batch.inputs).logits.float())
+        )
+
+    def _map_batches(
+        self, ids: list[list[int]], forward: Callable[[Batch, list[int]], torch.Tensor]
+    ) -> np.ndarray:
+        """Run `forward(batch, its row indices)` over length-sorted batches of `ids`; rows
+        come back in input order."""
+        out: np.ndarray | None = None
+        batches = sorted_batches([len(row) for row in ids], self.eval_batch_size)
+        for chunk in track(batches, "Running the model over texts", size=len, unit="texts"):
+            with autocast(self.device, self.dtype):
+                result = forward(self.pad([ids[i] for i in chunk]), chunk).float().cpu().numpy()
+            if out is None:
+                out = np.zeros((len(ids), *result.shape[1:]), dtype=np.float32)
+            out[chunk] = result
+        return out if out is not None else self._no_rows()
+
+    def _no_rows(self) -> np.ndarray:
+        """What `_map_batches` gives for no rows at all."""
+        return np.zeros((0, 0), dtype=np.float32)
+
+
+def frozen_split_features(
+    task: Any, model: torch.nn.Module
+) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """Each split's frozen embedding (`task.embed`) for the `base` probe, and the training
+    rows embedded: at most BASE_MAX_TRAIN, drawn with a fixed seed so runs compare."""
+    train_rows = np.arange(len(task.splits.train))
+    if len(train_rows) > BASE_MAX_TRAIN:
+        train_rows = np.random.default_rng(0).choice(train_rows, BASE_MAX_TRAIN, replace=False)
+    features = {
+        "train": task.embed(model, "train", train_rows),
+        "validation": task.embed(model, "validation"),
+        "test": task.embed(model, "test"),
+    }
+    return features, train_rows
+
+
+def note_truncated_training_texts(console: Console, task: TokenisedTextTask) -> None:
+    """Say how many training texts preprocess.max_length cut (none: say nothing)."""
+    cut = task.truncated["train"]
+    if cut:
+        console.print(
+            f"[yellow]{cut} of {len(task.splits.train)} training texts are longer than "
+            f"preprocess.max_length={task.max_length} tokens and were truncated"
+        )
+
+
+def with_test_details(metrics: dict, task: TokenisedTextTask) -> dict:
+    """`tunesmith eval`'s metrics with the test split's size, source and stop-word
+    fallbacks (and a note of the fallbacks on stderr)."""
+    test = task.splits.test
+    metrics["examples"] = len(test)
+    metrics["source"] = test.source
+    metrics["stop_word_fallbacks"] = task.fallbacks["test"]
+    note_fallbacks(task.fallbacks["test"], "texts")
+    return metrics

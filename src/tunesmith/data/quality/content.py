@@ -9,7 +9,7 @@ from collections import Counter, defaultdict
 from collections.abc import Callable, Sequence
 
 from tunesmith.data.quality.findings import Finding, row_list
-from tunesmith.data.quality.items import SPLITS, CheckData
+from tunesmith.data.quality.items import SPLITS, CheckData, SplitItems
 from tunesmith.data.quality.similarity import normalise_text
 from tunesmith.recipe import Recipe
 
@@ -28,6 +28,9 @@ REPEATED_RESPONSE = 3
 FULL_FINE_TUNING_ROWS = 1_000
 """Fewer training rows than this make full fine-tuning a likely overfit."""
 TOO_FEW_ROWS = 10
+"""Fewer training rows than this can be neither learnt from nor measured."""
+SHOWN_LABELS = 8
+"""Labels named in a message; the rest are counted."""
 
 
 def length_findings(
@@ -71,22 +74,36 @@ def length_findings(
         long = [row for row, n in zip(split.rows, lengths, strict=True) if n > max_length]
         summary[f"{name}_tokens_max"] = max(lengths, default=0)
         if long:
-            share = len(long) / max(len(split), 1)
             what = "responses are cut short" if data.shape == "instructions" else "texts are cut"
             findings.append(
-                Finding(
-                    check="truncated",
-                    severity="warning" if share >= TRUNCATION_WARNING else "info",
-                    split=name,
-                    rows=long,
-                    file=split.file,
-                    message=f"{len(long)} row(s) ({share:.1%}) are longer than "
-                    f"preprocess.max_length={max_length} tokens, so their {what}: rows "
-                    f"{row_list(long)} (longest: {max(lengths)} tokens)",
-                    fix=_longer_fix(max(lengths), recipe),
+                truncated_finding(
+                    split,
+                    long,
+                    max(lengths),
+                    f"are longer than preprocess.max_length={max_length} tokens, so their {what}",
+                    _longer_fix(max(lengths), recipe),
                 )
             )
     return findings, summary
+
+
+def truncated_finding(
+    split: SplitItems, long: list[int], longest: int, cut: str, fix: str
+) -> Finding:
+    """Rows of `split` that preprocess.max_length cuts (`cut` says what is too long and what
+    is lost). A few cut rows are a note; from TRUNCATION_WARNING of the split on, a warning:
+    one rule for every task kind."""
+    share = len(long) / max(len(split), 1)
+    return Finding(
+        check="truncated",
+        severity="warning" if share >= TRUNCATION_WARNING else "info",
+        split=split.name,
+        rows=long,
+        file=split.file,
+        message=f"{len(long)} row(s) ({share:.1%}) {cut}: rows {row_list(long)} "
+        f"(longest: {longest} tokens)",
+        fix=fix,
+    )
 
 
 def _longer_fix(longest: int, recipe: Recipe) -> str:
@@ -164,7 +181,8 @@ def label_findings(data: CheckData, recipe: Recipe) -> tuple[list[Finding], dict
                     rows=rows,
                     file=train.file,
                     message=f"{len(rare)} class(es) have fewer than {RARE_CLASS} training "
-                    f"examples: {_counted(rare, counts)}; they can hardly be learnt or scored",
+                    f"examples: {counted_labels(rare, counts)}; they can hardly be learnt or "
+                    "scored",
                     fix="add examples of these classes, or merge them into a related class",
                 )
             )
@@ -185,7 +203,13 @@ def label_findings(data: CheckData, recipe: Recipe) -> tuple[list[Finding], dict
                     "(the default early-stopping metric)",
                 )
             )
-    findings.extend(_size_findings(data, recipe, counts))
+    findings += too_small_findings(
+        train,
+        recipe.method.name,
+        "row",
+        collect_more="collect more data (dozens of examples per class at the very least)",
+        use_less="use method lora (or linear-probe for classification), or collect more data",
+    )
     return findings, summary
 
 
@@ -238,37 +262,45 @@ def _name_finding(data: CheckData, group: list[str], severity: str, how: str) ->
     )
 
 
-def _size_findings(data: CheckData, recipe: Recipe, counts: Counter) -> list[Finding]:
-    rows = len(data.splits["train"])
-    findings = []
+def too_small_findings(
+    train: SplitItems, method: str, unit: str, collect_more: str, use_less: str
+) -> list[Finding]:
+    """Too few training rows to learn or measure anything (an error), or, for full
+    fine-tuning, too few to update every weight without overfitting (a warning). `unit`
+    names a row ("row", "pair"); `collect_more` and `use_less` are the fixes, in the kind's
+    own words."""
+    rows = len(train)
     if rows < TOO_FEW_ROWS:
-        findings.append(
+        return [
             Finding(
                 check="too_small",
                 severity="error",
                 split="train",
                 rows=[],
-                file=data.splits["train"].file,
-                message=f"only {rows} training row(s): nothing can be learnt or measured",
-                fix="collect more data (dozens of examples per class at the very least)",
+                file=train.file,
+                message=f"only {rows} training {unit}(s): nothing can be learnt or measured",
+                fix=collect_more,
             )
-        )
-    elif recipe.method.name == "full" and rows < FULL_FINE_TUNING_ROWS:
-        findings.append(
+        ]
+    if method == "full" and rows < FULL_FINE_TUNING_ROWS:
+        return [
             Finding(
                 check="too_small",
                 severity="warning",
                 split="train",
                 rows=[],
-                file=data.splits["train"].file,
+                file=train.file,
                 message=f"full fine-tuning updates every weight but has only {rows} training "
-                "rows; it will overfit and may forget what the model knew",
-                fix="use method lora (or linear-probe for classification), or collect more data",
+                f"{unit}s; it will overfit and may forget what the model knew",
+                fix=use_less,
             )
-        )
-    return findings
+        ]
+    return []
 
 
-def _counted(labels: list[str], counts: Counter) -> str:
-    shown = ", ".join(f"{label!r} ({counts[label]})" for label in labels[:8])
-    return shown + (f" and {len(labels) - 8} more" if len(labels) > 8 else "")
+def counted_labels(labels: list[str], counts: Counter) -> str:
+    """ "'a' (3), 'b' (1) and 4 more": the first SHOWN_LABELS labels with their counts, for
+    a message."""
+    shown = ", ".join(f"{label!r} ({counts[label]})" for label in labels[:SHOWN_LABELS])
+    more = len(labels) - SHOWN_LABELS
+    return shown + (f" and {more} more" if more > 0 else "")

@@ -129,6 +129,22 @@ def row_list(rows: list[int], shown: int = SHOWN_ROWS) -> str:
     return head + (f" and {len(rows) - shown} more" if len(rows) > shown else "")
 
 
+def empty_rows_finding(split: str, file: str, rows: list[int], what: str, skipped: bool) -> Finding:
+    """Rows with an empty `what` (e.g. "text or label"): an error, since training cannot read
+    them, or a note when data.drop_empty (`skipped`) leaves them out. Every task kind's read
+    check words it the same, so the same problem reads alike whatever the data."""
+    return Finding(
+        check="empty_rows",
+        severity="info" if skipped else "error",
+        split=split,
+        rows=rows,
+        file=file,
+        message=f"{len(rows)} row(s) with an empty {what} (rows {row_list(rows)})"
+        + ("; they are skipped (data.drop_empty)" if skipped else ""),
+        fix="fill or remove them, or set data.drop_empty: true to skip them",
+    )
+
+
 def load_report(path: Path) -> QualityReport:
     data = json.loads(path.read_text())
     findings = [Finding(**item) for item in data.get("findings", [])]

@@ -16,7 +16,7 @@ import pandas as pd
 
 from tunesmith.data.causal import list_documents, load_causal_lm
 from tunesmith.data.images import _read_folder, _read_table, _verify_all
-from tunesmith.data.quality.findings import Finding, row_list
+from tunesmith.data.quality.findings import Finding, empty_rows_finding, row_list
 from tunesmith.data.split import split_frames
 from tunesmith.data.tables import read_table
 from tunesmith.data.text import empty_rows, labelled_rows
@@ -168,20 +168,8 @@ def _image_frame(
 def _report_empty(
     check: CheckData, rows: list[int], path: str, split: str, data: DataConfig, what: str
 ) -> None:
-    if not rows:
-        return
-    check.findings.append(
-        Finding(
-            check="empty_rows",
-            severity="info" if data.drop_empty else "error",
-            split=split,
-            rows=rows,
-            file=str(path),
-            message=f"{len(rows)} row(s) with an empty {what} (rows {row_list(rows)})"
-            + ("; they are skipped (data.drop_empty)" if data.drop_empty else ""),
-            fix="fill or remove them, or set data.drop_empty: true to skip them",
-        )
-    )
+    if rows:
+        check.findings.append(empty_rows_finding(split, str(path), rows, what, data.drop_empty))
 
 
 def _drop_unknown(

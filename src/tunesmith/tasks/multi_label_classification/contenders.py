@@ -14,14 +14,12 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
 from sklearn.multiclass import OneVsRestClassifier
-from sklearn.pipeline import FeatureUnion
 from sklearn.preprocessing import StandardScaler
 
 from tunesmith.data.text import SPLITS
-from tunesmith.evaluate.baselines import C_GRID
+from tunesmith.evaluate.baselines import C_GRID, tfidf_features
 from tunesmith.tasks.multi_label_classification.metrics import multi_label_metrics
 from tunesmith.tasks.multi_label_classification.thresholds import Thresholds, tune
 
@@ -79,17 +77,8 @@ def one_vs_rest_metrics(
 def tfidf_baseline(
     texts: dict[str, list[str]], targets: dict[str, np.ndarray], label_names: list[str]
 ) -> dict:
-    vectorizer = FeatureUnion(
-        [
-            ("words", TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True, min_df=1)),
-            ("chars", TfidfVectorizer(analyzer="char_wb", ngram_range=(2, 5), sublinear_tf=True)),
-        ]
-    )
-    features = {"train": vectorizer.fit_transform(texts["train"])}
-    for split in ("validation", "test"):
-        features[split] = vectorizer.transform(texts[split])
     return one_vs_rest_metrics(
-        features,
+        tfidf_features(texts),
         targets,
         label_names,
         "TF-IDF (word 1-2 + char 2-5 grams) + one-vs-rest logistic regression",

@@ -9,7 +9,6 @@ written as a list. An empty cell is a row with no label, which multi-label data 
 
 from __future__ import annotations
 
-import difflib
 import json
 from collections import Counter
 from collections.abc import Iterable, Sequence
@@ -22,7 +21,7 @@ import pandas as pd
 from tunesmith.data.quality.findings import row_list
 from tunesmith.data.split import split_frames
 from tunesmith.data.tables import read_table
-from tunesmith.data.text import SPLITS, sort_labels, text_cells
+from tunesmith.data.text import SPLITS, require_column, sort_labels, text_cells
 from tunesmith.errors import UserError
 from tunesmith.recipe import DataConfig
 
@@ -180,18 +179,6 @@ def _separator(
             "label name holds a separator"
         )
     return next(iter(used), None)
-
-
-def require_column(table: pd.DataFrame, column: str, key: str, path: str | Path) -> None:
-    if column in table.columns:
-        return
-    columns = [str(c) for c in table.columns]
-    close = difflib.get_close_matches(column, columns, n=1)
-    hint = f"did you mean {close[0]!r}? " if close else ""
-    raise UserError(
-        f"data.{key}: column {column!r} not found in {path}; {hint}its columns are: "
-        f"{', '.join(columns)}. Set data.{key} in the recipe (or --set data.{key}=NAME)"
-    )
 
 
 # --- the splits training uses --------------------------------------------------------------

@@ -13,7 +13,6 @@ from rich.markup import escape
 from torch import nn
 
 from tunesmith.data.text import SPLITS
-from tunesmith.data.text_preprocess import TextPreprocessor
 from tunesmith.evaluate.forgetting import (
     RepresentationDrift,
     measured_half,
@@ -25,6 +24,7 @@ from tunesmith.models.resolve import resolve_model
 from tunesmith.models.structure import head_modules
 from tunesmith.models.text import load_tokenizer
 from tunesmith.recipe import Recipe
+from tunesmith.tasks.common import frozen_split_features, note_truncated_training_texts
 from tunesmith.tasks.multi_label_classification.contenders import (
     frozen_features_base,
     tfidf_baseline,
@@ -39,9 +39,6 @@ from tunesmith.tasks.multi_label_classification.task import MultiLabelTask
 from tunesmith.tasks.multi_label_classification.thresholds import Thresholds
 from tunesmith.trained_run import save_pretrained_model
 
-BASE_MAX_TRAIN = 10_000
-"""The frozen-feature `base` fits on at most this many training rows (embedding is costly)."""
-
 
 class MultiLabelFamily:
     score_start = False
@@ -53,16 +50,7 @@ class MultiLabelFamily:
         folder = resolve_model(recipe.model)
         self.tokenizer = load_tokenizer(folder)
         self.model = load_multi_label_classifier(folder, self.splits.label_names).to(device)
-        self.task = MultiLabelTask(
-            self.splits,
-            self.tokenizer,
-            recipe.preprocess.max_length,
-            device,
-            dtype,
-            eval_batch_size=recipe.train.eval_batch_size or max(32, recipe.train.batch_size * 2),
-            label_smoothing=recipe.train.label_smoothing,
-            preprocessor=TextPreprocessor.from_config(recipe.preprocess),
-        )
+        self.task = MultiLabelTask.from_recipe(self.splits, self.tokenizer, recipe, device, dtype)
         self.thresholds: Thresholds | None = None
         """Tuned in `score_after` for the weights that are kept, and saved with them."""
 
@@ -78,13 +66,7 @@ class MultiLabelFamily:
             how = f"joined by {separator!r}" if separator else "lists or one label per cell"
             console.print(f"Labels in {escape(file)}: {how}", highlight=False)
         console.print(f"Text preprocessing: {self.task.preprocessor.describe()}")
-        cut = self.task.truncated["train"]
-        if cut:
-            console.print(
-                f"[yellow]{cut} of {len(self.splits.train)} training texts are longer than "
-                f"preprocess.max_length={self.recipe.preprocess.max_length} tokens and were "
-                "truncated"
-            )
+        note_truncated_training_texts(console, self.task)
 
     def adapt_to(self, method: Method) -> None:
         """Every method trains on the same padded batches."""
@@ -144,14 +126,7 @@ class MultiLabelFamily:
         return {name: self.splits.split(name).targets for name in SPLITS}
 
     def _frozen_base(self) -> dict:
-        train_rows = np.arange(len(self.splits.train))
-        if len(train_rows) > BASE_MAX_TRAIN:
-            train_rows = np.random.default_rng(0).choice(train_rows, BASE_MAX_TRAIN, replace=False)
-        features = {
-            "train": self.task.embed(self.model, "train", train_rows),
-            "validation": self.task.embed(self.model, "validation"),
-            "test": self.task.embed(self.model, "test"),
-        }
+        features, train_rows = frozen_split_features(self.task, self.model)
         targets = self._targets()
         targets["train"] = targets["train"][train_rows]
         return frozen_features_base(features, targets, self.splits.label_names)

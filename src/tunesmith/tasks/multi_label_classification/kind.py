@@ -12,7 +12,6 @@ import torch
 from rich.console import Console
 
 from tunesmith.data.quality import QualityReport
-from tunesmith.data.text_preprocess import TextPreprocessor
 from tunesmith.errors import UserError
 from tunesmith.models.text import load_tokenizer
 from tunesmith.recipe import Recipe
@@ -21,9 +20,9 @@ from tunesmith.tasks.common import (
     check_same_labels,
     load_sequence_classifier,
     note_fallbacks,
-    placed,
     read_text_inputs,
     save_transformers,
+    with_test_details,
 )
 from tunesmith.tasks.multi_label_classification import thresholds as threshold_file
 from tunesmith.tasks.multi_label_classification.data import (
@@ -67,17 +66,8 @@ def run_thresholds(weights: Path) -> Thresholds:
 
 def run_task(run: TrainedRun, splits: MultiLabelSplits) -> MultiLabelTask:
     """The task with the run's own preprocessing and thresholds, as in training."""
-    device, dtype = placed(run)
     weights = run.folder / (RunFolder.ADAPTER if run.is_adapter else RunFolder.MODEL)
-    return MultiLabelTask(
-        splits,
-        run.tokenizer,
-        run.recipe.preprocess.max_length,
-        device,
-        dtype,
-        preprocessor=TextPreprocessor.from_config(run.recipe.preprocess),
-        thresholds=run_thresholds(weights),
-    )
+    return MultiLabelTask.for_run(run, splits, thresholds=run_thresholds(weights))
 
 
 def evaluate_run(run: TrainedRun, data: str | None) -> dict:
@@ -92,11 +82,7 @@ def evaluate_run(run: TrainedRun, data: str | None) -> dict:
     metrics = task.evaluate(run.model, "test", detailed=True)
     # `tunesmith eval` prints accuracy: for label sets that is the exact-match share
     metrics["accuracy"] = metrics["subset_accuracy"]
-    metrics["examples"] = len(splits.test)
-    metrics["source"] = splits.test.source
-    metrics["stop_word_fallbacks"] = task.fallbacks["test"]
-    note_fallbacks(task.fallbacks["test"], "texts")
-    return metrics
+    return with_test_details(metrics, task)
 
 
 def predict_run(

@@ -19,9 +19,14 @@ from collections.abc import Callable, Sequence
 import pandas as pd
 from rich.console import Console
 
-from tunesmith.data.quality.content import length_findings
+from tunesmith.data.quality.content import (
+    SHOWN_LABELS,
+    counted_labels,
+    length_findings,
+    too_small_findings,
+)
 from tunesmith.data.quality.duplicates import duplicate_findings
-from tunesmith.data.quality.findings import Finding, QualityReport, row_list
+from tunesmith.data.quality.findings import Finding, QualityReport, empty_rows_finding, row_list
 from tunesmith.data.quality.items import CheckData, SplitItems
 from tunesmith.data.text import SPLITS
 from tunesmith.errors import UserError
@@ -41,10 +46,6 @@ from tunesmith.tasks.multi_label_classification.thresholds import MIN_POSITIVES
 
 RARE_LABEL = 5
 """Training rows a label needs at the least to be learnt and scored at all."""
-TOO_FEW_ROWS = 10
-FULL_FINE_TUNING_ROWS = 1_000
-"""Fewer training rows than this make full fine-tuning a likely overfit."""
-SHOWN_LABELS = 8
 
 
 def check_multi_label_data(
@@ -86,7 +87,10 @@ def read_check_data(recipe: Recipe) -> CheckData:
         frame = read_labelled(data, path, f"data.{name}")
         empty = empty_text_rows(frame)
         if empty:
-            check.findings.append(_empty_finding(empty, str(path), name, recipe))
+            what = repr(recipe.data.text_column)
+            check.findings.append(
+                empty_rows_finding(name, str(path), empty, what, recipe.data.drop_empty)
+            )
         frames[name] = frame[frame["text"] != ""]
     try:
         known = train_label_names(frames["train"], data)
@@ -144,7 +148,7 @@ def label_set_findings(data: CheckData, recipe: Recipe) -> tuple[list[Finding], 
                 rows=rows,
                 file=train.file,
                 message=f"{len(rare)} label(s) have fewer than {RARE_LABEL} training rows: "
-                f"{_counted(rare, counts['train'])}; they can hardly be learnt or scored",
+                f"{counted_labels(rare, counts['train'])}; they can hardly be learnt or scored",
                 fix="add rows with these labels, or merge them into a related label",
             )
         )
@@ -191,7 +195,13 @@ def label_set_findings(data: CheckData, recipe: Recipe) -> tuple[list[Finding], 
                 fix="a larger validation split (data.validation_size) tunes more labels",
             )
         )
-    findings += _size_findings(train, recipe)
+    findings += too_small_findings(
+        train,
+        recipe.method.name,
+        "row",
+        collect_more="collect more data (dozens of rows per label at the very least)",
+        use_less="use method lora (or linear-probe), or collect more data",
+    )
     return findings, summary
 
 
@@ -208,50 +218,6 @@ def _no_label_finding(split: SplitItems, sets: list[LabelSet]) -> Finding | None
         message=f"{len(rows)} of {len(split)} row(s) have no label (rows {row_list(rows)}); "
         "they teach the model that none applies",
         fix="leave them if no label applies; label them if the label column was left empty",
-    )
-
-
-def _size_findings(train: SplitItems, recipe: Recipe) -> list[Finding]:
-    rows = len(train)
-    if rows < TOO_FEW_ROWS:
-        return [
-            Finding(
-                check="too_small",
-                severity="error",
-                split="train",
-                rows=[],
-                file=train.file,
-                message=f"only {rows} training row(s): nothing can be learnt or measured",
-                fix="collect more data (dozens of rows per label at the very least)",
-            )
-        ]
-    if recipe.method.name == "full" and rows < FULL_FINE_TUNING_ROWS:
-        return [
-            Finding(
-                check="too_small",
-                severity="warning",
-                split="train",
-                rows=[],
-                file=train.file,
-                message=f"full fine-tuning updates every weight but has only {rows} training "
-                "rows; it will overfit and may forget what the model knew",
-                fix="use method lora (or linear-probe), or collect more data",
-            )
-        ]
-    return []
-
-
-def _empty_finding(rows: list[int], path: str, split: str, recipe: Recipe) -> Finding:
-    dropped = recipe.data.drop_empty
-    return Finding(
-        check="empty_rows",
-        severity="info" if dropped else "error",
-        split=split,
-        rows=rows,
-        file=path,
-        message=f"{len(rows)} row(s) with an empty {recipe.data.text_column!r} (rows "
-        f"{row_list(rows)})" + ("; they are skipped (data.drop_empty)" if dropped else ""),
-        fix="fill or remove them, or set data.drop_empty: true to skip them",
     )
 
 
@@ -290,9 +256,3 @@ def _token_counter(recipe: Recipe) -> Callable[[Sequence[str]], list[int]]:
 def _quoted(labels: list[str]) -> str:
     shown = ", ".join(repr(label) for label in labels[:SHOWN_LABELS])
     return shown + (f" and {len(labels) - SHOWN_LABELS} more" if len(labels) > SHOWN_LABELS else "")
-
-
-def _counted(labels: list[str], counts: Counter) -> str:
-    shown = ", ".join(f"{label!r} ({counts[label]})" for label in labels[:SHOWN_LABELS])
-    more = len(labels) - SHOWN_LABELS
-    return shown + (f" and {more} more" if more > 0 else "")

@@ -9,74 +9,41 @@ over rows and labels whatever the batch size or gradient accumulation.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
-from transformers import PreTrainedTokenizerBase
 
-from tunesmith.data.text import SPLITS
-from tunesmith.data.text_preprocess import TextPreprocessor
 from tunesmith.models.structure import encoder_of
 from tunesmith.models.text import mean_pooled
-from tunesmith.progress import track
-from tunesmith.tasks.common import encode_texts, padded_ids
+from tunesmith.tasks.common import TokenisedTextTask, padded_ids
 from tunesmith.tasks.multi_label_classification.data import MultiLabelSplits
 from tunesmith.tasks.multi_label_classification.metrics import multi_label_metrics
 from tunesmith.tasks.multi_label_classification.thresholds import Thresholds, tune
-from tunesmith.train.batching import sorted_batches
-from tunesmith.train.device import autocast
 from tunesmith.train.task import Batch
 
 
-class MultiLabelTask:
+class MultiLabelTask(TokenisedTextTask):
+    splits: MultiLabelSplits
+
     def __init__(
         self,
         splits: MultiLabelSplits,
-        tokenizer: PreTrainedTokenizerBase,
-        max_length: int,
-        device: torch.device,
-        dtype: torch.dtype | None,
-        eval_batch_size: int = 64,
-        label_smoothing: float = 0.0,
-        preprocessor: TextPreprocessor | None = None,
+        *args: Any,
         thresholds: Thresholds | None = None,
+        **options: Any,
     ) -> None:
-        """`thresholds`: fixed ones (a finished run's); None tunes them on the validation
-        split at every evaluation, for the weights being evaluated."""
-        self.splits = splits
+        """The arguments of `TokenisedTextTask`, and `thresholds`: fixed ones (a finished
+        run's); None tunes them on the validation split at every evaluation, for the weights
+        being evaluated."""
         self.label_names = splits.label_names
-        self.tokenizer = tokenizer
-        self.max_length = max_length
-        self.device = device
-        self.dtype = dtype
-        self.eval_batch_size = eval_batch_size
-        self.label_smoothing = label_smoothing
         self.thresholds = thresholds
-        self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-        self.preprocessor = preprocessor or TextPreprocessor(unicode="none")
-        self.texts: dict[str, list[str]] = {}
-        """Each split's texts as the model sees them (preprocessed); the baseline reads them."""
-        self.fallbacks: dict[str, int] = {}
-        """Texts per split (and "predict") that stop-word removal would have emptied."""
-        self.truncated: dict[str, int] = {}
-        self.ids: dict[str, list[list[int]]] = {}
-        for name in SPLITS:
-            self.texts[name], self.fallbacks[name] = self.preprocessor.apply_counted(
-                splits.split(name).texts, progress=f"Preprocessing the {name} texts"
-            )
-            self.ids[name], self.truncated[name] = self.encode(self.texts[name])
+        super().__init__(splits, *args, **options)
 
     # --- batches -----------------------------------------------------------------------------
-
-    def encode(self, texts: Sequence[str]) -> tuple[list[list[int]], int]:
-        """Token ids cut to max_length, and how many texts were cut."""
-        return encode_texts(self.tokenizer, texts, self.max_length)
-
-    def lengths(self, split: str) -> list[int]:
-        return [len(row) for row in self.ids[split]]
 
     def batch(self, split: str, indices: Sequence[int]) -> Batch:
         targets = self.splits.split(split).targets[list(indices)]
@@ -166,15 +133,9 @@ class MultiLabelTask:
 
     # --- inference and features ----------------------------------------------------------
 
-    @torch.inference_mode()
-    def predict_proba(self, model: nn.Module, texts: Sequence[str]) -> np.ndarray:
-        """(N, num_labels) probabilities of raw `texts` (preprocessed as in training)."""
-        model.eval()
-        prepared, self.fallbacks["predict"] = self.preprocessor.apply_counted(texts)
-        ids, _ = self.encode(prepared)
-        return self._map_batches(
-            ids, lambda batch, _: torch.sigmoid(model(**batch.inputs).logits.float())
-        )
+    def probabilities(self, logits: torch.Tensor) -> torch.Tensor:
+        """Each label's own probability: one sigmoid per label."""
+        return torch.sigmoid(logits)
 
     @torch.no_grad()
     def embed(
@@ -194,20 +155,8 @@ class MultiLabelTask:
             ),
         )
 
-    def _map_batches(
-        self, ids: list[list[int]], forward: Callable[[Batch, list[int]], torch.Tensor]
-    ) -> np.ndarray:
-        """Run `forward(batch, its row indices)` over length-sorted batches of `ids`; rows
-        come back in input order."""
-        out: np.ndarray | None = None
-        batches = sorted_batches([len(row) for row in ids], self.eval_batch_size)
-        for chunk in track(batches, "Running the model over texts", size=len, unit="texts"):
-            with autocast(self.device, self.dtype):
-                result = forward(self.pad([ids[i] for i in chunk]), chunk).float().cpu().numpy()
-            if out is None:
-                out = np.zeros((len(ids), *result.shape[1:]), dtype=np.float32)
-            out[chunk] = result
-        return out if out is not None else np.zeros((0, len(self.label_names)), dtype=np.float32)
+    def _no_rows(self) -> np.ndarray:
+        return np.zeros((0, len(self.label_names)), dtype=np.float32)
 
 
 def _row_losses(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:

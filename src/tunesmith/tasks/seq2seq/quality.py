@@ -7,13 +7,12 @@ from __future__ import annotations
 
 from tunesmith.data.quality import tokenizer_counter
 from tunesmith.data.quality.content import (
-    FULL_FINE_TUNING_ROWS,
-    TOO_FEW_ROWS,
-    TRUNCATION_WARNING,
     response_findings,
+    too_small_findings,
+    truncated_finding,
 )
 from tunesmith.data.quality.duplicates import duplicate_findings
-from tunesmith.data.quality.findings import Finding, QualityReport, row_list
+from tunesmith.data.quality.findings import Finding, QualityReport, empty_rows_finding
 from tunesmith.data.quality.items import CheckData, SplitItems
 from tunesmith.errors import UserError
 from tunesmith.recipe import Recipe
@@ -40,7 +39,13 @@ def seq2seq_checks(recipe: Recipe) -> QualityReport:
     duplicates, counts = duplicate_findings(data)
     findings += duplicates + response_findings(data)
     truncated, lengths = _truncated(data, recipe)
-    findings += truncated + _size(data, recipe)
+    findings += truncated + too_small_findings(
+        data.splits["train"],
+        recipe.method.name,
+        "pair",
+        collect_more="collect more pairs (a few hundred at the very least)",
+        use_less="use method lora, or collect more pairs",
+    )
     summary = {
         "task": recipe.task,
         "model": recipe.model,
@@ -67,19 +72,7 @@ def _empty(split: str, read: ReadRows, recipe: Recipe) -> list[Finding]:
     if not read.empty:
         return []
     dropped = recipe.data.drop_empty
-    return [
-        Finding(
-            check="empty_rows",
-            severity="info" if dropped else "error",
-            split=split,
-            rows=read.empty,
-            file=read.file,
-            message=f"{len(read.empty)} row(s) with an empty input or target (rows "
-            f"{row_list(read.empty)})"
-            + ("; they are skipped (data.drop_empty)" if dropped else ""),
-            fix="fill or remove them, or set data.drop_empty: true to skip them",
-        )
-    ]
+    return [empty_rows_finding(split, read.file, read.empty, "input or target", dropped)]
 
 
 def _truncated(data: CheckData, recipe: Recipe) -> tuple[list[Finding], dict]:
@@ -105,19 +98,15 @@ def _truncated(data: CheckData, recipe: Recipe) -> tuple[list[Finding], dict]:
         ]
         if not long:
             continue
-        share = len(long) / len(split)
         longest = max(max(sources), max(targets))
         findings.append(
-            Finding(
-                check="truncated",
-                severity="warning" if share >= TRUNCATION_WARNING else "info",
-                split=name,
-                rows=long,
-                file=split.file,
-                message=f"{len(long)} row(s) ({share:.1%}) have an input or target longer than "
-                f"preprocess.max_length={limit} tokens, so it is cut: rows {row_list(long)} "
-                f"(longest: {longest} tokens)",
-                fix=f"raise preprocess.max_length (up to {longest}) or shorten them",
+            truncated_finding(
+                split,
+                long,
+                longest,
+                f"have an input or target longer than preprocess.max_length={limit} tokens, "
+                "so it is cut",
+                f"raise preprocess.max_length (up to {longest}) or shorten them",
             )
         )
     return findings, summary
@@ -132,34 +121,3 @@ def _skipped(model: str | None) -> Finding:
         message=f"lengths not checked: {model} is not on this machine, so tokens cannot be counted",
         fix="name a local model folder with --set model=FOLDER (or check with a recipe)",
     )
-
-
-def _size(data: CheckData, recipe: Recipe) -> list[Finding]:
-    rows = len(data.splits["train"])
-    train = data.splits["train"].file
-    if rows < TOO_FEW_ROWS:
-        return [
-            Finding(
-                check="too_small",
-                severity="error",
-                split="train",
-                rows=[],
-                file=train,
-                message=f"only {rows} training pair(s): nothing can be learnt or measured",
-                fix="collect more pairs (a few hundred at the very least)",
-            )
-        ]
-    if recipe.method.name == "full" and rows < FULL_FINE_TUNING_ROWS:
-        return [
-            Finding(
-                check="too_small",
-                severity="warning",
-                split="train",
-                rows=[],
-                file=train,
-                message=f"full fine-tuning updates every weight but has only {rows} training "
-                "pairs; it will overfit and may forget what the model knew",
-                fix="use method lora, or collect more pairs",
-            )
-        ]
-    return []

@@ -6,13 +6,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from rich.console import Console
 from torch import nn
 
 from tunesmith.data.text import SPLITS, TextExamples, TextSplits, load_text_classification
-from tunesmith.data.text_preprocess import TextPreprocessor
 from tunesmith.evaluate.baselines import frozen_features_base, tfidf_baseline
 from tunesmith.evaluate.forgetting import (
     RepresentationDrift,
@@ -25,11 +23,9 @@ from tunesmith.models.resolve import resolve_model
 from tunesmith.models.structure import head_modules
 from tunesmith.models.text import load_text_classifier, load_tokenizer
 from tunesmith.recipe import Recipe
+from tunesmith.tasks.common import frozen_split_features, note_truncated_training_texts
 from tunesmith.tasks.text_classification.task import TextClassificationTask
 from tunesmith.trained_run import save_pretrained_model
-
-BASE_MAX_TRAIN = 10_000
-"""The frozen-feature `base` fits on at most this many training rows (embedding is costly)."""
 
 
 class TextClassificationFamily:
@@ -42,15 +38,8 @@ class TextClassificationFamily:
         folder = resolve_model(recipe.model)
         self.tokenizer = load_tokenizer(folder)
         self.model = load_text_classifier(folder, self.splits.label_names).to(device)
-        self.task = TextClassificationTask(
-            self.splits,
-            self.tokenizer,
-            recipe.preprocess.max_length,
-            device,
-            dtype,
-            eval_batch_size=recipe.train.eval_batch_size or max(32, recipe.train.batch_size * 2),
-            label_smoothing=recipe.train.label_smoothing,
-            preprocessor=TextPreprocessor.from_config(recipe.preprocess),
+        self.task = TextClassificationTask.from_recipe(
+            self.splits, self.tokenizer, recipe, device, dtype
         )
 
     def describe(self, console: Console) -> None:
@@ -64,13 +53,7 @@ class TextClassificationFamily:
                 f"[yellow]{counts} texts hold nothing but stop words; they are kept "
                 "normalised, with their stop words"
             )
-        cut = self.task.truncated["train"]
-        if cut:
-            console.print(
-                f"[yellow]{cut} of {len(self.splits.train)} training texts are longer than "
-                f"preprocess.max_length={self.recipe.preprocess.max_length} tokens and were "
-                "truncated"
-            )
+        note_truncated_training_texts(console, self.task)
 
     def adapt_to(self, method: Method) -> None:
         """Every method trains on the same padded batches."""
@@ -122,14 +105,7 @@ class TextClassificationFamily:
         return {name: list(self.splits.split(name).labels) for name in SPLITS}
 
     def _frozen_base(self) -> dict:
-        train_rows = np.arange(len(self.splits.train))
-        if len(train_rows) > BASE_MAX_TRAIN:
-            train_rows = np.random.default_rng(0).choice(train_rows, BASE_MAX_TRAIN, replace=False)
-        features = {
-            "train": self.task.embed(self.model, "train", train_rows),
-            "validation": self.task.embed(self.model, "validation"),
-            "test": self.task.embed(self.model, "test"),
-        }
+        features, train_rows = frozen_split_features(self.task, self.model)
         labels = self._labels()
         labels["train"] = [labels["train"][i] for i in train_rows]
         return frozen_features_base(

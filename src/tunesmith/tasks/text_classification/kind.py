@@ -16,7 +16,6 @@ from tunesmith.data.text import (
     load_labelled_file,
     load_text_classification,
 )
-from tunesmith.data.text_preprocess import TextPreprocessor
 from tunesmith.models.resolve import resolve_model
 from tunesmith.models.text import load_text_classifier, load_tokenizer
 from tunesmith.recipe import Recipe
@@ -25,9 +24,9 @@ from tunesmith.tasks.common import (
     label_rows,
     load_sequence_classifier,
     note_fallbacks,
-    placed,
     read_text_inputs,
     save_transformers,
+    with_test_details,
 )
 from tunesmith.tasks.text_classification.family import TextClassificationFamily
 from tunesmith.tasks.text_classification.task import TextClassificationTask
@@ -50,15 +49,7 @@ def load_run(folder: Path, recipe: Recipe, device: torch.device | None) -> Train
 def run_task(run: TrainedRun, splits: TextSplits) -> TextClassificationTask:
     """The task with the run's own text preprocessing (from its recipe.yaml), so texts are
     prepared exactly as in training."""
-    device, dtype = placed(run)
-    return TextClassificationTask(
-        splits,
-        run.tokenizer,
-        run.recipe.preprocess.max_length,
-        device,
-        dtype,
-        preprocessor=TextPreprocessor.from_config(run.recipe.preprocess),
-    )
+    return TextClassificationTask.for_run(run, splits)
 
 
 def evaluate_run(run: TrainedRun, data: str | None) -> dict:
@@ -70,12 +61,7 @@ def evaluate_run(run: TrainedRun, data: str | None) -> dict:
         test = load_labelled_file(data, run.recipe.data, run.label_names)
         splits = TextSplits(empty, empty, test, run.label_names)
     task = run_task(run, splits)
-    metrics = task.evaluate(run.model, "test", detailed=True)
-    metrics["examples"] = len(splits.test)
-    metrics["source"] = splits.test.source
-    metrics["stop_word_fallbacks"] = task.fallbacks["test"]
-    note_fallbacks(task.fallbacks["test"], "texts")
-    return metrics
+    return with_test_details(task.evaluate(run.model, "test", detailed=True), task)
 
 
 def predict_run(
