@@ -166,8 +166,6 @@ def answer_budget(max_new_tokens: int, reference_lengths: Sequence[int]) -> int:
 def token_loss_metrics(task: Any, model: torch.nn.Module, split: str) -> dict:
     """Loss per scored token (Batch.items) and its perplexity over a split, for the kinds
     that write text (causal-lm, seq2seq); NaN for a split with nothing to score."""
-    from tunesmith.train.batching import sorted_batches
-    from tunesmith.train.device import autocast
 
     model.eval()
     total, count = 0.0, 0
