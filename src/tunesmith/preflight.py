@@ -30,6 +30,8 @@ def check_max_length(recipe: Recipe, model_folder: Path) -> None:
     """`preprocess.max_length` within the model's position limit (BERT: 512), read from its
     config.json before any data is read or model loaded."""
     asked = recipe.preprocess.max_length
+    if asked == "auto":  # chosen within the model's limit (data/lengths.py)
+        return
     limit = model_position_limit(model_folder) if asked is not None else None
     if limit is not None and asked > limit:
         raise UserError(

@@ -78,9 +78,12 @@ class Preprocess(StrictModel):
     The text options are saved in the run's recipe.yaml and applied again by eval and
     predict."""
 
-    max_length: int | None = Field(None, ge=8, le=32768)
-    """Tokens per example, longer ones are truncated; default 128 for text-classification,
-    512 for causal-lm (where it is also the length of a packed row and of a text chunk)."""
+    max_length: Annotated[int, Field(ge=8, le=32768)] | Literal["auto"] | None = None
+    """Tokens per example, longer ones are truncated. auto (the default for the text
+    classifiers): the length that reads 98% of the training texts whole, at most 512 and
+    what the model reads (batches are padded to their own longest row, so a longer limit
+    costs nothing on short texts); causal-lm and seq2seq: 512 (for causal-lm also the
+    length of a packed row and of a text chunk)."""
     pack: bool = True
     """causal-lm: pack several examples into each row (attention never crosses examples),
     so no compute is spent on padding. Prompt-learning methods (prefix, prompt, ptuning,
@@ -403,6 +406,11 @@ class Recipe(StrictModel):
             self.preprocess.unicode = kind.default_unicode or "nfkc"
         if self.preprocess.max_length is None and not images:
             self.preprocess.max_length = kind.default_max_length or 512
+        if self.preprocess.max_length == "auto" and kind.default_max_length != "auto":
+            raise ValueError(
+                f"preprocess.max_length: auto is for the text classifiers; {self.task} "
+                f"needs a number of tokens (default {kind.default_max_length or 512})"
+            )
         if self.model is None:
             self.model = kind.default_model
         if self.preprocess.denoise == "median" and self.preprocess.denoise_size % 2 == 0:

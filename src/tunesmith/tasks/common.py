@@ -109,6 +109,25 @@ def encode_texts(
     return ids, too_long
 
 
+def auto_length(tokenizer: Any, texts: Sequence[str], model_limit: int | None) -> int:
+    """`max_length: auto` for these (preprocessed training) texts, within what the model
+    and its tokenizer read."""
+    from tunesmith.data.lengths import auto_max_length
+
+    ids = tokenizer(list(texts), verbose=False)["input_ids"] if texts else []
+    limits = [model_limit, getattr(tokenizer, "model_max_length", None)]
+    known = [n for n in limits if isinstance(n, int) and 0 < n < 10**6]
+    return auto_max_length([len(row) for row in ids], min(known) if known else None)
+
+
+def model_length_limit(recipe: Recipe) -> int | None:
+    """The recipe's model's position limit, from its config.json (None: it does not say)."""
+    from tunesmith.models.limits import model_position_limit
+    from tunesmith.models.resolve import resolve_model
+
+    return model_position_limit(resolve_model(recipe.model))
+
+
 def padded_ids(rows: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Dynamic padding to the longest row of this batch, not to max_length: (input_ids,
     attention_mask), each (B, T)."""
@@ -200,19 +219,20 @@ class TokenisedTextTask:
         self,
         splits: Any,
         tokenizer: PreTrainedTokenizerBase,
-        max_length: int,
+        max_length: int | str,
         device: torch.device,
         dtype: torch.dtype | None,
         eval_batch_size: int = 64,
         label_smoothing: float = 0.0,
         preprocessor: TextPreprocessor | None = None,
+        length_limit: int | None = None,
     ) -> None:
         """`splits` has `split(name).texts`; `preprocessor` (the recipe's text preprocessing,
         none by default) applies to every text the model sees: the splits here, and the texts
-        given to `predict_proba`."""
+        given to `predict_proba`. `max_length` "auto": chosen from the training texts
+        (data/lengths.py), at most `length_limit` (the model's position limit)."""
         self.splits = splits
         self.tokenizer = tokenizer
-        self.max_length = max_length
         self.device = device
         self.dtype = dtype
         self.eval_batch_size = eval_batch_size
@@ -230,6 +250,12 @@ class TokenisedTextTask:
             self.texts[name], self.fallbacks[name] = self.preprocessor.apply_counted(
                 splits.split(name).texts, progress=f"Preprocessing the {name} texts"
             )
+        self.max_length = (
+            auto_length(tokenizer, self.texts["train"], length_limit)
+            if max_length == "auto"
+            else max_length
+        )
+        for name in SPLITS:
             self.ids[name], self.truncated[name] = self.encode(self.texts[name])
 
     @classmethod
@@ -244,7 +270,7 @@ class TokenisedTextTask:
         """The task training builds: the recipe's max_length, batch sizes, label smoothing
         and text preprocessing."""
         train = recipe.train
-        return cls(
+        task = cls(
             splits,
             tokenizer,
             recipe.preprocess.max_length,
@@ -253,7 +279,10 @@ class TokenisedTextTask:
             eval_batch_size=train.eval_batch_size or max(32, train.batch_size * 2),
             label_smoothing=train.label_smoothing,
             preprocessor=TextPreprocessor.from_config(recipe.preprocess),
+            length_limit=model_length_limit(recipe),
         )
+        recipe.preprocess.max_length = task.max_length  # auto resolved: the run keeps it
+        return task
 
     @classmethod
     def for_run(cls: type[TextTask], run: TrainedRun, splits: Any, **options: Any) -> TextTask:

@@ -97,7 +97,9 @@ class TaskKind:
     generative: bool = False
     """Writes answers: generation settings apply, replay of reference text is possible, and
     classifier-only text preprocessing (lowercase, stop words) is refused."""
-    default_max_length: int | None = None
+    default_max_length: int | Literal["auto"] | None = None
+    """preprocess.max_length when the recipe does not set it; "auto" also allows
+    max_length: auto (resolved from the training texts by the kind, data/lengths.py)."""
     default_unicode: Literal["nfkc", "none"] | None = None
     description: str = ""
     auto_epochs: AutoEpochs = AutoEpochs()

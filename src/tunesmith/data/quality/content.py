@@ -41,7 +41,12 @@ def length_findings(
     available (image tasks)."""
     findings: list[Finding] = []
     summary: dict = {}
-    max_length = recipe.preprocess.max_length
+    max_length: int | str | None = recipe.preprocess.max_length
+    shown = max_length
+    if max_length == "auto":
+        max_length = _auto_length(data, recipe, count_tokens)
+        summary["max_length_auto"] = max_length
+        shown = f"auto ({max_length})"
     for name in SPLITS:
         split = data.splits[name]
         if split.texts is None:
@@ -80,8 +85,8 @@ def length_findings(
                     split,
                     long,
                     max(lengths),
-                    f"are longer than preprocess.max_length={max_length} tokens, so their {what}",
-                    _longer_fix(max(lengths), recipe),
+                    f"are longer than preprocess.max_length={shown} tokens, so their {what}",
+                    _longer_fix(max(lengths), max_length, recipe),
                 )
             )
     return findings, summary
@@ -106,14 +111,29 @@ def truncated_finding(
     )
 
 
-def _longer_fix(longest: int, recipe: Recipe) -> str:
+def _auto_length(
+    data: CheckData, recipe: Recipe, count_tokens: Callable[[Sequence[str]], list[int]] | None
+) -> int | None:
+    """What `max_length: auto` will choose from the training texts (as training does)."""
+    from tunesmith.data.lengths import auto_max_length
+    from tunesmith.models.limits import model_position_limit
+    from tunesmith.models.resolve import resolve_model
+
+    train = data.splits["train"]
+    if count_tokens is None or train.texts is None:
+        return None
+    limit = model_position_limit(resolve_model(recipe.model))
+    return auto_max_length(count_tokens(train.texts), limit)
+
+
+def _longer_fix(longest: int, max_length: int, recipe: Recipe) -> str:
     """Advice within what the model can read: never a max_length past its position limit."""
     from tunesmith.models.limits import model_position_limit
     from tunesmith.models.resolve import resolve_model
 
     limit = model_position_limit(resolve_model(recipe.model))
     if limit is not None and longest > limit:
-        if recipe.preprocess.max_length >= limit:
+        if max_length >= limit:
             return f"shorten them: the model reads at most {limit} tokens"
         return f"raise preprocess.max_length (the model reads at most {limit}) or shorten them"
     return f"raise preprocess.max_length (up to {longest}) or shorten them"

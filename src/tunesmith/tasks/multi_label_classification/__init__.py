@@ -16,7 +16,7 @@ register(
         inputs="text",
         # prefix/prompt/ptuning adapters cannot be merged into a plain classifier
         methods=("full", "lora", "dora", "ia3", "selective", "linear-probe"),
-        default_max_length=128,
+        default_max_length="auto",
         default_unicode="nfkc",
         description="any number of labels per text (tags, topics, ticket categories)",
     )

@@ -22,7 +22,7 @@ register(
             "selective",
             "linear-probe",
         ),
-        default_max_length=128,
+        default_max_length="auto",
         default_unicode="nfkc",
         description="one label per text (support tickets, intents, topics)",
     )

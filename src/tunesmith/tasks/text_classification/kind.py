@@ -23,6 +23,7 @@ from tunesmith.tasks.common import (
     check_same_labels,
     label_rows,
     load_sequence_classifier,
+    model_length_limit,
     note_fallbacks,
     read_text_inputs,
     save_transformers,
@@ -107,5 +108,6 @@ def frozen_features(data: CheckData, recipe: Recipe, labels: list[str]) -> dict[
         device,
         None,
         recipe.train.eval_batch_size or max(32, recipe.train.batch_size * 2),
+        length_limit=model_length_limit(recipe),
     )
     return {name: task.embed(model, name) for name in SPLITS}
