@@ -12,9 +12,9 @@ from tunesmith.recipe import load_recipe
 from tunesmith.run import train
 
 
-def test_auto_covers_nearly_every_text_rounded_up_to_eight():
-    lengths = [10] * 97 + [40, 300, 900]  # 98% are 40 tokens or shorter
-    assert auto_max_length(lengths, 512) == 40
+def test_auto_covers_every_text_rounded_up_to_eight():
+    assert auto_max_length([10] * 97 + [40, 300], 512) == 304
+    assert auto_max_length([10] * 97 + [40, 300, 900], 512) == 512
     assert auto_max_length([33] * 10, 512) == 40
     assert auto_max_length([3] * 10, 512) == 16  # never below 16
     assert auto_max_length([2000] * 10, None) == AUTO_LONGEST

@@ -80,7 +80,7 @@ class Preprocess(StrictModel):
 
     max_length: Annotated[int, Field(ge=8, le=32768)] | Literal["auto"] | None = None
     """Tokens per example, longer ones are truncated. auto (the default for the text
-    classifiers): the length that reads 98% of the training texts whole, at most 512 and
+    classifiers): the length that reads every training text whole, at most 512 and
     what the model reads (batches are padded to their own longest row, so a longer limit
     costs nothing on short texts); causal-lm and seq2seq: 512 (for causal-lm also the
     length of a packed row and of a text chunk)."""
