@@ -74,6 +74,10 @@ def test_train_writes_the_run_folder(trained_runs):
     )
     history = [json.loads(line) for line in (run / "history.jsonl").open()]
     assert len(history) >= 1 and "val_macro_f1" in history[0]
+    kept = next(line for line in history if line["step"] == metrics["best_step"])
+    assert metrics["validation"]["macro_f1"] == kept["val_macro_f1"]  # not evaluated again
+    forgetting = metrics["forgetting"]
+    assert forgetting["after"] == kept[f"forgetting_{forgetting['measure']}"]
     recipe = yaml.safe_load((run / "recipe.yaml").read_text())
     assert recipe["method"]["name"] == "lora" and recipe["output_dir"] == str(run)
     assert "macro" in (run / "report.html").read_text().lower()

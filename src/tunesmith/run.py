@@ -340,9 +340,12 @@ def score_after(
     """metrics.json's content: the tuned model on test and validation beside the contenders,
     the guards' verdicts and the cost."""
     recipe, family = ctx.recipe, ctx.family
-    guard_results = guard_summaries(recipe, model, result, guards, ctx.console)
+    guard_results, kept = guard_summaries(recipe, model, result, guards, ctx.console)
     fine_tuned = family.score_after(model)
-    validation = family.task.evaluate(model, "validation")  # the kept weights' own score
+    if kept is not None:  # the kept weights' own score, from their evaluation in the loop
+        validation = {k.removeprefix("val_"): v for k, v in kept.items() if k.startswith("val_")}
+    else:
+        validation = family.task.evaluate(model, "validation")
     extra = family.finish(model, ctx.run.path)
     trainable, total = count_parameters(model)
     stopping = recipe.train.early_stopping
@@ -374,12 +377,18 @@ def score_after(
 
 def guard_summaries(
     recipe: Recipe, model: torch.nn.Module, result: FitResult, guards: list, console: Console
-) -> dict:
+) -> tuple[dict, dict | None]:
+    """The guards' verdicts, and the history line of the kept weights (None when the
+    weights changed after their last evaluation): what it measured is not measured again."""
     summaries: dict = {}
+    kept = result.kept_record
     forgetting = next((g for g in guards if isinstance(g, ForgettingMonitor)), None)
     if forgetting is not None:
-        forgetting.finish(model, result.restored_best)
-        summaries["forgetting"] = forgetting.summary(model, recipe.guards.forgetting.reference)
+        if forgetting.finish(model, result.restored_best):
+            kept = None  # back to the starting weights
+        measured = (kept or {}).get(f"forgetting_{forgetting.measure.name}")
+        reference = recipe.guards.forgetting.reference
+        summaries["forgetting"] = forgetting.summary(model, reference, measured)
         console.print(describe_forgetting(summaries["forgetting"]))
     overfit = next((g for g in guards if isinstance(g, OverfittingMonitor)), None)
     if overfit is not None:
@@ -388,7 +397,7 @@ def guard_summaries(
             "patience": overfit.config.patience,
             "action": overfit.config.action,
         }
-    return summaries
+    return summaries, kept
 
 
 def write_run(

@@ -82,14 +82,18 @@ class ForgettingMonitor:
         )
         return Decision(stop=f"{what}: stopped ({kept})", eligible=action != "rollback")
 
-    def finish(self, model: nn.Module, restored_best: bool) -> None:
+    def finish(self, model: nn.Module, restored_best: bool) -> bool:
         """After the loop: a rollback with no evaluation under the threshold goes back to
-        the starting weights."""
+        the starting weights. Whether it did."""
         if self.action_taken == "rolled_back" and not restored_best and self._start_state:
             model.load_state_dict(self._start_state, strict=False)
+            return True
+        return False
 
-    def summary(self, model: nn.Module, reference: str) -> dict:
-        after = self.measure(model)
+    def summary(self, model: nn.Module, reference: str, measured: float | None = None) -> dict:
+        """Before and after; `measured`: the kept weights' value, already measured at their
+        evaluation (else measured now)."""
+        after = self.measure(model) if measured is None else measured
         return {
             "reference": reference,
             "measure": self.measure.name,

@@ -13,7 +13,7 @@ import shutil
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -54,6 +54,9 @@ class FitResult:
     tokens_per_second: float
     restored_best: bool = False
     """The weights of the best evaluation were restored at the end."""
+    kept_record: dict | None = None
+    """The history line of the evaluation of the weights the model holds on return (its
+    validation metrics and guard measures), None when they were never evaluated as such."""
 
 
 @dataclass
@@ -188,6 +191,8 @@ class _Loop:
     on_evaluation: Callable[[dict], None] | None
     run_dir: Path
     state: LoopState
+    records: list[dict] = field(default_factory=list)
+    """Every evaluation's history line, in order."""
 
     @property
     def checkpoints(self) -> Path:
@@ -274,6 +279,7 @@ def _evaluate(loop: _Loop, record: dict, out: Console) -> bool:
     )  # fmt: skip
     state.stop_reason = state.stop_reason or next((d.stop for d in decisions if d.stop), None)
     record["best"] = improved
+    loop.records.append(record)
     if cluster.is_main:
         with loop.history.open("a") as handle:
             handle.write(json.dumps(record) + "\n")
@@ -405,6 +411,8 @@ def _finish(loop: _Loop) -> FitResult:
         load_weights(loop.model, best)
     if not loop.config.keep_checkpoints and main:
         shutil.rmtree(loop.checkpoints, ignore_errors=True)
+    kept_step = state.best_step if restored else state.step
+    kept = next((r for r in reversed(loop.records) if r["step"] == kept_step), None)
     return FitResult(
         steps=state.step,
         best_step=state.best_step,
@@ -415,6 +423,7 @@ def _finish(loop: _Loop) -> FitResult:
         samples_per_second=state.samples_seen / max(state.train_seconds, 1e-9),
         tokens_per_second=state.tokens_seen / max(state.train_seconds, 1e-9),
         restored_best=restored,
+        kept_record=kept,
     )
 
 
