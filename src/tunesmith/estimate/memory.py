@@ -58,6 +58,10 @@ class MemoryBreakdown:
     activations_mb: float
     backward_mb: float
     """Gradients of the largest activations, alive at once during the backward pass."""
+    casts_mb: float
+    """Under bf16: the bf16 copies autocast makes of fp32 matrix weights (trained ones, and
+    frozen ones shared with another module, such as a tied output layer), kept for the
+    backward pass. An adapter's other frozen matrices are stored in bf16: no copy."""
     overhead_mb: float
     peak_mb: float
     """Predicted peak for the device: process RSS on a CPU, CUDA peak allocation on a GPU."""
@@ -96,7 +100,8 @@ def memory_breakdown(
     backward = BACKWARD_COPIES * profile.largest_bytes * batch_size * (0.6 if bf16 else 1.0)
     gradients = trainable_bytes
     optimizer = trainable_bytes * ADAMW_STATES
-    dynamic = gradients + optimizer + activations + backward
+    casts = cast_copy_bytes(model) if bf16 else 0.0
+    dynamic = gradients + optimizer + activations + backward + casts
     if device == "cuda":
         overhead = (weight_bytes + dynamic) * (CUDA_WORKSPACE - 1)
         runtime = 0.0
@@ -112,9 +117,24 @@ def memory_breakdown(
         optimizer_mb=optimizer / MB,
         activations_mb=activations / MB,
         backward_mb=backward / MB,
+        casts_mb=casts / MB,
         overhead_mb=overhead / MB,
         peak_mb=peak / MB,
     )
+
+
+def cast_copy_bytes(model: nn.Module) -> float:
+    """Bytes of the bf16 copies autocast makes of the fp32 weights of matrix layers (Linear,
+    convolutions) for one step; embeddings and norms run in fp32 and are not copied."""
+    seen: set[int] = set()
+    total = 0.0
+    for module in model.modules():
+        if isinstance(module, (nn.Linear, nn.Conv1d, nn.Conv2d)):
+            weight = getattr(module, "weight", None)
+            if weight is not None and weight.dtype == torch.float32 and id(weight) not in seen:
+                seen.add(id(weight))
+                total += weight.numel() * 2
+    return total
 
 
 def matmul_flops_per_second(device: torch.device, bf16: bool, size: int = 1024) -> float:
