@@ -177,14 +177,15 @@ class EarlyStopping(StrictModel):
     relative_min_delta: float | None = Field(None, ge=0, lt=1)
     """An improvement counts only when it beats the best value by more than this fraction
     of it (0.01: 1%), so a loss that creeps down by crumbs ends the run; default: the task
-    kind's (0 for classifiers; causal-lm and seq2seq: see `tunesmith recipe keys TASK`)."""
+    kind's (0 for classifiers, 0.01 for causal-lm and seq2seq)."""
 
 
 class TrainConfig(StrictModel):
     epochs: Annotated[float, Field(gt=0)] | Literal["auto"] = "auto"
     """Passes over the training data; auto: enough for the task kind's target number of
-    optimizer steps (classifiers: about 300, 3 to 30 epochs; causal-lm and seq2seq:
-    fewer), since early stopping ends the run once validation stops improving."""
+    optimizer steps (classifiers: about 300, 3 to 30 epochs; causal-lm and seq2seq: about
+    100, 2 to 8 epochs), since early stopping ends the run once validation stops
+    improving."""
     learning_rate: float | None = Field(None, gt=0, lt=1)
     """Peak learning rate; when absent, the method's default (e.g. 5e-5 full, 1e-3 lora)."""
     head_learning_rate: float | None = Field(None, gt=0, lt=1)

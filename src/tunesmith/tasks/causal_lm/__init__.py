@@ -2,7 +2,7 @@
 and a retrieval baseline as contenders. Loop task and family: task.py, family.py; a finished
 run: kind.py."""
 
-from tunesmith.tasks.registry import TaskKind, register
+from tunesmith.tasks.registry import AutoEpochs, TaskKind, register
 
 register(
     TaskKind(
@@ -25,6 +25,11 @@ register(
         ),
         generative=True,
         default_max_length=512,
+        # A pre-trained LM learns an instruction set in a few epochs: on the zaragoza FAQ
+        # (22 steps an epoch) validation loss fell 3.87, 3.29, 2.94, 2.81, then rose (2.82)
+        # while forgetting grew every epoch; 300 steps would have planned 14 epochs.
+        auto_epochs=AutoEpochs(target_steps=100, fewest=2, most=8),
+        relative_min_delta=0.01,
         default_unicode="none",
         description="an LLM that answers (instruction tuning, chat, domain text)",
     )
