@@ -213,9 +213,9 @@ def _estimate_method(recipe: Recipe, name: str, family: Any, costs: Costs) -> Me
         model = method.apply(copy.deepcopy(family.model), config)
     except Exception as error:  # peft refuses some architectures, each in its own way
         return MethodEstimate(name, not_applicable=_reason(error))
-    if costs.bf16 and method.saves_adapter:  # as train stores them (train/setup.py)
-        from tunesmith.train.setup import store_frozen_matrices
+    from tunesmith.train.setup import store_frozen_matrices, stores_frozen_matrices
 
+    if costs.bf16 and stores_frozen_matrices(recipe, method):  # as train stores them
         store_frozen_matrices(model, torch.bfloat16)
     try:
         return _measure_method(name, model, family.task, recipe, costs)
