@@ -157,6 +157,8 @@ def test_a_bf16_adapter_run_trains_scores_and_predicts(kind, request, tmp_path):
     recipe["train"].update(precision="bf16", max_steps=3)
     metrics = train(load_recipe(recipe))
     assert metrics["precision"] == "bf16"
+    estimate = json.loads(Path(recipe["output_dir"], "estimate.json").read_text())
+    assert estimate["predicted"]["peak_memory_mb"] > 0  # profiled as it trains
     assert all(v == v for v in metrics["fine_tuned"].values() if isinstance(v, float))
     prompts = tmp_path / "inputs.txt"
     prompts.write_text("football goal\n")

@@ -94,13 +94,15 @@ def memory_breakdown(
     checkpointing: bool,
 ) -> MemoryBreakdown:
     _, _, weight_bytes, trainable_bytes = parameter_bytes(model)
+    measured_bf16 = profile.under_autocast  # saved bytes and weight copies already bf16
     activations = profile.activation_bytes * batch_size + profile.fixed_activation_bytes
-    activations *= BF16_ACTIVATIONS if bf16 else 1.0
+    activations *= BF16_ACTIVATIONS if bf16 and not measured_bf16 else 1.0
     activations *= CHECKPOINTING_ACTIVATIONS if checkpointing else 1.0
-    backward = BACKWARD_COPIES * profile.largest_bytes * batch_size * (0.6 if bf16 else 1.0)
+    backward = BACKWARD_COPIES * profile.largest_bytes * batch_size
+    backward *= 0.6 if bf16 and not measured_bf16 else 1.0
     gradients = trainable_bytes
     optimizer = trainable_bytes * ADAMW_STATES
-    casts = cast_copy_bytes(model) if bf16 else 0.0
+    casts = cast_copy_bytes(model) if bf16 and not measured_bf16 else 0.0
     dynamic = gradients + optimizer + activations + backward + casts
     if device == "cuda":
         overhead = (weight_bytes + dynamic) * (CUDA_WORKSPACE - 1)

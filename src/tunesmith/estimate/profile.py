@@ -33,6 +33,9 @@ class ForwardProfile:
     largest_bytes: float = 0.0
     """The largest single saved tensor (e.g. an LLM's output-layer logits): the backward pass
     holds its gradient and its input's gradient at once."""
+    under_autocast: bool = False
+    """Profiled under bf16 autocast (a model whose frozen matrices are stored in bf16 runs
+    only so): the saved bytes are already bf16, autocast's weight copies included."""
 
 
 def profile_examples(model: nn.Module, task: TrainTask, one: Batch, two: Batch) -> ForwardProfile:
@@ -49,6 +52,7 @@ def profile_examples(model: nn.Module, task: TrainTask, one: Batch, two: Batch) 
         tokens=single.tokens,
         largest_bytes=single.largest_bytes,
         fixed_activation_bytes=max(single.activation_bytes - per_example, 0.0),
+        under_autocast=single.under_autocast,
     )
 
 
@@ -82,8 +86,14 @@ def profile_example(model: nn.Module, task: TrainTask, batch: Batch) -> ForwardP
             totals["train"] += flops * (1 + input_in_graph + weight_trains)
 
     handles = [module.register_forward_hook(count) for module in model.modules()]
+    stored_bf16 = any(p.dtype == torch.bfloat16 for p in model.parameters())
+    device = next(model.parameters()).device.type
     try:
-        with torch.enable_grad(), torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        with (
+            torch.enable_grad(),
+            torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t),
+            torch.autocast(device, dtype=torch.bfloat16, enabled=stored_bf16),
+        ):
             task.loss_sum(model, batch)
     finally:
         for handle in handles:
@@ -94,6 +104,7 @@ def profile_example(model: nn.Module, task: TrainTask, batch: Batch) -> ForwardP
         train_flops=totals["train"],
         tokens=batch.tokens,
         largest_bytes=totals["largest"],
+        under_autocast=stored_bf16,
     )
 
 
