@@ -235,6 +235,8 @@ def test_optimizer_state_that_does_not_fit_is_a_user_error(tmp_path):
 def sharded_worker(rank: int, port: int, folder: Path, phase: str) -> None:
     """One of two FSDP processes: `straight` trains 4 steps; `first` trains 2 and
     checkpoints; `resume` loads that checkpoint and trains the last 2."""
+    import os
+
     import torch.distributed as dist
     from torch.distributed.fsdp import fully_shard
 
@@ -242,7 +244,8 @@ def sharded_worker(rank: int, port: int, folder: Path, phase: str) -> None:
     from tunesmith.train.distributed import Distributed
 
     torch.set_num_threads(1)
-    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=2)
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    dist.init_process_group("gloo", rank=rank, world_size=2)
     cluster = Distributed(rank=rank, world_size=2, strategy="fsdp")
     torch.manual_seed(0)
     model = nn.Sequential(nn.Linear(4, 3), nn.Linear(3, 2))  # 3 rows: shards of 2 and 1
@@ -260,7 +263,7 @@ def sharded_worker(rank: int, port: int, folder: Path, phase: str) -> None:
     weights = trainable_state(model)
     if rank == 0:
         save_file(weights, str(folder / f"{phase}.safetensors"))
-    dist.destroy_process_group()
+    cluster.close()
 
 
 @pytest.mark.distributed

@@ -183,6 +183,9 @@ class Distributed:
 
     def close(self) -> None:
         if self.enabled and dist.is_initialized():
+            # every process arrives before any tears down: gloo aborts a process whose
+            # peer destroyed the group while it was still writing its files
+            dist.barrier()
             dist.destroy_process_group()
 
 
