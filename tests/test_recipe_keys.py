@@ -95,7 +95,7 @@ def test_method_keys_name_their_methods(capsys):
     assert listed["method.r"]["default"] == 8
     assert listed["method.num_virtual_tokens"]["methods"] == ["prefix", "prompt", "ptuning"]
     assert set(listed["method.name"]["type"].split(" | ")) == set(methods())
-    assert listed["preprocess.max_length"]["type"] == "int in [8, 32768] | null"
+    assert listed["preprocess.max_length"]["type"] == "int in [8, 32768] | auto | null"
 
 
 def test_causal_lm_has_no_image_keys(capsys):

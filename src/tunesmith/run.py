@@ -78,6 +78,9 @@ def check_resumable(recipe: Recipe, folder: RunFolder) -> None:
             "train again without --resume into a new folder"
         )
     refuse_pickled(folder / RunFolder.CHECKPOINTS)
+    chosen = (saved.get("preprocess") or {}).get("max_length")
+    if recipe.preprocess.max_length == "auto" and isinstance(chosen, int):
+        recipe.preprocess.max_length = chosen  # the length auto chose when the run started
     current = yaml.safe_load(recipe.to_yaml())
     changed = [k for k in same_recipe_changes(saved, current) if k not in RESUMABLE_CHANGES]
     if changed:
