@@ -274,7 +274,15 @@ def test_a_sharded_checkpoint_resumes_exactly(tmp_path):
     from tunesmith.train.distributed import _free_port
 
     for phase in ("straight", "first", "resume"):
-        mp.spawn(sharded_worker, args=(_free_port(), tmp_path, phase), nprocs=2)
+        try:
+            mp.spawn(sharded_worker, args=(_free_port(), tmp_path, phase), nprocs=2)
+        except mp.ProcessExitedException as error:
+            # gloo now and then aborts a process while the group starts (SIGABRT, no Python
+            # frame; about one run in twenty under load): each phase is idempotent, so run
+            # it once more. Any other failure, or a second abort, fails the test.
+            if error.signal_name != "SIGABRT":
+                raise
+            mp.spawn(sharded_worker, args=(_free_port(), tmp_path, phase), nprocs=2)
     last = sorted(p.name for p in (tmp_path / "checkpoints" / "last").iterdir())
     assert "optimizer.1.safetensors" in last and "optimizer.1.json" in last
     straight = load_file(str(tmp_path / "straight.safetensors"))
