@@ -7,6 +7,7 @@ run) and training seconds per epoch are compared. LLM recipes score generation o
 examples only (it does not change the training cost).
 
     .venv/bin/python benchmarks/estimate.py [--recipes faq-lora,topics-full] [--json out.json]
+    .venv/bin/python benchmarks/estimate.py --recipes faq-lora --set train.precision=fp32
 """
 
 from __future__ import annotations
@@ -25,22 +26,22 @@ EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 ONE_EPOCH = ["train.epochs=1", "generation.max_examples=4", "generation.samples=2"]
 
 
-def estimate_in_subprocess(recipe_path: Path) -> dict:
+def estimate_in_subprocess(recipe_path: Path, overrides: list[str]) -> dict:
     """`tunesmith estimate --json` in a fresh process (its runtime memory is measured as a
     user's would be), with the dry run; returns its `predicted`."""
     command = [sys.executable, "-m", "tunesmith", "estimate", str(recipe_path), "--json",
                "--memory-budget", "1000GB"]  # fmt: skip
-    for override in ONE_EPOCH:
+    for override in [*ONE_EPOCH, *overrides]:
         command += ["--set", override]
     done = subprocess.run(command, check=True, capture_output=True, text=True)
     return json.loads(done.stdout)["predicted"]
 
 
-def train_one_epoch(recipe_path: Path, folder: Path) -> dict:
+def train_one_epoch(recipe_path: Path, folder: Path, overrides: list[str]) -> dict:
     output = folder / recipe_path.stem
     command = [sys.executable, "-m", "tunesmith", "train", str(recipe_path), "--output",
                str(output), "--set", "guards.data_quality=warn"]  # fmt: skip
-    for override in ONE_EPOCH:
+    for override in [*ONE_EPOCH, *overrides]:
         command += ["--set", override]
     subprocess.run(command, check=True, capture_output=True, text=True)
     return json.loads((output / "estimate.json").read_text())
@@ -50,6 +51,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--recipes", help="comma-separated example names (default: all)")
     parser.add_argument("--json", type=Path)
+    parser.add_argument("--set", action="append", default=[], dest="overrides",
+                        help="KEY=VALUE for every recipe (repeatable)")  # fmt: skip
     args = parser.parse_args()
     names = args.recipes.split(",") if args.recipes else None
     paths = [p for p in sorted(EXAMPLES.glob("*.yaml")) if not names or p.stem in names]
@@ -58,9 +61,9 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         for path in paths:
             console.print(f"{path.stem}: estimating ...")
-            predicted = estimate_in_subprocess(path)
+            predicted = estimate_in_subprocess(path, args.overrides)
             console.print(f"{path.stem}: training one epoch ...")
-            run = train_one_epoch(path, Path(tmp))
+            run = train_one_epoch(path, Path(tmp), args.overrides)
             measured = run["measured"]
             rows.append(
                 {

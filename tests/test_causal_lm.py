@@ -3,6 +3,7 @@ masks are right, packing keeps examples apart, predict and export work."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 from pathlib import Path
 
@@ -254,3 +255,61 @@ def test_the_base_models_answers_are_cached_between_runs(
     train(load_recipe(tiny_llm_recipe))
     assert "from the cache" not in capsys.readouterr().out
     assert len(list((tmp_path / "cache" / "base-scores").glob("*.json"))) == 2
+
+
+def _lora_model(folder: Path, **options):
+    """The tiny Llama with LoRA on every Linear, its B matrices random (a trained look)."""
+    from peft import LoraConfig, TaskType, get_peft_model
+
+    config = LoraConfig(task_type=TaskType.CAUSAL_LM, r=4, target_modules="all-linear", **options)
+    tuned = get_peft_model(AutoModelForCausalLM.from_pretrained(folder), config).eval()
+    torch.manual_seed(1)
+    with torch.no_grad():
+        for name, parameter in tuned.named_parameters():
+            if "lora_B" in name:
+                parameter.normal_(0, 0.5)
+    return tuned
+
+
+def test_answers_through_merged_lora_weights_are_the_adapters_answers(
+    tiny_llm_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tunesmith.methods.merged_lora import lora_merged, mergeable_lora_layers
+    from tunesmith.tasks.causal_lm import task as causal_lm
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_llm_dir)
+    tuned = _lora_model(tiny_llm_dir)
+    assert len(mergeable_lora_layers(tuned)) == 2 * 7  # q k v o gate up down, 2 layers
+    frozen = {n: p for n, p in tuned.named_parameters() if "base_layer" in n}
+    before = {n: p.detach().clone() for n, p in frozen.items()}
+    ids = torch.tensor([[5, 9, 12, 7, 20, 3]])
+    with torch.no_grad():
+        separate = tuned(input_ids=ids).logits
+        with lora_merged(tuned) as merged:
+            folded = merged(input_ids=ids).logits
+            assert all(p is not frozen[n] for n, p in merged.named_parameters() if n in frozen)
+        with tuned.disable_adapter():
+            untuned = tuned(input_ids=ids).logits
+    torch.testing.assert_close(folded, separate, rtol=1e-4, atol=1e-5)
+    assert not torch.allclose(separate, untuned, atol=1e-3)  # the adapters do change it
+    after = dict(tuned.named_parameters())
+    assert all(after[n] is p and torch.equal(p, before[n]) for n, p in frozen.items())
+    assert any(m.lora_A for m in mergeable_lora_layers(tuned))  # adapters still there, on
+
+    task = _task(tokenizer, [_chat("football match", "the team")])
+    prompts = [[{"role": "user", "content": q}] for q in ("football goal", "pizza cake soup")]
+    answers = task.generate(tuned, prompts)
+    monkeypatch.setattr(causal_lm, "lora_merged", contextlib.nullcontext)  # LoRA's own path
+    assert answers == task.generate(tuned, prompts)
+    with tuned.disable_adapter():
+        assert answers != task.generate(tuned, prompts)
+
+
+def test_dora_and_merged_models_generate_as_they_are(tiny_llm_dir: Path) -> None:
+    from tunesmith.methods.merged_lora import mergeable_lora_layers
+
+    assert mergeable_lora_layers(_lora_model(tiny_llm_dir, use_dora=True)) == []
+    merged = _lora_model(tiny_llm_dir)
+    merged.merge_adapter()
+    assert mergeable_lora_layers(merged) == []
+    assert mergeable_lora_layers(AutoModelForCausalLM.from_pretrained(tiny_llm_dir)) == []

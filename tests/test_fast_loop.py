@@ -116,35 +116,79 @@ def test_compiled_blocks_train_the_same_model(tiny_llm_recipe, tmp_path):
 def test_frozen_matrices_in_bf16_compute_what_autocast_computed(tiny_llm_dir):
     """Under bf16 autocast, storing a LoRA model's frozen Linear weights in bf16 gives the
     same loss and the same adapter gradients as casting them on every forward pass, from
-    less memory; the trained adapter and tied output layer stay fp32."""
+    less memory; the trained adapter and tied output layer stay fp32. Leaving the adapters'
+    inputs uncast (no bf16 -> fp32 -> bf16 round trip) changes no bit either."""
     import copy
 
     from transformers import AutoModelForCausalLM
 
-    from tunesmith.train.setup import store_frozen_matrices
+    from tunesmith.train.setup import keep_adapter_input_dtype, store_frozen_matrices
 
     torch.manual_seed(0)
     base = AutoModelForCausalLM.from_pretrained(tiny_llm_dir)
     settings = load_recipe({"data": {"train": "x"}, "method": {"name": "lora", "r": 4}}).method
     plain = get_method("lora").apply(copy.deepcopy(base), settings)
+    with torch.no_grad():  # B = 0 at the start would hide what flows through A's input
+        for name, parameter in plain.named_parameters():
+            if "lora_B" in name:
+                parameter.normal_(0, 0.1)
     stored = copy.deepcopy(plain)
     saved = store_frozen_matrices(stored, torch.bfloat16)
     assert saved > 0
+    uncast = copy.deepcopy(stored)
+    assert keep_adapter_input_dtype(uncast) == 2 * 7  # every adapted Linear of 2 layers
     dtypes = {n: p.dtype for n, p in stored.named_parameters()}
     assert all(d == torch.float32 for n, d in dtypes.items() if "lora_" in n)
     assert any(d == torch.bfloat16 for n, d in dtypes.items() if "base_layer" in n)
     assert stored.get_output_embeddings().weight.dtype == torch.float32  # tied: left alone
     ids = torch.randint(3, 40, (2, 9))
     results = []
-    for model in (plain, stored):
+    for model in (plain, stored, uncast):
         with torch.autocast("cpu", dtype=torch.bfloat16):
             loss = model(input_ids=ids, labels=ids).loss
         loss.backward()
         grads = {n: p.grad.clone() for n, p in model.named_parameters() if p.requires_grad}
         results.append((loss.item(), grads))
-    assert results[0][0] == results[1][0]
-    for name, grad in results[0][1].items():
-        assert torch.equal(grad, results[1][1][name]), name
+    for other in results[1:]:
+        assert results[0][0] == other[0]
+        for name, grad in results[0][1].items():
+            assert torch.equal(grad, other[1][name]), name
+
+
+def test_training_attention_runs_in_fp32_under_bf16_on_a_cpu(tiny_llm_dir, monkeypatch):
+    """With a backward pass to come, attention under CPU bf16 autocast gets fp32 inputs
+    with autocast off (the fast kernel backward); without one, transformers' own path."""
+    from transformers import AttentionInterface, AutoModelForCausalLM
+    from transformers.integrations.sdpa_attention import sdpa_attention_forward
+
+    from tunesmith.models.attention import use_fast_cpu_training_attention
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_llm_dir)
+    assert model.config._attn_implementation == "sdpa"
+    ids = torch.randint(3, 40, (2, 9))
+    calls: list[tuple[torch.dtype, bool]] = []
+    real = torch.nn.functional.scaled_dot_product_attention
+
+    def spy(query, *args, **kwargs):
+        calls.append((query.dtype, torch.is_autocast_enabled("cpu")))
+        return real(query, *args, **kwargs)
+
+    monkeypatch.setattr(torch.nn.functional, "scaled_dot_product_attention", spy)
+
+    def run(grad: bool) -> torch.Tensor:
+        calls.clear()
+        with torch.set_grad_enabled(grad), torch.autocast("cpu", dtype=torch.bfloat16):
+            return model(input_ids=ids, labels=ids).loss
+
+    use_fast_cpu_training_attention()
+    fast_inference, fast_training = run(False), run(True)
+    assert calls == [(torch.float32, False)] * 2  # both layers: fp32, autocast off
+    fast_training.backward()
+    monkeypatch.setitem(AttentionInterface._global_mapping, "sdpa", sdpa_attention_forward)
+    assert torch.equal(run(False), fast_inference)  # inference: untouched
+    plain_training = run(True)
+    assert all(autocast for _, autocast in calls)  # transformers' path: bf16 by autocast
+    assert fast_training.item() == pytest.approx(plain_training.item(), rel=2e-2)
 
 
 @pytest.mark.parametrize("kind", ["text", "llm"])

@@ -19,7 +19,7 @@ from tunesmith.data.text import SPLITS
 from tunesmith.data.text_preprocess import TextPreprocessor
 from tunesmith.errors import UserError
 from tunesmith.progress import track
-from tunesmith.recipe import Recipe
+from tunesmith.recipe import Recipe, TrainConfig
 from tunesmith.train.batching import sorted_batches
 from tunesmith.train.device import autocast, resolve_device, resolve_precision
 from tunesmith.train.task import Batch
@@ -100,24 +100,44 @@ def encode_texts(
 ) -> tuple[list[list[int]], int]:
     """Token ids cut to max_length, and how many texts were cut (texts already
     preprocessed)."""
-    if not texts:
-        return [], 0
-    ids = tokenizer(list(texts), truncation=False, verbose=False)["input_ids"]
-    too_long = sum(len(row) > max_length for row in ids)
-    if too_long:
-        ids = tokenizer(list(texts), truncation=True, max_length=max_length)["input_ids"]
-    return ids, too_long
+    return cut_to_length(tokenizer, texts, token_ids(tokenizer, texts), max_length)
 
 
-def auto_length(tokenizer: Any, texts: Sequence[str], model_limit: int | None) -> int:
-    """`max_length: auto` for these (preprocessed training) texts, within what the model
-    and its tokenizer read."""
+def token_ids(tokenizer: Any, texts: Sequence[str]) -> list[list[int]]:
+    """Each text's token ids, uncut."""
+    return tokenizer(list(texts), truncation=False, verbose=False)["input_ids"] if texts else []
+
+
+def cut_to_length(
+    tokenizer: Any, texts: Sequence[str], ids: list[list[int]], max_length: int
+) -> tuple[list[list[int]], int]:
+    """`ids` (the texts' uncut token ids) with each row longer than max_length tokenised
+    again, cut by the tokenizer (which keeps its closing special tokens); and how many were
+    cut."""
+    long_rows = [i for i, row in enumerate(ids) if len(row) > max_length]
+    if not long_rows:
+        return ids, 0
+    cut = tokenizer([texts[i] for i in long_rows], truncation=True, max_length=max_length)
+    ids = list(ids)
+    for i, row in zip(long_rows, cut["input_ids"], strict=True):
+        ids[i] = row
+    return ids, len(long_rows)
+
+
+def auto_length(tokenizer: Any, lengths: Sequence[int], model_limit: int | None) -> int:
+    """`max_length: auto` for (preprocessed training) texts of these token lengths, within
+    what the model and its tokenizer read."""
     from tunesmith.data.lengths import auto_max_length
 
-    ids = tokenizer(list(texts), verbose=False)["input_ids"] if texts else []
     limits = [model_limit, getattr(tokenizer, "model_max_length", None)]
     known = [n for n in limits if isinstance(n, int) and 0 < n < 10**6]
-    return auto_max_length([len(row) for row in ids], min(known) if known else None)
+    return auto_max_length(list(lengths), min(known) if known else None)
+
+
+def classifier_eval_batch_size(train: TrainConfig) -> int:
+    """A classifier's evaluation batch: the recipe's, else twice the training batch (no
+    gradients to keep) and at least 32."""
+    return train.eval_batch_size or max(32, train.batch_size * 2)
 
 
 def model_length_limit(recipe: Recipe) -> int | None:
@@ -250,13 +270,16 @@ class TokenisedTextTask:
             self.texts[name], self.fallbacks[name] = self.preprocessor.apply_counted(
                 splits.split(name).texts, progress=f"Preprocessing the {name} texts"
             )
+        uncut = {name: token_ids(tokenizer, self.texts[name]) for name in SPLITS}
         self.max_length = (
-            auto_length(tokenizer, self.texts["train"], length_limit)
+            auto_length(tokenizer, [len(row) for row in uncut["train"]], length_limit)
             if max_length == "auto"
             else max_length
         )
         for name in SPLITS:
-            self.ids[name], self.truncated[name] = self.encode(self.texts[name])
+            self.ids[name], self.truncated[name] = cut_to_length(
+                tokenizer, self.texts[name], uncut[name], self.max_length
+            )
 
     @classmethod
     def from_recipe(
@@ -276,7 +299,7 @@ class TokenisedTextTask:
             recipe.preprocess.max_length,
             device,
             dtype,
-            eval_batch_size=train.eval_batch_size or max(32, train.batch_size * 2),
+            eval_batch_size=classifier_eval_batch_size(train),
             label_smoothing=train.label_smoothing,
             preprocessor=TextPreprocessor.from_config(recipe.preprocess),
             length_limit=model_length_limit(recipe),

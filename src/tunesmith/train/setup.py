@@ -16,6 +16,7 @@ from torch import nn
 
 from tunesmith.errors import UserError
 from tunesmith.method_registry import Method
+from tunesmith.models.attention import use_fast_cpu_training_attention
 from tunesmith.recipe import Recipe
 from tunesmith.train.compile import compile_blocks
 
@@ -43,13 +44,19 @@ def wrap_model(
     sharded: bool = False,
 ) -> WrappedModel:
     """Apply the recipe's method to `family.model`, then (under bf16, for an adapter of a
-    generative kind) keep the frozen matrices in bf16, then gradient checkpointing and
-    compilation as the recipe says. The head is found before the method runs: peft copies
+    generative kind) keep the frozen matrices in bf16, leave adapter inputs in their dtype
+    under autocast and (under bf16 on a CPU) train attention in fp32
+    (models/attention.py), then gradient checkpointing and compilation
+    as the recipe says. The head is found before the method runs: peft copies
     it."""
     head = family.head_parameters()
     model = method.apply(family.model, recipe.method)
     if dtype is not None and stores_frozen_matrices(recipe, method, sharded):
         store_frozen_matrices(model, dtype)
+    if dtype is not None:
+        keep_adapter_input_dtype(model)
+    if dtype == torch.bfloat16:
+        use_fast_cpu_training_attention()
     if recipe.train.gradient_checkpointing:
         enable_gradient_checkpointing(model)
     if recipe.train.compile:
@@ -99,6 +106,22 @@ def store_frozen_matrices(model: nn.Module, dtype: torch.dtype) -> int:
         saved += sum(p.numel() * (p.element_size() - torch.finfo(dtype).bits // 8) for p in own)
         module.to(dtype)
     return saved
+
+
+def keep_adapter_input_dtype(model: nn.Module) -> int:
+    """Let adapter layers take their input in the dtype it comes in; returns how many.
+
+    peft casts a layer's input to its adapter weights' dtype (fp32) before the adapter's
+    product, which autocast then casts straight back to bf16: two copies of every bf16
+    activation entering an adapted layer (attention output, MLP inner states), and two more
+    of its gradient. Under autocast the product runs in bf16 either way, and bf16 -> fp32
+    -> bf16 is exact, so losses and gradients are bitwise the same without them."""
+    from peft.tuners.tuners_utils import BaseTunerLayer
+
+    layers = [m for m in model.modules() if isinstance(m, BaseTunerLayer)]
+    for layer in layers:
+        layer.cast_input_dtype_enabled = False
+    return len(layers)
 
 
 def enable_gradient_checkpointing(model: nn.Module) -> None:

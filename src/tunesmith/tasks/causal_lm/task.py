@@ -22,6 +22,7 @@ from tunesmith.data.causal import LMExample, LMSplit, LMSplits, Message
 from tunesmith.data.text import SPLITS
 from tunesmith.data.text_preprocess import TextPreprocessor
 from tunesmith.evaluate.generation import generation_metrics
+from tunesmith.methods.merged_lora import lora_merged
 from tunesmith.progress import track
 from tunesmith.recipe import GenerationConfig, Recipe
 from tunesmith.tasks.common import answer_budget, content_digest, token_loss_metrics
@@ -351,42 +352,49 @@ class CausalLMTask:
             for messages in prompts
         ]
         answers: list[str] = [""] * len(encoded)
-        stop = _stop_ids(self.tokenizer, model)
-        virtual = _prefix_tokens(model)
         batches = sorted_batches([len(ids) for ids in encoded], config.batch_size)
-        for chunk in track(batches, "Generating answers", size=len, unit="answers"):
-            # left-padded; with prefix tuning, `virtual` leading slots stand for the prefix
-            width = virtual + max(len(encoded[i]) for i in chunk)
-            input_ids = torch.full((len(chunk), width), self.pad_id, dtype=torch.long)
-            mask = torch.zeros((len(chunk), width), dtype=torch.long)
-            mask[:, :virtual] = 1
-            for r, i in enumerate(chunk):
-                ids = encoded[i]
-                input_ids[r, width - len(ids) :] = torch.tensor(ids)
-                mask[r, width - len(ids) :] = 1
-            generator, extra = model, {}
-            if virtual:
-                generator = model.get_base_model()
-                extra["past_key_values"] = model.get_prompt(len(chunk), max_cache_len=width + limit)
-            sampling = (
-                {"do_sample": True, "temperature": config.temperature, "top_p": config.top_p}
-                if config.do_sample
-                else {"do_sample": False, "temperature": None, "top_p": None, "top_k": None}
-            )
-            with autocast(self.device, self.dtype):
-                output = generator.generate(
-                    input_ids=input_ids.to(self.device),
-                    attention_mask=mask.to(self.device),
-                    max_new_tokens=limit,
-                    eos_token_id=stop,
-                    pad_token_id=self.pad_id,
-                    **sampling,
-                    **extra,
-                )
-            for r, i in enumerate(chunk):
-                new = output[r, width:].tolist()
-                answers[i] = self.tokenizer.decode(new, skip_special_tokens=True).strip()
+        with lora_merged(model):  # one matrix product per layer while decoding
+            for chunk in track(batches, "Generating answers", size=len, unit="answers"):
+                rows = [encoded[i] for i in chunk]
+                for i, answer in zip(chunk, self._answer_batch(model, rows, limit), strict=True):
+                    answers[i] = answer
         return answers
+
+    def _answer_batch(self, model: nn.Module, rows: list[list[int]], limit: int) -> list[str]:
+        """Answers to one batch of encoded prompts, left-padded; with prefix tuning,
+        `virtual` leading slots stand for the prefix."""
+        config = self.generation
+        virtual = _prefix_tokens(model)
+        width = virtual + max(len(ids) for ids in rows)
+        input_ids = torch.full((len(rows), width), self.pad_id, dtype=torch.long)
+        mask = torch.zeros((len(rows), width), dtype=torch.long)
+        mask[:, :virtual] = 1
+        for r, ids in enumerate(rows):
+            input_ids[r, width - len(ids) :] = torch.tensor(ids)
+            mask[r, width - len(ids) :] = 1
+        generator, extra = model, {}
+        if virtual:
+            generator = model.get_base_model()
+            extra["past_key_values"] = model.get_prompt(len(rows), max_cache_len=width + limit)
+        sampling = (
+            {"do_sample": True, "temperature": config.temperature, "top_p": config.top_p}
+            if config.do_sample
+            else {"do_sample": False, "temperature": None, "top_p": None, "top_k": None}
+        )
+        with autocast(self.device, self.dtype):
+            output = generator.generate(
+                input_ids=input_ids.to(self.device),
+                attention_mask=mask.to(self.device),
+                max_new_tokens=limit,
+                eos_token_id=_stop_ids(self.tokenizer, model),
+                pad_token_id=self.pad_id,
+                **sampling,
+                **extra,
+            )
+        return [
+            self.tokenizer.decode(output[r, width:].tolist(), skip_special_tokens=True).strip()
+            for r in range(len(rows))
+        ]
 
 
 def _preprocessed(splits: LMSplits, preprocessor: TextPreprocessor) -> LMSplits:

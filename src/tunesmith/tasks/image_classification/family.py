@@ -29,6 +29,7 @@ from tunesmith.method_registry import Method
 from tunesmith.models.resolve import resolve_model
 from tunesmith.models.vision import imagenet_head, load_vision_classifier, vision_kind
 from tunesmith.recipe import Recipe
+from tunesmith.tasks.common import classifier_eval_batch_size
 from tunesmith.tasks.image_classification.task import ImageClassificationTask
 
 PIXEL_SIDE = 32
@@ -63,7 +64,7 @@ class ImageClassificationFamily:
             self.tokenizer,
             device,
             dtype,
-            eval_batch_size=recipe.train.eval_batch_size or max(32, recipe.train.batch_size * 2),
+            eval_batch_size=classifier_eval_batch_size(recipe.train),
             label_smoothing=recipe.train.label_smoothing,
             seed=recipe.train.seed,
         )

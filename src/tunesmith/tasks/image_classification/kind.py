@@ -30,7 +30,12 @@ from tunesmith.models.vision import (
 )
 from tunesmith.recipe import Recipe
 from tunesmith.run_folder import RunFolder
-from tunesmith.tasks.common import check_same_labels, label_rows, placed
+from tunesmith.tasks.common import (
+    check_same_labels,
+    classifier_eval_batch_size,
+    label_rows,
+    placed,
+)
 from tunesmith.tasks.image_classification.family import (
     ImageClassificationFamily,
     image_transforms,
@@ -119,7 +124,7 @@ def frozen_features(data: CheckData, recipe: Recipe, labels: list[str]) -> dict[
     )
     model = load_vision_classifier(folder, labels, vision_kind(recipe.model, folder)).to(device)
     train, evaluation = image_transforms(recipe, model)
-    batch_size = recipe.train.eval_batch_size or max(32, recipe.train.batch_size * 2)
+    batch_size = classifier_eval_batch_size(recipe.train)
     task = ImageClassificationTask(
         splits, train, evaluation, device, None, eval_batch_size=batch_size
     )

@@ -21,6 +21,7 @@ from transformers import PreTrainedTokenizerBase
 
 from tunesmith.data.text_preprocess import TextPreprocessor
 from tunesmith.evaluate.generation import generation_metrics
+from tunesmith.methods.merged_lora import lora_merged
 from tunesmith.progress import track
 from tunesmith.recipe import GenerationConfig, Recipe
 from tunesmith.tasks.common import answer_budget, content_digest, token_loss_metrics
@@ -231,20 +232,21 @@ class Seq2SeqTask:
         settings = seq2seq.generation_settings(model, self.generation, limit, self.pad_id)
         answers = [""] * len(encoded)
         batches = sorted_batches([len(ids) for ids in encoded], self.generation.batch_size)
-        for chunk in track(batches, "Generating answers", size=len, unit="answers"):
-            width = max(len(encoded[i]) for i in chunk)
-            input_ids = torch.full((len(chunk), width), self.pad_id, dtype=torch.long)
-            mask = torch.zeros((len(chunk), width), dtype=torch.long)
-            for r, i in enumerate(chunk):
-                input_ids[r, : len(encoded[i])] = torch.tensor(encoded[i])
-                mask[r, : len(encoded[i])] = 1
-            with autocast(self.device, self.dtype):
-                output = seq2seq.generate(
-                    model, input_ids.to(self.device), mask.to(self.device), settings
-                )
-            texts = self.tokenizer.batch_decode(output, skip_special_tokens=True)
-            for i, text in zip(chunk, texts, strict=True):
-                answers[i] = text.strip()
+        with lora_merged(model):  # one product per layer while decoding
+            for chunk in track(batches, "Generating answers", size=len, unit="answers"):
+                width = max(len(encoded[i]) for i in chunk)
+                input_ids = torch.full((len(chunk), width), self.pad_id, dtype=torch.long)
+                mask = torch.zeros((len(chunk), width), dtype=torch.long)
+                for r, i in enumerate(chunk):
+                    input_ids[r, : len(encoded[i])] = torch.tensor(encoded[i])
+                    mask[r, : len(encoded[i])] = 1
+                with autocast(self.device, self.dtype):
+                    output = seq2seq.generate(
+                        model, input_ids.to(self.device), mask.to(self.device), settings
+                    )
+                texts = self.tokenizer.batch_decode(output, skip_special_tokens=True)
+                for i, text in zip(chunk, texts, strict=True):
+                    answers[i] = text.strip()
         return answers
 
     @torch.no_grad()

@@ -21,6 +21,7 @@ from tunesmith.models.text import load_text_classifier, load_tokenizer
 from tunesmith.recipe import Recipe
 from tunesmith.tasks.common import (
     check_same_labels,
+    classifier_eval_batch_size,
     label_rows,
     load_sequence_classifier,
     model_length_limit,
@@ -107,7 +108,7 @@ def frozen_features(data: CheckData, recipe: Recipe, labels: list[str]) -> dict[
         recipe.preprocess.max_length or 128,
         device,
         None,
-        recipe.train.eval_batch_size or max(32, recipe.train.batch_size * 2),
+        classifier_eval_batch_size(recipe.train),
         length_limit=model_length_limit(recipe),
     )
     return {name: task.embed(model, name) for name in SPLITS}
