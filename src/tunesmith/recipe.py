@@ -328,6 +328,45 @@ class Guards(StrictModel):
         return "off" if value is False else value  # YAML reads a bare `off` as false
 
 
+class TuneRange(StrictModel):
+    """A range of values for one key of `tune:` (a list of values is a set of candidates)."""
+
+    low: float
+    """Smallest value tried."""
+    high: float
+    """Largest value tried."""
+    log: bool = False
+    """Draw on a log scale (learning rates): as many trials between 1e-5 and 1e-4 as between
+    1e-4 and 1e-3."""
+    step: float | None = Field(None, gt=0)
+    """Only values low, low + step, ... (whole numbers when low, high and step are)."""
+    relative: bool = False
+    """train.learning_rate only: low and high are multiples of the chosen method's own
+    default learning rate (1e-3 for lora, 5e-5 for full ...), so one range fits every method
+    a search tries."""
+
+    @model_validator(mode="after")
+    def _ordered(self) -> TuneRange:
+        if self.high < self.low:
+            raise ValueError(f"high ({self.high:g}) is below low ({self.low:g}); swap them")
+        if self.log and self.low <= 0:
+            raise ValueError("a log range needs low above 0")
+        if self.log and self.step is not None:
+            raise ValueError("a log range takes no step; remove step or log")
+        return self
+
+    @property
+    def whole(self) -> bool:
+        """Whole numbers: low, high (and step) written without a fraction."""
+        return all(
+            float(v).is_integer() and not isinstance(v, bool)
+            for v in (self.low, self.high, self.step or 1)
+        )
+
+
+TuneValue = Annotated[list[Any], Field(min_length=1)] | TuneRange
+
+
 class Recipe(StrictModel):
     task: str = "text-classification"
     """The task kind: text-classification, causal-lm, image-classification, or any kind
@@ -341,6 +380,12 @@ class Recipe(StrictModel):
     train: TrainConfig = Field(default_factory=TrainConfig)
     generation: GenerationConfig = Field(default_factory=GenerationConfig)
     guards: Guards = Field(default_factory=Guards)
+    tune: dict[str, TuneValue] | None = None
+    """`tunesmith tune`'s search space: recipe keys in dotted form (model, method.name,
+    method.r, train.learning_rate, train.epochs, train.batch_size, preprocess.max_length,
+    ...), each a list of candidates or a range {low, high, log, step}; a method key the
+    chosen method lacks is left out of that trial. Default: the task kind's space
+    (`tunesmith tune` prints it). `tunesmith train` ignores it."""
     output_dir: str | None = None
     """Run folder; default runs/<recipe file name>."""
     _source: Path | None = PrivateAttr(default=None)
