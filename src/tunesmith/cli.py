@@ -396,15 +396,17 @@ def tune(
         list[str] | None,
         typer.Option("--set", help="Override a recipe key: --set train.seed=1 (repeatable)"),
     ] = None,
-    worker: Annotated[bool, typer.Option(hidden=True)] = False,
+    worker: Annotated[int | None, typer.Option(hidden=True)] = None,
     deadline: Annotated[float | None, typer.Option(hidden=True)] = None,
 ) -> None:
     """Search models, methods and hyperparameters within a budget (Optuna), guarded; the
     best trial is scored on test. Re-run the same command to resume a killed search."""
     from tunesmith.tune import run_tune, run_worker
 
-    if worker:  # one of --workers' processes (or a worker joining from another machine)
-        run_worker(recipe, set_ or [], console, trials, storage, output, memory_budget, deadline)
+    if worker is not None:  # worker K of --workers (or one joining from another machine)
+        run_worker(
+            recipe, set_ or [], console, trials, storage, output, memory_budget, deadline, worker
+        )
         return
     run_tune(
         recipe,

@@ -13,8 +13,10 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import (
     BaseModel,
+    Discriminator,
     Field,
     PrivateAttr,
+    Tag,
     ValidationError,
     field_validator,
     model_validator,
@@ -364,7 +366,12 @@ class TuneRange(StrictModel):
         )
 
 
-TuneValue = Annotated[list[Any], Field(min_length=1)] | TuneRange
+TuneValue = Annotated[
+    Annotated[list[Any], Field(min_length=1), Tag("candidates")]
+    | Annotated[TuneRange, Tag("range")],
+    Discriminator(lambda value: "range" if isinstance(value, dict | TuneRange) else "candidates"),
+]
+"""A `tune:` key's value: a list of candidates, or a range (a mapping)."""
 
 
 class Recipe(StrictModel):
@@ -611,6 +618,9 @@ def _clean_location(loc: tuple[Any, ...], kind: str) -> list[str]:
             model = "method" if part == "method" else _model_of(model.model_fields[part].annotation)
         elif model == "method" and part in methods():
             model = methods()[part].settings
+        elif out == ["tune"] and i == 1:  # the searched key, as written
+            out.append(str(part))
+            model = TuneRange
         elif isinstance(part, int) or (kind == "extra_forbidden" and i == len(loc) - 1):
             out.append(str(part))
     return out

@@ -53,6 +53,8 @@ class Search:
     budget: Budget
     metric: str
     resume: bool
+    worker: int = 0
+    """This process's worker number (0 for the search's own process)."""
 
     @property
     def direction(self) -> str:
@@ -64,7 +66,11 @@ class Search:
 
     def open(self) -> optuna.Study:
         return open_study(
-            open_storage(self.storage), self.direction, self.recipe.train.seed, self.budget.trials
+            open_storage(self.storage),
+            self.direction,
+            self.recipe.train.seed,
+            self.budget.trials,
+            self.worker,
         )
 
     def objective(self) -> Objective:
@@ -83,7 +89,7 @@ def plan_search(
     overwrite: bool,
     memory_budget: str | None,
     deadline: float | None = None,
-    worker: bool = False,
+    worker: int | None = None,
 ) -> Search:
     """The recipe, its space, the folder and the budgets, all checked (a UserError names the
     key, file or option); nothing is written yet."""
@@ -100,7 +106,7 @@ def plan_search(
     stopping = recipe.train.early_stopping
     metric = stopping.metric if stopping and stopping.metric else "loss"
     output = Path(output or Path("tunes") / recipe_path.stem)
-    if worker:
+    if worker is not None:
         folder, resume = TuneFolder(output), True
         if not folder.is_marked():
             raise UserError(f"--worker: {output} is not a tune folder; start the search first")
@@ -114,6 +120,7 @@ def plan_search(
         budget=Budget(trials, deadline, memory),
         metric=metric,
         resume=resume,
+        worker=0 if worker is None else worker + 1,
     )
 
 
@@ -157,14 +164,16 @@ def run_worker(
     output: Path | None,
     memory_budget: str | None,
     deadline: float | None,
+    worker: int,
 ) -> None:
-    """One worker process of --workers: trials until the budget ends the search."""
+    """Worker `worker` of --workers: trials until the budget ends the search."""
     search = plan_search(
         recipe_path, overrides, None, trials, storage, output, False, memory_budget,
-        deadline=deadline, worker=True,
+        deadline=deadline, worker=worker,
     )  # fmt: skip
     study = search.open()
-    reason = work(study, search.objective(), search.budget, AskLock(search.folder / ".ask-lock"))
+    lock = AskLock(search.folder / TuneFolder.ASK_LOCK)
+    reason = work(study, search.objective(), search.budget, lock)
     console.print(f"worker done: {reason}")
 
 

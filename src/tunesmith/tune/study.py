@@ -54,23 +54,31 @@ def guard_constraints(trial: FrozenTrial) -> tuple[float]:
     return (1.0 if trial.user_attrs.get(OUTCOME) == "guard" else 0.0,)
 
 
-def open_study(storage: RDBStorage, direction: str, seed: int, trials: int | None) -> optuna.Study:
+def open_study(
+    storage: RDBStorage, direction: str, seed: int, trials: int | None, worker: int = 0
+) -> optuna.Study:
     """The study (made, or loaded to resume it). TPE starts with a few random trials (a
     third of the planned ones, 2 to 10); successive halving compares trials at their 1st,
-    3rd and 9th evaluation and ends the worse two thirds."""
-    startup = min(10, max(2, (trials or 15) // 3))
-    sampler = optuna.samplers.TPESampler(
-        seed=seed, n_startup_trials=startup, constraints_func=guard_constraints
-    )
+    3rd and 9th evaluation and ends the worse two thirds.
+
+    Each sampler's seed also depends on the worker and on how many trials the study held
+    when it opened: two workers (or a resumed search) seeded alike would draw the same
+    random values again."""
     pruner = optuna.pruners.SuccessiveHalvingPruner(min_resource=1, reduction_factor=3)
-    return optuna.create_study(
+    study = optuna.create_study(
         storage=storage,
         study_name=STUDY_NAME,
         direction=direction,
-        sampler=sampler,
         pruner=pruner,
         load_if_exists=True,
     )
+    held = len(study.get_trials(deepcopy=False))
+    study.sampler = optuna.samplers.TPESampler(
+        seed=seed + 7919 * (worker + 1) + held,
+        n_startup_trials=min(10, max(2, (trials or 15) // 3)),
+        constraints_func=guard_constraints,
+    )
+    return study
 
 
 def counted(trial: FrozenTrial) -> bool:

@@ -42,8 +42,9 @@ def work(study: optuna.Study, objective: Objective, budget: Budget, lock: AskLoc
 def worker_command(
     recipe: Path, overrides: list[str], folder: TuneFolder, storage: str, budget: Budget
 ) -> list[str]:
-    """The command line of one local worker: the same recipe, overrides and budgets."""
-    argv = [sys.executable, "-m", "tunesmith", "tune", str(recipe), "--worker"]
+    """The command line of a local worker (its number follows): the same recipe, overrides
+    and budgets."""
+    argv = [sys.executable, "-m", "tunesmith", "tune", str(recipe)]
     argv += [arg for item in overrides for arg in ("--set", item)]
     argv += ["--output", str(folder.path), "--storage", storage]
     if budget.trials is not None:
@@ -52,7 +53,7 @@ def worker_command(
         argv += ["--deadline", f"{budget.deadline:.3f}"]
     if budget.memory_mb is not None:
         argv += ["--memory-budget", f"{budget.memory_mb:.0f}MB"]
-    return argv
+    return [*argv, "--worker"]
 
 
 def start_workers(argv: list[str], count: int, folder: TuneFolder) -> list[subprocess.Popen]:
@@ -64,7 +65,7 @@ def start_workers(argv: list[str], count: int, folder: TuneFolder) -> list[subpr
         log = folder.log(f"worker-{k}").open("w", encoding="utf-8")
         processes.append(
             subprocess.Popen(
-                argv,
+                [*argv, str(k)],
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
