@@ -101,6 +101,15 @@ def test_a_folder_that_is_not_a_tune_folder_is_refused_even_with_overwrite(
     assert (mine / "notes.txt").read_text() == "keep me"
 
 
+def test_a_range_as_design_writes_it_short(search_recipe):
+    """[low, high, log] is {low, high, log: true}; YAML's 1e-5 (a string) is a number."""
+    search_recipe["tune"] = {"train.learning_rate": ["1e-5", "1e-3", "log"]}
+    (dimension,) = build_space(load_recipe(search_recipe), trials=2, budget_s=None).dimensions
+    assert (dimension.bounds.low, dimension.bounds.high, dimension.bounds.log) == (1e-5, 1e-3, True)
+    value = dimension.draw(optuna.trial.FixedTrial({"train.learning_rate": 3e-4}))
+    assert value == 3e-4
+
+
 def test_method_keys_are_drawn_only_for_the_methods_that_have_them(search_recipe):
     recipe = load_recipe(search_recipe)
     space = build_space(recipe, trials=4, budget_s=None)

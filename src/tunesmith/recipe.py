@@ -390,11 +390,26 @@ class Recipe(StrictModel):
     tune: dict[str, TuneValue] | None = None
     """`tunesmith tune`'s search space: recipe keys in dotted form (model, method.name,
     method.r, train.learning_rate, train.epochs, train.batch_size, preprocess.max_length,
-    ...), each a list of candidates or a range {low, high, log, step}; a method key the
+    ...), each a list of candidates or a range {low, high, log, step} ([low, high, log] for
+    short); a method key the
     chosen method lacks is left out of that trial. Default: the task kind's space
     (`tunesmith tune` prints it). `tunesmith train` ignores it."""
     output_dir: str | None = None
     """Run folder; default runs/<recipe file name>."""
+
+    @field_validator("tune", mode="before")
+    @classmethod
+    def _log_range_shorthand(cls, value: Any) -> Any:
+        """[low, high, log] is short for the range {low, high, log: true}."""
+        if not isinstance(value, dict):
+            return value
+        return {
+            key: {"low": v[0], "high": v[1], "log": True}
+            if isinstance(v, list) and len(v) == 3 and v[2] == "log"
+            else v
+            for key, v in value.items()
+        }
+
     _source: Path | None = PrivateAttr(default=None)
 
     @property
