@@ -233,6 +233,9 @@ def test_a_trial_over_the_memory_budget_is_skipped_with_the_reason(search_recipe
     assert all("over the memory budget of 50 MB" in r["reason"] for r in rows)
     assert not (folder / "trials" / "0000").exists()  # never trained
     assert not (folder / "best").exists()
+    # --overwrite on a tune folder starts again: a new study, not two more trials
+    assert main([*args, "--memory-budget", "50MB", "--overwrite"]) == 1
+    assert [r["number"] for r in read_trials(folder)] == ["0", "1"]
 
 
 def test_trials_a_guard_marked_are_never_chosen(search_recipe, tmp_path, capsys):
@@ -313,3 +316,25 @@ def test_a_killed_search_resumes_and_finishes_its_trials(search_recipe, tmp_path
     killed = study_of(folder).trials[killed_in]
     assert retry.params == killed.params  # the killed trial ran again with its values
     assert (folder / "best" / "metrics.json").is_file()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kind", ["causal-lm", "image-classification"])
+def test_each_kind_searches_its_default_space(kind, tiny_llm_recipe, tiny_image_recipe, tmp_path):
+    """No tune: section: the kind's default space (causal-lm: lora or dora), its cheaper
+    options on validation, and best/ scored on test (the LLM's answers generated)."""
+    recipe = dict(tiny_llm_recipe if kind == "causal-lm" else tiny_image_recipe)
+    recipe.pop("output_dir")
+    recipe["guards"] = {"forgetting": None, "label_issues": False}  # the plumbing, not the guard
+    path = write(recipe, tmp_path / "recipe.yaml")
+    folder = tmp_path / "tuned"
+    assert main(["tune", str(path), "--trials", "2", "--output", str(folder)]) == 0
+    rows = read_trials(folder)
+    methods = {"causal-lm": {"lora", "dora"}, "image-classification": {"lora", "full"}}[kind]
+    assert {r["method.name"] for r in rows} <= methods
+    assert {"base", "baseline"} <= set(json.loads((folder / "contenders.json").read_text()))
+    best = json.loads((folder / "best" / "metrics.json").read_text())
+    assert "fine_tuned" in best and "base" in best
+    if kind == "causal-lm":
+        assert (folder / "best" / "generations.jsonl").is_file()
+        assert not (folder / "trials" / "0000" / "generations.jsonl").exists()

@@ -118,6 +118,12 @@ class TuneFolder:
         shutil.rmtree(old, ignore_errors=True)
         return best
 
+    def clear(self) -> None:
+        """--overwrite: remove the old search (under the lock, which stays)."""
+        for entry in self.path.iterdir():
+            if entry.name != self.LOCK:
+                shutil.rmtree(entry) if entry.is_dir() else entry.unlink()
+
     # --- one search at a time --------------------------------------------------------------
 
     @contextlib.contextmanager
@@ -126,6 +132,7 @@ class TuneFolder:
         (a killed one's lock goes with its process)."""
         import fcntl
 
+        self.path.mkdir(parents=True, exist_ok=True)
         with (self.path / self.LOCK).open("a") as handle:
             try:
                 fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -161,8 +168,9 @@ class AskLock:
 
 
 def prepare_folder(output: Path, overwrite: bool, inputs: list[Path]) -> tuple[TuneFolder, bool]:
-    """(the folder, whether it resumes a search). Checked before any work: a folder holding
-    files that is not a tune folder is refused; --overwrite removes only a tune folder."""
+    """(the folder, whether it holds a search to resume or, with --overwrite, to remove).
+    Checked before any work, and nothing is changed: a folder holding files that is not a
+    tune folder is refused."""
     for item in inputs:
         if is_inside(item, output) or (is_inside(output, item) and Path(item).is_dir()):
             raise UserError(
@@ -181,10 +189,6 @@ def prepare_folder(output: Path, overwrite: bool, inputs: list[Path]) -> tuple[T
             f"{TuneFolder.MARKER}, or files a search does not write), so nothing in it is "
             "changed; choose another --output"
         )
-    if overwrite:
-        for entry in output.iterdir():
-            shutil.rmtree(entry) if entry.is_dir() else entry.unlink()
-        return folder, False
     return folder, True
 
 

@@ -144,8 +144,11 @@ def run_tune(
         recipe_path, overrides, budget, trials, storage, output, overwrite, memory_budget
     )
     folder = search.folder
-    folder.mark()
     with folder.locked():
+        if search.resume and overwrite:
+            folder.clear()
+            search.resume = False
+        folder.mark()
         study = _start_study(search, overwrite, console)
         _check_data_once(search, console)
         contenders = _contenders_once(search, console)
