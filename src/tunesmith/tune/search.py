@@ -25,7 +25,7 @@ from tunesmith.run_folder import RunFolder, inputs_of
 from tunesmith.tune.budget import Budget
 from tunesmith.tune.folder import AskLock, TuneFolder, prepare_folder
 from tunesmith.tune.report import write_trials_csv, write_tune_report
-from tunesmith.tune.space import Space, base_mapping, build_space
+from tunesmith.tune.space import Space, base_mapping, build_space, with_values
 from tunesmith.tune.study import (
     STUDY_NAME,
     best_trial,
@@ -34,6 +34,7 @@ from tunesmith.tune.study import (
     open_study,
     outcome,
     retry_abandoned,
+    values_of,
 )
 from tunesmith.tune.trial import Objective
 from tunesmith.tune.watch import Watch
@@ -326,6 +327,13 @@ def _complete_best(
     trial became the best); best-recipe.yaml."""
     folder = search.folder
     best_dir = folder / TuneFolder.BEST
+    if not folder.trial_dir(best.number).is_dir():  # a worker on another machine ran it
+        console.print(
+            f"Trial {best.number} is the best; it ran on another machine sharing the study, "
+            f"so its run folder (trials/{best.number:04d}) and best/ are there"
+        )
+        recipe = with_values(base_mapping(search.recipe), values_of(best))
+        return {"recipe_yaml": _best_recipe(search, best, recipe), "test": []}
     done = study.user_attrs.get("best_completed")
     if done != best.number or not (best_dir / RunFolder.REPORT).is_file():
         console.print(f"Trial {best.number} is the best: scoring it once on the test split")
@@ -337,6 +345,12 @@ def _complete_best(
         study.set_user_attr("best_completed", best.number)
     metrics = RunFolder(best_dir).read_json(RunFolder.METRICS)
     recipe = yaml.safe_load((best_dir / RunFolder.RECIPE).read_text(encoding="utf-8"))
+    return {"recipe_yaml": _best_recipe(search, best, recipe), "test": _test_rows(metrics)}
+
+
+def _best_recipe(search: Search, best: optuna.trial.FrozenTrial, recipe: dict) -> str:
+    """best-recipe.yaml: the chosen trial's resolved recipe, with its launch command."""
+    folder = search.folder
     recipe["output_dir"] = str(Path("runs") / f"{folder.path.name}-best")
     header = (
         f"# Chosen by `tunesmith tune` (trial {best.number} of {folder.path}: validation "
@@ -345,7 +359,7 @@ def _complete_best(
     )
     text = header + yaml.safe_dump(recipe, sort_keys=False, allow_unicode=True)
     folder.write_text(TuneFolder.BEST_RECIPE, text)
-    return {"recipe_yaml": text, "test": _test_rows(metrics)}
+    return text
 
 
 def _test_rows(metrics: dict[str, Any]) -> list[dict[str, Any]]:
