@@ -19,7 +19,8 @@ import yaml
 from tunesmith.cli import main
 from tunesmith.recipe import load_recipe
 from tunesmith.tune.space import build_space
-from tunesmith.tune.study import OUTCOME, best_trial, guard_constraints
+from tunesmith.tune.study import OUTCOME, best_trial, guard_constraints, open_study
+from tunesmith.tune.trial import Objective
 
 SRC = Path(__file__).resolve().parents[1] / "src"
 
@@ -162,6 +163,22 @@ def test_a_guard_marked_trial_is_never_chosen():
     chosen = best_trial(study)
     assert chosen is not None and chosen.value == 0.6
     assert [guard_constraints(t) for t in study.trials] == [(1.0,), (0.0,), (0.0,)]
+
+
+def test_the_pruner_ends_a_trial_behind_the_others_at_an_evaluation():
+    """Each evaluation the loop makes reaches Optuna (trial.report); successive halving ends
+    a trial behind a finished one at the same evaluation."""
+    study = open_study(optuna.storages.InMemoryStorage(), "maximize", seed=0, trials=3)
+    first = study.ask()
+    first.report(0.9, 1)
+    study.tell(first, 0.9)
+    objective = Objective(space=None, base={}, folder=None, budget=None, metric="macro_f1")
+    ahead = objective._pruner(study.ask())
+    ahead({"step": 10, "val_macro_f1": 0.95})  # at least as good: goes on
+    behind = objective._pruner(study.ask())
+    behind({"step": 10, "val_loss": 1.0})  # no watched metric in this line: not reported
+    with pytest.raises(optuna.TrialPruned, match="pruned at evaluation 1"):
+        behind({"step": 20, "val_macro_f1": 0.2})
 
 
 # --- searches ------------------------------------------------------------------------------
