@@ -24,6 +24,7 @@ from tunesmith.progress import shown
 from tunesmith.recipe import load_recipe
 from tunesmith.run import SearchTrial, train
 from tunesmith.run_folder import RunFolder
+from tunesmith.train.device import reset_peak_memory
 from tunesmith.tune.budget import Budget
 from tunesmith.tune.folder import TuneFolder
 from tunesmith.tune.space import Space, with_values
@@ -51,6 +52,7 @@ class Objective:
         values = self.space.draw(trial, self.base)
         trial.set_user_attr("values", values)
         run_dir = self.folder.trial_dir(trial.number)
+        reset_peak_memory()  # this trial's peak, not the worker's since its first trial
         hooks = SearchTrial(on_evaluation=self._pruner(trial), check_cost=self._fits)
         with self.folder.log(f"{trial.number:04d}").open("w", encoding="utf-8") as log:
             console = Console(file=log, width=100, soft_wrap=True)
