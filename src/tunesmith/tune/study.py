@@ -132,13 +132,12 @@ def best_trial(study: optuna.Study) -> FrozenTrial | None:
 
 
 def importances(study: optuna.Study) -> dict[str, float]:
-    """Optuna's parameter importance (fANOVA) over the trials no guard marked; empty when
-    there are too few of them or nothing varied."""
+    """Optuna's parameter importance (fANOVA) over the complete trials (a guard-marked
+    trial's score says as much about its values); empty when there are too few of them or
+    nothing varied."""
     try:
         return optuna.importance.get_param_importances(
-            study,
-            evaluator=optuna.importance.FanovaImportanceEvaluator(seed=0),
-            params=None,
+            study, evaluator=optuna.importance.FanovaImportanceEvaluator(seed=0)
         )
     except (ValueError, RuntimeError, ZeroDivisionError):
         return {}
