@@ -18,7 +18,7 @@ import yaml
 
 from tunesmith.cli import main
 from tunesmith.recipe import load_recipe
-from tunesmith.tune.space import build_space
+from tunesmith.tune.space import base_mapping, build_space, with_values
 from tunesmith.tune.study import OUTCOME, best_trial, guard_constraints, open_study
 from tunesmith.tune.trial import Objective
 
@@ -127,6 +127,17 @@ def test_method_keys_are_drawn_only_for_the_methods_that_have_them(search_recipe
         "method.r": 2,
         "train.learning_rate": 2e-3,
     }
+
+
+def test_another_method_keeps_the_keys_the_recipe_set_and_gets_its_own_defaults(search_recipe):
+    recipe = load_recipe(search_recipe)  # lora with r: 4 (target_modules: its default)
+    base = base_mapping(recipe)
+    dora = load_recipe(with_values(base, {"method.name": "dora"}))
+    ia3 = load_recipe(with_values(base, {"method.name": "ia3"}))
+    assert (dora.method.name, dora.method.r) == ("dora", 4)
+    assert ia3.method.name == "ia3" and "r" not in type(ia3.method).model_fields
+    search_recipe["tune"] = {"method.name": ["lora", "ia3", "full"]}
+    assert build_space(load_recipe(search_recipe), trials=2, budget_s=None)  # all valid
 
 
 def test_the_default_space_follows_the_task_kind_and_the_budget(tiny_recipe):

@@ -150,12 +150,16 @@ def with_values(base: dict[str, Any], values: dict[str, Any]) -> dict[str, Any]:
 
 def base_mapping(recipe: Recipe) -> dict[str, Any]:
     """The resolved recipe (as a run folder's recipe.yaml holds it) without its tune: and
-    output_dir: every trial starts from it."""
+    output_dir: every trial starts from it. Its method section keeps only the keys the
+    recipe set, so a trial of another method gets that method's own defaults (lora's
+    target_modules "all-linear" is no value for ia3's)."""
     import yaml
 
     raw = yaml.safe_load(recipe.to_yaml())
     raw.pop("tune", None)
     raw.pop("output_dir", None)
+    chosen = recipe.method.model_fields_set | {"name"}
+    raw["method"] = {k: v for k, v in raw["method"].items() if k in chosen}
     return raw
 
 
