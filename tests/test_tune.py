@@ -51,7 +51,8 @@ def read_trials(folder: Path) -> list[dict]:
 
 
 def study_of(folder: Path) -> optuna.Study:
-    return optuna.load_study(study_name="tunesmith", storage=f"sqlite:///{folder / 'study.db'}")
+    name = f"tunesmith-{folder.name}"
+    return optuna.load_study(study_name=name, storage=f"sqlite:///{folder / 'study.db'}")
 
 
 # --- the space -----------------------------------------------------------------------------
@@ -179,7 +180,7 @@ def test_a_guard_marked_trial_is_never_chosen():
 def test_the_pruner_ends_a_trial_behind_the_others_at_an_evaluation():
     """Each evaluation the loop makes reaches Optuna (trial.report); successive halving ends
     a trial behind a finished one at the same evaluation."""
-    study = open_study(optuna.storages.InMemoryStorage(), "maximize", seed=0, trials=3)
+    study = open_study(optuna.storages.InMemoryStorage(), "t", "maximize", seed=0, trials=3)
     first = study.ask()
     first.report(0.9, 1)
     study.tell(first, 0.9)

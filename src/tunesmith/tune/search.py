@@ -27,13 +27,13 @@ from tunesmith.tune.folder import AskLock, TuneFolder, prepare_folder
 from tunesmith.tune.report import write_trials_csv, write_tune_report
 from tunesmith.tune.space import Space, base_mapping, build_space, with_values
 from tunesmith.tune.study import (
-    STUDY_NAME,
     best_trial,
     importances,
     open_storage,
     open_study,
     outcome,
     retry_abandoned,
+    study_name,
     values_of,
 )
 from tunesmith.tune.trial import Objective
@@ -68,6 +68,7 @@ class Search:
     def open(self) -> optuna.Study:
         return open_study(
             open_storage(self.storage),
+            study_name(self.folder.path.name),
             self.direction,
             self.recipe.train.seed,
             self.budget.trials,
@@ -185,8 +186,9 @@ def _start_study(search: Search, overwrite: bool, console: Console) -> optuna.St
     """The study, made or resumed; a resumed one must search the same space and metric."""
     if overwrite and search.storage != search.folder.default_storage():
         storage = open_storage(search.storage)
-        if STUDY_NAME in [s.study_name for s in optuna.get_all_study_summaries(storage)]:
-            optuna.delete_study(study_name=STUDY_NAME, storage=storage)
+        name = study_name(search.folder.path.name)
+        if name in [s.study_name for s in optuna.get_all_study_summaries(storage)]:
+            optuna.delete_study(study_name=name, storage=storage)
     study = search.open()
     identity = {"space": search.space.to_json(), "metric": search.metric}
     stored = {k: study.user_attrs.get(k) for k in identity}

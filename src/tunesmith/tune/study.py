@@ -14,7 +14,14 @@ from optuna.trial import FrozenTrial, TrialState
 
 from tunesmith.errors import UserError
 
-STUDY_NAME = "tunesmith"
+
+def study_name(folder_name: str) -> str:
+    """The study's name in its storage: from the tune folder's name, so searches in other
+    folders can share one PostgreSQL database, and machines joining a search give the same
+    --output name."""
+    return f"tunesmith-{folder_name}"
+
+
 HEARTBEAT_SECONDS = 5
 """A running trial writes a heartbeat this often; one silent for GRACE_SECONDS belonged to a
 killed worker: it is failed and run again (RetryFailedTrialCallback)."""
@@ -55,7 +62,12 @@ def guard_constraints(trial: FrozenTrial) -> tuple[float]:
 
 
 def open_study(
-    storage: RDBStorage, direction: str, seed: int, trials: int | None, worker: int = 0
+    storage: RDBStorage,
+    name: str,
+    direction: str,
+    seed: int,
+    trials: int | None,
+    worker: int = 0,
 ) -> optuna.Study:
     """The study (made, or loaded to resume it). TPE starts with a few random trials (a
     third of the planned ones, 2 to 10); successive halving compares trials at their 1st,
@@ -67,7 +79,7 @@ def open_study(
     pruner = optuna.pruners.SuccessiveHalvingPruner(min_resource=1, reduction_factor=3)
     study = optuna.create_study(
         storage=storage,
-        study_name=STUDY_NAME,
+        study_name=name,
         direction=direction,
         pruner=pruner,
         load_if_exists=True,
