@@ -402,6 +402,27 @@ def annotate_with(*extra: str) -> Callable[[Context], list[str]]:
     return setup
 
 
+def tune_over_unrelated_folder(ctx: Context) -> list[str]:
+    folder = folder_with(ctx, "thesis", {"thesis.tex": "x", "results.csv": "a,b\n1,2\n"})
+    return ["tune", str(ctx.recipe()), "--trials", "1", "--output", str(folder), "--overwrite"]
+
+
+def tune_into_a_run_folder(ctx: Context) -> list[str]:
+    return ["tune", str(ctx.recipe()), "--trials", "1", "--output", str(ctx.copy_run())]
+
+
+def tune_with_a_bad_key(ctx: Context) -> list[str]:
+    return ["tune", str(ctx.recipe(tune={"train.learnin_rate": [1e-3]})), "--trials", "1"]
+
+
+def tune_into_the_data_folder(ctx: Context) -> list[str]:
+    folder = ctx.tmp / "data"
+    folder.mkdir()
+    shutil.copy(ctx.data, folder / "train.csv")
+    recipe = ctx.recipe(data={"train": str(folder / "train.csv")})
+    return ["tune", str(recipe), "--trials", "1", "--output", str(folder), "--overwrite"]
+
+
 @dataclass
 class Case:
     id: str
@@ -550,6 +571,12 @@ CASES = [
     Case("train-labels-with-markup", train_markup_labels, code=0, says="Run folder"),
     Case("eval-labels-with-markup", eval_markup_labels, code=0, says="[urgent]"),
     Case("error-naming-markup-path", plain("eval", "{tmp}/[bold]run[/]"), says="[bold]run[/]"),
+    # tune: its folder is a tune folder or new; its space is checked before any work
+    Case("tune-overwrite-unrelated-folder", tune_over_unrelated_folder, says="not a tune folder"),
+    Case("tune-into-a-run-folder", tune_into_a_run_folder, says="not a tune folder"),
+    Case("tune-bad-space-key", tune_with_a_bad_key, says="tune.train.learnin_rate",
+         leaves=("tunes",)),
+    Case("tune-into-the-data-folder", tune_into_the_data_folder, says="input"),
     # the command line itself
     Case("unknown-command", plain("trian", "{recipe}"), says=""),
     Case("unknown-option", plain("train", "{recipe}", "--epochs", "3"), says=""),

@@ -367,6 +367,61 @@ def annotate(
     )
 
 
+def tune(
+    recipe: Annotated[Path, typer.Argument(help="Recipe YAML; its tune: section is the space")],
+    budget: Annotated[
+        str | None,
+        typer.Option(help="Time to search, e.g. 30m, 2h, 90s (default 30m without --trials)"),
+    ] = None,
+    trials: Annotated[
+        int | None, typer.Option(help="Trials to run (pruned and skipped ones count)")
+    ] = None,
+    workers: Annotated[
+        int, typer.Option(help="Local worker processes sharing the study", min=1)
+    ] = 1,
+    storage: Annotated[
+        str | None,
+        typer.Option(help="Optuna storage URL (default sqlite:///TUNE_DIR/study.db)"),
+    ] = None,
+    output: Annotated[
+        Path | None, typer.Option(help="Tune folder (default tunes/<recipe name>)")
+    ] = None,
+    overwrite: Annotated[
+        bool, typer.Option(help="Start again in an existing tune folder (a tune folder only)")
+    ] = False,
+    memory_budget: Annotated[
+        str | None, typer.Option(help="Memory one trial may take, e.g. 8GB (analytic estimate)")
+    ] = None,
+    set_: Annotated[
+        list[str] | None,
+        typer.Option("--set", help="Override a recipe key: --set train.seed=1 (repeatable)"),
+    ] = None,
+    worker: Annotated[int | None, typer.Option(hidden=True)] = None,
+    deadline: Annotated[float | None, typer.Option(hidden=True)] = None,
+) -> None:
+    """Search models, methods and hyperparameters within a budget (Optuna), guarded; the
+    best trial is scored on test. Re-run the same command to resume a killed search."""
+    from tunesmith.tune import run_tune, run_worker
+
+    if worker is not None:  # worker K of --workers (or one joining from another machine)
+        run_worker(
+            recipe, set_ or [], console, trials, storage, output, memory_budget, deadline, worker
+        )
+        return
+    run_tune(
+        recipe,
+        set_ or [],
+        console,
+        budget=budget,
+        trials=trials,
+        workers=workers,
+        storage=storage,
+        output=output,
+        overwrite=overwrite,
+        memory_budget=memory_budget,
+    )
+
+
 COMMANDS = {
     "demo": demo,
     "train": train,
@@ -375,6 +430,7 @@ COMMANDS = {
     "predict": predict,
     "export": export,
     "annotate": annotate,
+    "tune": tune,
 }
 for _name, _function in COMMANDS.items():
     app.command(_name)(_function)

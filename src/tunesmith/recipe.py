@@ -13,8 +13,10 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import (
     BaseModel,
+    Discriminator,
     Field,
     PrivateAttr,
+    Tag,
     ValidationError,
     field_validator,
     model_validator,
@@ -328,6 +330,50 @@ class Guards(StrictModel):
         return "off" if value is False else value  # YAML reads a bare `off` as false
 
 
+class TuneRange(StrictModel):
+    """A range of values for one key of `tune:` (a list of values is a set of candidates)."""
+
+    low: float
+    """Smallest value tried."""
+    high: float
+    """Largest value tried."""
+    log: bool = False
+    """Draw on a log scale (learning rates): as many trials between 1e-5 and 1e-4 as between
+    1e-4 and 1e-3."""
+    step: float | None = Field(None, gt=0)
+    """Only values low, low + step, ... (whole numbers when low, high and step are)."""
+    relative: bool = False
+    """train.learning_rate only: low and high are multiples of the chosen method's own
+    default learning rate (1e-3 for lora, 5e-5 for full ...), so one range fits every method
+    a search tries."""
+
+    @model_validator(mode="after")
+    def _ordered(self) -> TuneRange:
+        if self.high < self.low:
+            raise ValueError(f"high ({self.high:g}) is below low ({self.low:g}); swap them")
+        if self.log and self.low <= 0:
+            raise ValueError("a log range needs low above 0")
+        if self.log and self.step is not None:
+            raise ValueError("a log range takes no step; remove step or log")
+        return self
+
+    @property
+    def whole(self) -> bool:
+        """Whole numbers: low, high (and step) written without a fraction."""
+        return all(
+            float(v).is_integer() and not isinstance(v, bool)
+            for v in (self.low, self.high, self.step or 1)
+        )
+
+
+TuneValue = Annotated[
+    Annotated[list[Any], Field(min_length=1), Tag("candidates")]
+    | Annotated[TuneRange, Tag("range")],
+    Discriminator(lambda value: "range" if isinstance(value, dict | TuneRange) else "candidates"),
+]
+"""A `tune:` key's value: a list of candidates, or a range (a mapping)."""
+
+
 class Recipe(StrictModel):
     task: str = "text-classification"
     """The task kind: text-classification, causal-lm, image-classification, or any kind
@@ -341,8 +387,29 @@ class Recipe(StrictModel):
     train: TrainConfig = Field(default_factory=TrainConfig)
     generation: GenerationConfig = Field(default_factory=GenerationConfig)
     guards: Guards = Field(default_factory=Guards)
+    tune: dict[str, TuneValue] | None = None
+    """`tunesmith tune`'s search space: recipe keys in dotted form (model, method.name,
+    method.r, train.learning_rate, train.epochs, train.batch_size, preprocess.max_length,
+    ...), each a list of candidates or a range {low, high, log, step} ([low, high, log] for
+    short); a method key the
+    chosen method lacks is left out of that trial. Default: the task kind's space
+    (`tunesmith tune` prints it). `tunesmith train` ignores it."""
     output_dir: str | None = None
     """Run folder; default runs/<recipe file name>."""
+
+    @field_validator("tune", mode="before")
+    @classmethod
+    def _log_range_shorthand(cls, value: Any) -> Any:
+        """[low, high, log] is short for the range {low, high, log: true}."""
+        if not isinstance(value, dict):
+            return value
+        return {
+            key: {"low": v[0], "high": v[1], "log": True}
+            if isinstance(v, list) and len(v) == 3 and v[2] == "log"
+            else v
+            for key, v in value.items()
+        }
+
     _source: Path | None = PrivateAttr(default=None)
 
     @property
@@ -566,6 +633,9 @@ def _clean_location(loc: tuple[Any, ...], kind: str) -> list[str]:
             model = "method" if part == "method" else _model_of(model.model_fields[part].annotation)
         elif model == "method" and part in methods():
             model = methods()[part].settings
+        elif out == ["tune"] and i == 1:  # the searched key, as written
+            out.append(str(part))
+            model = TuneRange
         elif isinstance(part, int) or (kind == "extra_forbidden" and i == len(loc) - 1):
             out.append(str(part))
     return out

@@ -26,6 +26,7 @@ from tunesmith.recipe import (
     IMAGE_PREPROCESS_KEYS,
     TEXT_PREPROCESS_KEYS,
     Recipe,
+    TuneRange,
 )
 from tunesmith.tasks.registry import TaskKind, get_task, task_kinds
 
@@ -57,6 +58,12 @@ def recipe_keys(task: str | None = None) -> list[RecipeKey]:
             keys += _method_keys(info, kind)
         elif name == "task":  # a str checked against the registry: name the kinds
             keys.append(replace(_field_keys(name, info)[0], type=" | ".join(task_kinds())))
+        elif name == "tune":  # KEY: any recipe key; its range's own keys below it
+            keys += _field_keys(name, info)
+            keys += [
+                _field_keys(f"tune.KEY.{part}", field)[0]
+                for part, field in TuneRange.model_fields.items()
+            ]
         else:
             keys += _field_keys(name, info)
     if kind is None:

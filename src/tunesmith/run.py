@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,7 +26,7 @@ from tunesmith.methods import count_parameters, get_method
 from tunesmith.models.resolve import resolve_model
 from tunesmith.preflight import check_gradient_checkpointing, check_max_length, check_method_fits
 from tunesmith.progress import phase
-from tunesmith.recipe import Recipe
+from tunesmith.recipe import Recipe, load_recipe
 from tunesmith.run_folder import (
     OutputPlan,
     RunFolder,
@@ -35,6 +36,7 @@ from tunesmith.run_folder import (
 )
 from tunesmith.safe_files import fingerprint
 from tunesmith.tasks.family import Family, prepare
+from tunesmith.tasks.registry import get_task
 from tunesmith.train.allocator import keep_freed_memory
 from tunesmith.train.checkpoint import has_checkpoint, refuse_pickled, trainable_state
 from tunesmith.train.device import peak_memory_mb, resolve_device, resolve_precision
@@ -91,24 +93,39 @@ def check_resumable(recipe: Recipe, folder: RunFolder) -> None:
         )
 
 
+@dataclass
+class SearchTrial:
+    """How a trial of `tunesmith tune` differs from `train`. The search checked the data
+    and scored the cheaper options once (on validation), so a trial does neither; it never
+    reads a score off the test split and writes no report: the chosen trial is completed
+    on test once the search ended (`complete_on_test`)."""
+
+    on_evaluation: Callable[[dict], None] | None = None
+    """Sees every evaluation's history line (the pruner; it may raise to end the trial)."""
+    check_cost: Callable[[dict | None], None] | None = None
+    """Sees the analytic estimate (estimate.json's `predicted`) before the first step; it
+    raises to skip a trial that would not fit the budgets."""
+
+
 def train(
     recipe: Recipe,
     output_dir: str | Path | None = None,
     resume: bool = False,
     overwrite: bool = False,
     console: Console | None = None,
+    trial: SearchTrial | None = None,
 ) -> dict:
     """Fine-tune as the recipe says and write the run folder; returns metrics.json's content.
 
     Started several times by `--nproc N` or torchrun, each process trains its share of every
     batch; process 0 alone checks the data, writes the run folder and prints, and the
-    others return an empty dict."""
+    others return an empty dict. `trial`: a run inside `tunesmith tune` (see SearchTrial)."""
     clock = PhaseClock()
     keep_freed_memory()  # the next step reuses this step's memory: no page faults
     device = resolve_device(recipe.train.device)
     cluster = Distributed.from_environment(recipe.train.distributed, device.type)
     try:
-        return _train(recipe, output_dir, resume, overwrite, console, device, cluster, clock)
+        return _train(recipe, output_dir, resume, overwrite, console, device, cluster, clock, trial)
     finally:
         cluster.close()
 
@@ -141,6 +158,7 @@ def _train(
     device: torch.device,
     cluster: Distributed,
     clock: PhaseClock,
+    trial: SearchTrial | None = None,
 ) -> dict:
     main = cluster.is_main
     console = console if main and console is not None else Console(quiet=not main)
@@ -165,7 +183,7 @@ def _train(
     fingerprints = data_fingerprints(recipe) if main else {}
     clock.lap("setup")
     quality = None
-    if not resume:  # process 0 checks; a failed gate stops every process
+    if not resume and trial is None:  # process 0 checks; a failed gate stops every process
         with phase("Checking the data", console):
             quality = cluster.on_main(lambda: check_data_quality(recipe, console))
     clock.lap("data_check")
@@ -186,7 +204,7 @@ def _train(
     try:
         return _fit_and_write(
             recipe, plan, run, family, method, quality, fingerprints, runtime_mb, console,
-            device, dtype, cluster, clock,
+            device, dtype, cluster, clock, trial,
         )  # fmt: skip
     except KeyboardInterrupt:
         if main:
@@ -216,6 +234,7 @@ class RunContext:
     dtype: torch.dtype | None
     cluster: Distributed
     clock: PhaseClock
+    trial: SearchTrial | None = None
 
     @property
     def main(self) -> bool:
@@ -236,10 +255,13 @@ def _fit_and_write(
     dtype: torch.dtype | None,
     cluster: Distributed,
     clock: PhaseClock,
+    trial: SearchTrial | None = None,
 ) -> dict:
     """The phases after every check passed: score before, apply the method, fit, score
     after, write. Processes other than 0 train their share and return an empty dict."""
-    ctx = RunContext(recipe, plan, run, family, method, console, device, dtype, cluster, clock)
+    ctx = RunContext(
+        recipe, plan, run, family, method, console, device, dtype, cluster, clock, trial
+    )
     with phase("Scoring the cheaper options and the base model", console):
         before, forgetting = score_before(ctx)
     clock.lap("score_before")
@@ -265,7 +287,8 @@ def _fit_and_write(
 def score_before(ctx: RunContext) -> tuple[dict, ForgettingMonitor | None]:
     """The cheaper contenders on the test split (process 0), the head's start (LP-FT) and
     the forgetting guard's measure of the pre-trained model."""
-    before = ctx.family.score_before(ctx.console) if ctx.main else {}
+    contenders = ctx.main and ctx.trial is None  # a search scores them once, on validation
+    before = ctx.family.score_before(ctx.console) if contenders else {}
     if ctx.main:
         ctx.family.init_head(ctx.console)
     # under FSDP every process takes part in measuring (each holds a shard of the model)
@@ -309,6 +332,8 @@ def start_run_files(
     )
     if not ctx.plan.resume:
         write_estimate(ctx.run, predicted, None)
+    if ctx.trial is not None and ctx.trial.check_cost is not None:
+        ctx.trial.check_cost(predicted)
     return predicted
 
 
@@ -332,6 +357,7 @@ def fit_model(
         score_start=ctx.family.score_start,
         guards=guards,
         cluster=ctx.cluster,
+        on_evaluation=ctx.trial.on_evaluation if ctx.trial is not None else None,
     )
     ctx.console.print(result.stop_reason)
     return result, guards
@@ -344,15 +370,16 @@ def score_after(
     the guards' verdicts and the cost."""
     recipe, family = ctx.recipe, ctx.family
     guard_results, kept = guard_summaries(recipe, model, result, guards, ctx.console)
-    fine_tuned = family.score_after(model)
+    searching = ctx.trial is not None  # a search never scores test (complete_on_test does)
+    fine_tuned = None if searching else family.score_after(model)
     if kept is not None:  # the kept weights' own score, from their evaluation in the loop
         validation = {k.removeprefix("val_"): v for k, v in kept.items() if k.startswith("val_")}
     else:
         validation = family.task.evaluate(model, "validation")
-    extra = family.finish(model, ctx.run.path)
+    extra = {} if searching else family.finish(model, ctx.run.path)
     trainable, total = count_parameters(model)
     stopping = recipe.train.early_stopping
-    return {
+    metrics = {
         "task": recipe.task,
         "method": recipe.method.name,
         "model": recipe.model,
@@ -376,6 +403,9 @@ def score_after(
         "early_stopping_metric": stopping.metric if stopping else "loss",
         "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S"),
     }
+    if fine_tuned is None:
+        del metrics["fine_tuned"]
+    return metrics
 
 
 def guard_summaries(
@@ -424,18 +454,45 @@ def write_run(
     metrics["phase_seconds"] = dict(clock.seconds)
     metrics["wall_seconds"] = clock.total()
     run.write_json(RunFolder.METRICS, metrics)
-    with phase("Writing the report", ctx.console):
-        report = _write_report(run.path)
+    report = None
+    if ctx.trial is None:  # a trial's report is written once it is chosen and tested
+        with phase("Writing the report", ctx.console):
+            report = _write_report(run.path)
     clock.lap("report")
     metrics["phase_seconds"] = dict(clock.seconds)
     metrics["wall_seconds"] = clock.total()
     run.write_json(RunFolder.METRICS, metrics)
     final = ctx.plan.commit()
-    print_comparison(ctx.console, metrics, ctx.family.headline)
+    if ctx.trial is None:
+        print_comparison(ctx.console, metrics, ctx.family.headline)
     shown = f"\nReport: {final / RunFolder.REPORT}" if report else ""
     ctx.console.print(f"Run folder: {final}{shown}", highlight=False, markup=False)
     phases = ", ".join(f"{name} {sec:.1f} s" for name, sec in clock.seconds.items())
     ctx.console.print(f"Wall time {metrics['wall_seconds']:.1f} s ({phases})", highlight=False)
+    return metrics
+
+
+def complete_on_test(folder: Path, console: Console) -> dict:
+    """The test half of a run a `tunesmith tune` trial trained (SearchTrial): the cheaper
+    options and the tuned model scored once on test, metrics.json completed as `train`
+    writes it, and the report; returns metrics.json's content."""
+    run = RunFolder(folder)
+    recipe = load_recipe(run / RunFolder.RECIPE)
+    device = resolve_device(recipe.train.device)
+    dtype = resolve_precision(recipe.train.precision, device)
+    with phase("Loading the model and the data", console):
+        family = prepare(recipe, device, dtype, console)
+        trained = get_task(recipe.task).load_run(run.path, recipe, device)
+    with phase("Scoring the cheaper options and the base model", console):
+        before = family.score_before(console)
+    with phase("Scoring the fine-tuned model", console):
+        metrics = run.read_json(RunFolder.METRICS)
+        metrics["fine_tuned"] = family.score_after(trained.model)
+        metrics |= family.finish(trained.model, run.path) | before
+    run.write_json(RunFolder.METRICS, metrics)
+    with phase("Writing the report", console):
+        _write_report(run.path)
+    print_comparison(console, metrics, family.headline)
     return metrics
 
 

@@ -34,6 +34,10 @@ def _to_base64(fig: Figure) -> str:
     return base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
+to_base64 = _to_base64
+"""A figure as the base64 PNG a page embeds (tune.html's pictures too)."""
+
+
 def _plain(text: str) -> str:
     """Escape '$' so a label like '$5 plan' is not parsed as matplotlib mathtext."""
     return text.replace("$", r"\$")

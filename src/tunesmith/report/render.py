@@ -346,8 +346,10 @@ def build_context(run_dir: Path) -> dict[str, Any]:
     }
 
 
-def render_html(context: dict[str, Any]) -> str:
-    """Render with autoescaping on: labels and messages come from user data."""
+def render_html(context: dict[str, Any], template: str = "report.html.j2") -> str:
+    """Render with autoescaping on: labels and messages come from user data. `template`:
+    another page of the same look (tune.html.j2 for `tunesmith tune`); every page includes
+    style.css."""
     env = jinja2.Environment(
         loader=jinja2.PackageLoader("tunesmith.report", "templates"),
         autoescape=True,
@@ -355,4 +357,4 @@ def render_html(context: dict[str, Any]) -> str:
         trim_blocks=True,
         lstrip_blocks=True,
     )
-    return env.get_template("report.html.j2").render(context)
+    return env.get_template(template).render(context)

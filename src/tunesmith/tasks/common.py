@@ -227,6 +227,7 @@ def save_transformers(model: torch.nn.Module, run: TrainedRun, folder: Path) -> 
 
 
 TextTask = TypeVar("TextTask", bound="TokenisedTextTask")
+T = TypeVar("T")
 
 
 class TokenisedTextTask:
@@ -370,19 +371,28 @@ class TokenisedTextTask:
 
 
 def frozen_split_features(
-    task: Any, model: torch.nn.Module
+    task: Any, model: torch.nn.Module, scored: str = "test"
 ) -> tuple[dict[str, np.ndarray], np.ndarray]:
-    """Each split's frozen embedding (`task.embed`) for the `base` probe, and the training
-    rows embedded: at most BASE_MAX_TRAIN, drawn with a fixed seed so runs compare."""
+    """Each split's frozen embedding (`task.embed`) for the `base` probe, `scored` under
+    "test" (see `scored_splits`), and the training rows embedded: at most BASE_MAX_TRAIN,
+    drawn with a fixed seed so runs compare."""
     train_rows = np.arange(len(task.splits.train))
     if len(train_rows) > BASE_MAX_TRAIN:
         train_rows = np.random.default_rng(0).choice(train_rows, BASE_MAX_TRAIN, replace=False)
-    features = {
-        "train": task.embed(model, "train", train_rows),
-        "validation": task.embed(model, "validation"),
-        "test": task.embed(model, "test"),
-    }
+    features = {"train": task.embed(model, "train", train_rows)}
+    features |= scored_splits(lambda name: task.embed(model, name), scored, ("validation",))
     return features, train_rows
+
+
+def scored_splits(
+    compute: Callable[[str], T], scored: str = "test", names: Sequence[str] = SPLITS[:2]
+) -> dict[str, T]:
+    """compute(name) for each of `names` (train and validation), and under "test" the split
+    the cheaper options are scored on: test after training, validation while `tunesmith
+    tune` searches (which never reads test). A split is computed once."""
+    values = {name: compute(name) for name in names}
+    values["test"] = values[scored] if scored in values else compute(scored)
+    return values
 
 
 def note_truncated_training_texts(console: Console, task: TokenisedTextTask) -> None:

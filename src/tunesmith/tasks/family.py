@@ -34,8 +34,10 @@ class Family(Protocol):
         """Adjust the task to the method (e.g. no packing with virtual tokens)."""
         ...
 
-    def score_before(self, console: Console) -> dict[str, dict]:
-        """Test metrics of the cheaper options ("base", "baseline"), before the method."""
+    def score_before(self, console: Console, split: str = "test") -> dict[str, dict]:
+        """Metrics of the cheaper options ("base", "baseline") on `split`, before the method:
+        test for `train`; validation for `tunesmith tune`, which never reads test while it
+        searches."""
         ...
 
     def init_head(self, console: Console) -> None:

@@ -79,6 +79,22 @@ class AutoEpochs:
 
 
 @dataclass(frozen=True)
+class SearchDefaults:
+    """`tunesmith tune`'s space for a kind when the recipe has no `tune:` section: plain
+    data, turned into the space by tunesmith/tune/space.py (fewer keys for small budgets)."""
+
+    methods: tuple[str, ...] = ("lora", "full")
+    """method.name candidates (each must be in the kind's `methods`)."""
+    learning_rate_factor: tuple[float, float] = (0.3, 3.0)
+    """train.learning_rate: a log range of multiples of each method's default rate."""
+    lora_r: tuple[int, ...] = (4, 8, 16)
+    """method.r candidates, for the methods that have a rank (lora, dora)."""
+    epochs: tuple[int, int] | None = (3, 12)
+    """train.epochs: a range of whole epochs (early stopping ends a run sooner); None:
+    the recipe's."""
+
+
+@dataclass(frozen=True)
 class TaskKind:
     """A task kind as the shared code sees it; the rest lives in its folder."""
 
@@ -105,6 +121,8 @@ class TaskKind:
     auto_epochs: AutoEpochs = AutoEpochs()
     relative_min_delta: float = 0.0
     """Default of train.early_stopping.relative_min_delta for this kind."""
+    search: SearchDefaults = SearchDefaults()
+    """`tunesmith tune`'s default space for this kind (the recipe's `tune:` replaces it)."""
 
     def load(self) -> ModuleType:
         return importlib.import_module(self.implementation)

@@ -73,6 +73,19 @@ def autocast(device: torch.device, dtype: torch.dtype | None) -> torch.autocast:
     return torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None)
 
 
+def reset_peak_memory() -> None:
+    """Start `peak_memory_mb` over from the memory held now: for several runs in one process
+    (the trials of `tunesmith tune`), each run's own peak. Linux resets VmHWM through
+    clear_refs; elsewhere the peak stays the process's."""
+    if torch.cuda.is_available():
+        torch.cuda.reset_peak_memory_stats()
+    try:
+        with open("/proc/self/clear_refs", "w") as refs:
+            refs.write("5")
+    except OSError:
+        pass
+
+
 def peak_memory_mb(device: torch.device) -> float:
     """CUDA peak allocation on a GPU, else the process's peak resident set size."""
     if device.type == "cuda":

@@ -2,7 +2,7 @@
 and a retrieval baseline as contenders. Loop task and family: task.py, family.py; a finished
 run: kind.py."""
 
-from tunesmith.tasks.registry import AutoEpochs, TaskKind, register
+from tunesmith.tasks.registry import AutoEpochs, SearchDefaults, TaskKind, register
 
 register(
     TaskKind(
@@ -33,6 +33,9 @@ register(
         auto_epochs=AutoEpochs(target_steps=60, fewest=2, most=8),
         relative_min_delta=0.01,
         default_unicode="none",
+        # an LLM fits an instruction set in a few epochs (see auto_epochs); full fine-tuning
+        # of a 135M model costs a few times LoRA's memory, so lora and dora are searched
+        search=SearchDefaults(methods=("lora", "dora"), epochs=(1, 4)),
         description="an LLM that answers (instruction tuning, chat, domain text)",
     )
 )

@@ -96,35 +96,35 @@ class CausalLMFamily:
     def adapt_to(self, method: Method) -> None:
         """Packing already follows the method (CausalLMTask.from_recipe)."""
 
-    def score_before(self, console: Console) -> dict[str, dict]:
-        test = len(self.splits.test)
-        generated = 0 if self.task.is_text else len(self.task.generation_examples("test"))
+    def score_before(self, console: Console, split: str = "test") -> dict[str, dict]:
+        rows = len(self.splits.split(split))
+        generated = 0 if self.task.is_text else len(self.task.generation_examples(split))
         console.print(
-            f"Scoring the base model on the test split ({test} examples"
+            f"Scoring the base model on the {split} split ({rows} examples"
             + (f", {generated} generated answers" if generated else "")
             + ") ..."
         )
         if self.task.is_text:
-            base = self.task.evaluate(self.model, "test", detailed=True)
+            base = self.task.evaluate(self.model, split, detailed=True)
         else:
-            base, self.base_answers = self._base_answers(console)
+            base, self.base_answers = self._base_answers(console, split)
         base["description"] = f"{self.recipe.model} before fine-tuning"
         scores = {"base": base}
         if not self.task.is_text:
-            scores["baseline"] = self._retrieval_baseline()
+            scores["baseline"] = self._retrieval_baseline(split)
         return scores
 
-    def _base_answers(self, console: Console) -> tuple[dict, list[str]]:
-        """The base model's test metrics and answers; from the cache when this model has
-        answered these prompts with these settings before."""
+    def _base_answers(self, console: Console, split: str) -> tuple[dict, list[str]]:
+        """The base model's metrics and answers on `split`; from the cache when this model
+        has answered these prompts with these settings before."""
 
         def compute() -> tuple[dict, list[str]]:
-            metrics, answers = self.task.evaluate_answers(self.model, "test")
+            metrics, answers = self.task.evaluate_answers(self.model, split)
             return metrics, answers.answers
 
         if self.recipe.generation.do_sample:
             return compute()
-        scores, hit = cached_base_scores(self.folder, self.task.scoring_inputs("test"), compute)
+        scores, hit = cached_base_scores(self.folder, self.task.scoring_inputs(split), compute)
         if hit:
             console.print("Base model's test scores and answers: from the cache")
         return scores
@@ -187,13 +187,13 @@ class CausalLMFamily:
     def save(self, model: nn.Module, output: Path, adapter: bool) -> Path:
         return save_pretrained_model(model, self.tokenizer, output, adapter)
 
-    def _retrieval_baseline(self) -> dict:
-        """Answer each test prompt with the training answer of its most similar training
+    def _retrieval_baseline(self, split: str) -> dict:
+        """Answer each prompt of `split` with the training answer of its most similar training
         prompt (TF-IDF cosine): what a search box over the data would give, for free."""
         from sklearn.feature_extraction.text import TfidfVectorizer
 
         train = [ex for ex in self.splits.train.examples if ex.messages is not None]  # no replay
-        test = self.task.generation_examples("test")
+        test = self.task.generation_examples(split)
         vectorizer = TfidfVectorizer(sublinear_tf=True, ngram_range=(1, 2), min_df=1)
         train_matrix = vectorizer.fit_transform([_prompt_text(ex.messages[:-1]) for ex in train])
         test_matrix = vectorizer.transform([_prompt_text(ex.messages[:-1]) for ex in test])

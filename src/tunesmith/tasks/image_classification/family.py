@@ -29,7 +29,7 @@ from tunesmith.method_registry import Method
 from tunesmith.models.resolve import resolve_model
 from tunesmith.models.vision import imagenet_head, load_vision_classifier, vision_kind
 from tunesmith.recipe import Recipe
-from tunesmith.tasks.common import classifier_eval_batch_size
+from tunesmith.tasks.common import classifier_eval_batch_size, scored_splits
 from tunesmith.tasks.image_classification.task import ImageClassificationTask
 
 PIXEL_SIDE = 32
@@ -94,18 +94,18 @@ class ImageClassificationFamily:
         them)."""
         self.model.freeze_batchnorm(self.recipe.train.batchnorm == "frozen")
 
-    def score_before(self, console: Console) -> dict[str, dict]:
+    def score_before(self, console: Console, split: str = "test") -> dict[str, dict]:
         console.print(
-            "Scoring the cheaper options on the test split (pixels, frozen pre-trained "
+            f"Scoring the cheaper options on the {split} split (pixels, frozen pre-trained "
             "features) ..."
         )
-        labels = {name: list(self.splits.split(name).labels) for name in SPLITS}
+        labels = scored_splits(lambda name: list(self.splits.split(name).labels), split)
         names = self.splits.label_names
-        pixels = {name: self.task.downscaled_pixels(name, PIXEL_SIDE) for name in SPLITS}
+        pixels = scored_splits(lambda name: self.task.downscaled_pixels(name, PIXEL_SIDE), split)
         baseline = frozen_features_base(
             pixels, labels, names, f"logistic regression on {PIXEL_SIDE}x{PIXEL_SIDE} pixels"
         )
-        features = {name: self.task.features(self.model, name) for name in SPLITS}
+        features = scored_splits(lambda name: self.task.features(self.model, name), split)
         self._probe = fit_linear_probe(features, labels)
         base = probe_metrics(
             self._probe,
@@ -123,8 +123,9 @@ class ImageClassificationFamily:
             return
         probe = getattr(self, "_probe", None)
         if probe is None:
-            labels = {name: list(self.splits.split(name).labels) for name in SPLITS}
-            features = {name: self.task.features(self.model, name) for name in SPLITS}
+            fitted_on = ("train", "validation")  # never test: `tune` may not have read it
+            labels = {name: list(self.splits.split(name).labels) for name in fitted_on}
+            features = {name: self.task.features(self.model, name) for name in fitted_on}
             probe = fit_linear_probe(features, labels)
         weight, bias = probe.head_weights(len(self.splits.label_names))
         classifier = self.model.classifier

@@ -24,7 +24,11 @@ from tunesmith.models.resolve import resolve_model
 from tunesmith.models.structure import head_modules
 from tunesmith.models.text import load_tokenizer
 from tunesmith.recipe import Recipe
-from tunesmith.tasks.common import frozen_split_features, note_truncated_training_texts
+from tunesmith.tasks.common import (
+    frozen_split_features,
+    note_truncated_training_texts,
+    scored_splits,
+)
 from tunesmith.tasks.multi_label_classification.contenders import (
     frozen_features_base,
     tfidf_baseline,
@@ -77,13 +81,14 @@ class MultiLabelFamily:
         if start_at_label_priors(self.model, self.splits.train.targets):
             console.print("Head: output bias set to each label's training frequency")
 
-    def score_before(self, console: Console) -> dict[str, dict]:
+    def score_before(self, console: Console, split: str = "test") -> dict[str, dict]:
         console.print(
-            "Scoring the cheaper options on the test split (TF-IDF, frozen encoder; one "
+            f"Scoring the cheaper options on the {split} split (TF-IDF, frozen encoder; one "
             "logistic regression per label) ..."
         )
-        baseline = tfidf_baseline(self.task.texts, self._targets(), self.splits.label_names)
-        return {"base": self._frozen_base(), "baseline": baseline}
+        texts = scored_splits(self.task.texts.__getitem__, split)
+        baseline = tfidf_baseline(texts, self._targets(split), self.splits.label_names)
+        return {"base": self._frozen_base(split), "baseline": baseline}
 
     def score_after(self, model: nn.Module) -> dict:
         """Test metrics at the thresholds tuned on validation for the kept weights (the
@@ -122,11 +127,11 @@ class MultiLabelFamily:
         thresholds.write(target, self.splits.label_names)
         return target
 
-    def _targets(self) -> dict[str, np.ndarray]:
-        return {name: self.splits.split(name).targets for name in SPLITS}
+    def _targets(self, scored: str) -> dict[str, np.ndarray]:
+        return scored_splits(lambda name: self.splits.split(name).targets, scored)
 
-    def _frozen_base(self) -> dict:
-        features, train_rows = frozen_split_features(self.task, self.model)
-        targets = self._targets()
+    def _frozen_base(self, scored: str) -> dict:
+        features, train_rows = frozen_split_features(self.task, self.model, scored)
+        targets = self._targets(scored)
         targets["train"] = targets["train"][train_rows]
         return frozen_features_base(features, targets, self.splits.label_names)

@@ -3,7 +3,7 @@ that learns to write the target; the base model and the nearest training example
 contenders. Data: data.py; model loading and the virtual-token paths: model.py; loop task:
 task.py; family: family.py; data check: quality.py; a finished run: kind.py."""
 
-from tunesmith.tasks.registry import AutoEpochs, TaskKind, register
+from tunesmith.tasks.registry import AutoEpochs, SearchDefaults, TaskKind, register
 
 register(
     TaskKind(
@@ -22,6 +22,7 @@ register(
         auto_epochs=AutoEpochs(target_steps=100, fewest=2, most=8),
         relative_min_delta=0.01,
         default_unicode="none",
+        search=SearchDefaults(methods=("lora", "full"), epochs=(1, 4)),
         description="an encoder-decoder that rewrites text (summaries, translation, answers)",
     )
 )

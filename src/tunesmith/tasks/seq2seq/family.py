@@ -85,22 +85,22 @@ class Seq2SeqFamily:
         """Every method trains on the same padded pairs (virtual tokens are added in
         model.py, outside the rows)."""
 
-    def score_before(self, console: Console) -> dict[str, dict]:
-        generated = len(self.task.generation_pairs("test"))
+    def score_before(self, console: Console, split: str = "test") -> dict[str, dict]:
+        generated = len(self.task.generation_pairs(split))
         console.print(
-            f"Scoring the base model on the test split ({len(self.splits.test)} pairs, "
+            f"Scoring the base model on the {split} split ({len(self.splits.split(split))} pairs, "
             f"{generated} generated answers) ..."
         )
-        compute = lambda: self.task.evaluate_answers(self.model, "test")  # noqa: E731
+        compute = lambda: self.task.evaluate_answers(self.model, split)  # noqa: E731
         if self.recipe.generation.do_sample:
             base, self.base_answers = compute()
         else:
-            inputs = self.task.scoring_inputs("test")
+            inputs = self.task.scoring_inputs(split)
             (base, self.base_answers), hit = cached_base_scores(self.folder, inputs, compute)
             if hit:
                 console.print("Base model's test scores and answers: from the cache")
         base["description"] = f"{self.recipe.model} before fine-tuning"
-        return {"base": base, "baseline": self._nearest_example_baseline()}
+        return {"base": base, "baseline": self._nearest_example_baseline(split)}
 
     def init_head(self, console: Console) -> None:
         """No head to start: the output layer is pre-trained."""
@@ -160,11 +160,11 @@ class Seq2SeqFamily:
             mark_seq2seq(model)
         return save_pretrained_model(model, self.tokenizer, output, adapter)
 
-    def _nearest_example_baseline(self) -> dict:
-        """Answer each test input with the target of its most similar training input (TF-IDF
+    def _nearest_example_baseline(self, split: str) -> dict:
+        """Answer each input of `split` with the target of its most similar training input (TF-IDF
         cosine): what a search box over the training pairs gives, for free."""
         train = self.splits.train.pairs
-        test = self.task.generation_pairs("test")
+        test = self.task.generation_pairs(split)
         sources, targets = [p.source for p in train], [p.target for p in train]
         answers = nearest_targets(sources, targets, [p.source for p in test])
         scores = generation_metrics(answers, [p.target for p in test])

@@ -23,7 +23,11 @@ from tunesmith.models.resolve import resolve_model
 from tunesmith.models.structure import head_modules
 from tunesmith.models.text import load_text_classifier, load_tokenizer
 from tunesmith.recipe import Recipe
-from tunesmith.tasks.common import frozen_split_features, note_truncated_training_texts
+from tunesmith.tasks.common import (
+    frozen_split_features,
+    note_truncated_training_texts,
+    scored_splits,
+)
 from tunesmith.tasks.text_classification.task import TextClassificationTask
 from tunesmith.trained_run import save_pretrained_model
 
@@ -58,11 +62,14 @@ class TextClassificationFamily:
     def adapt_to(self, method: Method) -> None:
         """Every method trains on the same padded batches."""
 
-    def score_before(self, console: Console) -> dict[str, dict]:
-        console.print("Scoring the cheaper options on the test split (TF-IDF, frozen encoder) ...")
+    def score_before(self, console: Console, split: str = "test") -> dict[str, dict]:
+        console.print(
+            f"Scoring the cheaper options on the {split} split (TF-IDF, frozen encoder) ..."
+        )
         # the texts as the model sees them: the baseline gets the same preprocessing
-        baseline = tfidf_baseline(self.task.texts, self._labels(), self.splits.label_names)
-        return {"base": self._frozen_base(), "baseline": baseline}
+        texts = scored_splits(self.task.texts.__getitem__, split)
+        baseline = tfidf_baseline(texts, self._labels(split), self.splits.label_names)
+        return {"base": self._frozen_base(split), "baseline": baseline}
 
     def init_head(self, console: Console) -> None:
         """The head starts as the model made it (random, or none for an LLM)."""
@@ -101,12 +108,12 @@ class TextClassificationFamily:
     def save(self, model: nn.Module, output: Path, adapter: bool) -> Path:
         return save_pretrained_model(model, self.tokenizer, output, adapter)
 
-    def _labels(self) -> dict[str, list[int]]:
-        return {name: list(self.splits.split(name).labels) for name in SPLITS}
+    def _labels(self, scored: str) -> dict[str, list[int]]:
+        return scored_splits(lambda name: list(self.splits.split(name).labels), scored)
 
-    def _frozen_base(self) -> dict:
-        features, train_rows = frozen_split_features(self.task, self.model)
-        labels = self._labels()
+    def _frozen_base(self, scored: str) -> dict:
+        features, train_rows = frozen_split_features(self.task, self.model, scored)
+        labels = self._labels(scored)
         labels["train"] = [labels["train"][i] for i in train_rows]
         return frozen_features_base(
             features,

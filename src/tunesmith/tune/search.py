@@ -1,0 +1,430 @@
+"""`tunesmith tune`: check everything, check the data and score the cheaper options once,
+run the trials (here, or in --workers processes), then complete the best trial on test and
+write the tune folder's files."""
+
+from __future__ import annotations
+
+import gc
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import optuna
+import yaml
+from rich.console import Console
+from rich.markup import escape
+
+from tunesmith.errors import GateFailed, UserError
+from tunesmith.estimate.recommend import parse_duration, parse_memory
+from tunesmith.evaluate.metrics import lower_is_better
+from tunesmith.progress import phase
+from tunesmith.recipe import Recipe, load_recipe
+from tunesmith.run import check_data_quality, complete_on_test
+from tunesmith.run_folder import RunFolder, inputs_of
+from tunesmith.tune.budget import Budget
+from tunesmith.tune.folder import AskLock, TuneFolder, prepare_folder
+from tunesmith.tune.report import write_trials_csv, write_tune_report
+from tunesmith.tune.space import Space, base_mapping, build_space, with_values
+from tunesmith.tune.study import (
+    best_trial,
+    importances,
+    open_storage,
+    open_study,
+    outcome,
+    retry_abandoned,
+    study_name,
+    values_of,
+)
+from tunesmith.tune.trial import Objective
+from tunesmith.tune.watch import Watch
+from tunesmith.tune.workers import start_workers, stop_workers, work, worker_command
+
+DEFAULT_BUDGET = "30m"
+
+
+@dataclass
+class Search:
+    """Everything a search needs, checked before any work."""
+
+    recipe: Recipe
+    space: Space
+    folder: TuneFolder
+    storage: str
+    budget: Budget
+    metric: str
+    resume: bool
+    worker: int = 0
+    """This process's worker number (0 for the search's own process)."""
+
+    @property
+    def direction(self) -> str:
+        return "minimize" if lower_is_better(self.metric) else "maximize"
+
+    @property
+    def keys(self) -> list[str]:
+        return [d.key for d in self.space.dimensions]
+
+    def open(self) -> optuna.Study:
+        return open_study(
+            open_storage(self.storage),
+            study_name(self.folder.path.name),
+            self.direction,
+            self.recipe.train.seed,
+            self.budget.trials,
+            self.worker,
+        )
+
+    def objective(self) -> Objective:
+        return Objective(
+            self.space, base_mapping(self.recipe), self.folder, self.budget, self.metric
+        )
+
+
+def plan_search(
+    recipe_path: Path,
+    overrides: list[str],
+    budget: str | None,
+    trials: int | None,
+    storage: str | None,
+    output: Path | None,
+    overwrite: bool,
+    memory_budget: str | None,
+    deadline: float | None = None,
+    worker: int | None = None,
+) -> Search:
+    """The recipe, its space, the folder and the budgets, all checked (a UserError names the
+    key, file or option); nothing is written yet."""
+    recipe = load_recipe(recipe_path, overrides)
+    if trials is not None and trials < 1:
+        raise UserError("--trials must be 1 or more")
+    if budget is None and trials is None and deadline is None:
+        budget = DEFAULT_BUDGET
+    seconds = _parse_budget(budget) if budget else None
+    if deadline is None and seconds is not None:
+        deadline = time.time() + seconds
+    memory = _parse_memory(memory_budget) if memory_budget else None
+    space = build_space(recipe, trials, seconds)
+    stopping = recipe.train.early_stopping
+    metric = stopping.metric if stopping and stopping.metric else "loss"
+    output = Path(output or Path("tunes") / recipe_path.stem)
+    if worker is not None:
+        folder, resume = TuneFolder(output), True
+        if not folder.is_marked():
+            raise UserError(f"--worker: {output} is not a tune folder; start the search first")
+    else:
+        folder, resume = prepare_folder(output, overwrite, inputs_of(recipe))
+    return Search(
+        recipe=recipe,
+        space=space,
+        folder=folder,
+        storage=storage or folder.default_storage(),
+        budget=Budget(trials, deadline, memory),
+        metric=metric,
+        resume=resume,
+        worker=0 if worker is None else worker + 1,
+    )
+
+
+def run_tune(
+    recipe_path: Path,
+    overrides: list[str],
+    console: Console,
+    budget: str | None = None,
+    trials: int | None = None,
+    workers: int = 1,
+    storage: str | None = None,
+    output: Path | None = None,
+    overwrite: bool = False,
+    memory_budget: str | None = None,
+) -> dict[str, Any]:
+    """The whole search; returns its summary (also in tune.html). Exit 1 (GateFailed) when
+    the data gate fails or no trial could be chosen."""
+    if workers < 1:
+        raise UserError("--workers must be 1 or more")
+    search = plan_search(
+        recipe_path, overrides, budget, trials, storage, output, overwrite, memory_budget
+    )
+    folder = search.folder
+    with folder.locked():
+        if search.resume and overwrite:
+            folder.clear()
+            search.resume = False
+        folder.mark()
+        study = _start_study(search, overwrite, console)
+        _check_data_once(search, console)
+        contenders = _contenders_once(search, console)
+        _say_plan(search, workers, console)
+        ended = _run_trials(search, study, workers, recipe_path, overrides, console)
+        console.print(f"Search ended: {ended}")
+        return finish(search, study, contenders, console)
+
+
+def run_worker(
+    recipe_path: Path,
+    overrides: list[str],
+    console: Console,
+    trials: int | None,
+    storage: str | None,
+    output: Path | None,
+    memory_budget: str | None,
+    deadline: float | None,
+    worker: int,
+) -> None:
+    """Worker `worker` of --workers: trials until the budget ends the search."""
+    search = plan_search(
+        recipe_path, overrides, None, trials, storage, output, False, memory_budget,
+        deadline=deadline, worker=worker,
+    )  # fmt: skip
+    study = search.open()
+    lock = AskLock(search.folder / TuneFolder.ASK_LOCK)
+    reason = work(study, search.objective(), search.budget, lock)
+    console.print(f"worker done: {reason}")
+
+
+def _start_study(search: Search, overwrite: bool, console: Console) -> optuna.Study:
+    """The study, made or resumed; a resumed one must search the same space and metric."""
+    if overwrite and search.storage != search.folder.default_storage():
+        storage = open_storage(search.storage)
+        name = study_name(search.folder.path.name)
+        if name in [s.study_name for s in optuna.get_all_study_summaries(storage)]:
+            optuna.delete_study(study_name=name, storage=storage)
+    study = search.open()
+    identity = {"space": search.space.to_json(), "metric": search.metric}
+    stored = {k: study.user_attrs.get(k) for k in identity}
+    if stored["space"] is None:
+        for key, value in identity.items():
+            study.set_user_attr(key, value)
+    elif stored != identity:
+        raise UserError(
+            f"{search.folder.path}: its study searched another space or metric "
+            f"({stored['space']}, {stored['metric']}); run with the same recipe and --set "
+            "values to resume it, --overwrite to start again, or another --output"
+        )
+    if search.storage == search.folder.default_storage():  # we hold the folder's lock
+        retried = retry_abandoned(study)
+        if retried:
+            console.print(
+                f"Resuming: trial(s) {', '.join(map(str, retried))} of a killed search run again"
+            )
+    done = [t for t in study.get_trials(deepcopy=False) if t.state.is_finished()]
+    if done:
+        console.print(f"Resuming the study in {search.storage}: {len(done)} trial(s) finished")
+    return study
+
+
+def _check_data_once(search: Search, console: Console) -> None:
+    """The data-quality gate, once for the whole search (trials skip it)."""
+    if (search.folder / TuneFolder.QUALITY).is_file():
+        return
+    with phase("Checking the data", console):
+        report = check_data_quality(search.recipe, console)
+    if report is not None:
+        report.write(search.folder.path)
+
+
+def _contenders_once(search: Search, console: Console) -> dict[str, dict]:
+    """The cheaper options on validation with the recipe's model, once per study."""
+    saved = search.folder.read_json(TuneFolder.CONTENDERS)
+    if isinstance(saved, dict):
+        return saved
+    from tunesmith.tasks.family import prepare
+    from tunesmith.train.device import resolve_device, resolve_precision
+
+    recipe = search.recipe
+    device = resolve_device(recipe.train.device)
+    dtype = resolve_precision(recipe.train.precision, device)
+    with phase("Scoring the cheaper options on validation", console):
+        family = prepare(recipe, device, dtype, console)
+        contenders = family.score_before(console, split="validation")
+    del family
+    gc.collect()
+    contenders = {k: {n: v for n, v in s.items() if _plain(v)} for k, s in contenders.items()}
+    search.folder.write_json(TuneFolder.CONTENDERS, contenders)
+    return contenders
+
+
+def _plain(value: Any) -> bool:
+    """A score or a description, not a per-class table or a confusion matrix."""
+    return isinstance(value, (int, float, str))
+
+
+def _say_plan(search: Search, workers: int, console: Console) -> None:
+    budget = search.budget
+    limits = []
+    if budget.trials is not None:
+        limits.append(f"{budget.trials} trials")
+    if budget.deadline is not None:
+        limits.append(f"until {time.strftime('%H:%M:%S', time.localtime(budget.deadline))}")
+    if budget.memory_mb is not None:
+        limits.append(f"at most {budget.memory_mb:,.0f} MB a trial")
+    console.print(
+        f"Searching {escape(search.space.source)}: {escape(search.space.describe())}\n"
+        f"Objective: validation {search.metric} ({search.direction}); {', '.join(limits)}; "
+        f"{workers} worker{'s' if workers > 1 else ''}; study {escape(search.storage)}",
+        highlight=False,
+    )
+
+
+def _run_trials(
+    search: Search,
+    study: optuna.Study,
+    workers: int,
+    recipe_path: Path,
+    overrides: list[str],
+    console: Console,
+) -> str:
+    watch = Watch(study, search.budget, search.metric, console)
+    lock = AskLock(search.folder / TuneFolder.ASK_LOCK)
+    if workers == 1:
+        thread = watch.in_background()
+        try:
+            return work(study, search.objective(), search.budget, lock)
+        finally:
+            watch.stop(thread)
+    argv = worker_command(recipe_path, overrides, search.folder, search.storage, search.budget)
+    processes = start_workers(argv, workers, search.folder)
+    try:
+        watch.follow(lambda: all(p.poll() is not None for p in processes))
+    finally:
+        stop_workers(processes)
+    return search.budget.end(study) or "every worker stopped (see logs/worker-K.log)"
+
+
+def finish(
+    search: Search, study: optuna.Study, contenders: dict[str, dict], console: Console
+) -> dict[str, Any]:
+    """trials.csv; the best eligible trial completed on test as best/ (once per choice);
+    best-recipe.yaml; tune.html. GateFailed (exit 1) when no trial can be chosen."""
+    folder, metric = search.folder, search.metric
+    write_trials_csv(folder, study, metric, search.keys)
+    best = best_trial(study)
+    counts: dict[str, int] = {}
+    for trial in study.get_trials(deepcopy=False):
+        counts[outcome(trial)] = counts.get(outcome(trial), 0) + 1
+    summary: dict[str, Any] = {
+        "space": search.space.describe(),
+        "counts": counts,
+        "contenders": contenders,
+        "best": best.number if best else None,
+    }
+    if best is not None:
+        summary |= _complete_best(search, study, best, console)
+    summary["verdict"] = verdict(best, contenders, metric, search.direction, counts)
+    write_tune_report(folder, study, metric, search.keys, summary, importances(study))
+    console.print(summary["verdict"], highlight=False)
+    console.print(f"Tune folder: {folder.path}  (trials.csv, tune.html)", highlight=False)
+    if best is None:
+        raise GateFailed(
+            "no trial can be chosen (every trial was skipped, pruned, failed or marked by a "
+            f"guard); see {folder / TuneFolder.TRIALS_CSV}"
+        )
+    return summary
+
+
+def _complete_best(
+    search: Search, study: optuna.Study, best: optuna.trial.FrozenTrial, console: Console
+) -> dict[str, Any]:
+    """best/ as the best trial's run folder, scored once on test (again only when another
+    trial became the best); best-recipe.yaml."""
+    folder = search.folder
+    best_dir = folder / TuneFolder.BEST
+    if not folder.trial_dir(best.number).is_dir():  # a worker on another machine ran it
+        console.print(
+            f"Trial {best.number} is the best; it ran on another machine sharing the study, "
+            f"so its run folder (trials/{best.number:04d}) and best/ are there"
+        )
+        recipe = with_values(base_mapping(search.recipe), values_of(best))
+        return {"recipe_yaml": _best_recipe(search, best, recipe), "test": []}
+    done = study.user_attrs.get("best_completed")
+    if done != best.number or not (best_dir / RunFolder.REPORT).is_file():
+        console.print(f"Trial {best.number} is the best: scoring it once on the test split")
+        folder.replace_best(folder.trial_dir(best.number))
+        quality = folder / TuneFolder.QUALITY
+        if quality.is_file():
+            (best_dir / RunFolder.QUALITY).write_bytes(quality.read_bytes())
+        complete_on_test(best_dir, console)
+        study.set_user_attr("best_completed", best.number)
+    metrics = RunFolder(best_dir).read_json(RunFolder.METRICS)
+    recipe = yaml.safe_load((best_dir / RunFolder.RECIPE).read_text(encoding="utf-8"))
+    return {"recipe_yaml": _best_recipe(search, best, recipe), "test": _test_rows(metrics)}
+
+
+def _best_recipe(search: Search, best: optuna.trial.FrozenTrial, recipe: dict) -> str:
+    """best-recipe.yaml: the chosen trial's resolved recipe, with its launch command."""
+    folder = search.folder
+    recipe["output_dir"] = str(Path("runs") / f"{folder.path.name}-best")
+    header = (
+        f"# Chosen by `tunesmith tune` (trial {best.number} of {folder.path}: validation "
+        f"{search.metric} {best.value:.4f}).\n# Launch: tunesmith train "
+        f"{folder / TuneFolder.BEST_RECIPE}\n"
+    )
+    text = header + yaml.safe_dump(recipe, sort_keys=False, allow_unicode=True)
+    folder.write_text(TuneFolder.BEST_RECIPE, text)
+    return text
+
+
+def _test_rows(metrics: dict[str, Any]) -> list[dict[str, Any]]:
+    from tunesmith.report import fmt
+
+    shown = ("accuracy", "macro_f1", "micro_f1", "loss", "perplexity", "rouge_l")
+    names = [n for n in shown if n in (metrics.get("fine_tuned") or {})]
+    rows = []
+    entries = (("fine_tuned", "tuned (best trial)"), ("base", "base"), ("baseline", "baseline"))
+    for key, label in entries:
+        scores = metrics.get(key)
+        if isinstance(scores, dict):
+            rows.append(
+                {
+                    "label": label,
+                    "description": scores.get("description", ""),
+                    "scores": {n: fmt.number(scores.get(n)) for n in names},
+                }
+            )
+    return rows
+
+
+def verdict(
+    best: optuna.trial.FrozenTrial | None,
+    contenders: dict[str, dict],
+    metric: str,
+    direction: str,
+    counts: dict[str, int],
+) -> str:
+    """One sentence: the chosen trial and whether it beat the cheaper options on validation."""
+    if best is None:
+        return f"No trial can be chosen ({_counts(counts)})."
+    sign = 1 if direction == "maximize" else -1
+    scored = {
+        k: v[metric] for k, v in contenders.items() if isinstance(v.get(metric), (int, float))
+    }
+    beaten = [k for k, v in scored.items() if sign * best.value > sign * v]
+    ahead = [k for k in scored if k not in beaten]
+    said = (
+        f"Trial {best.number} is the best: validation {metric} {best.value:.4f} "
+        f"({_counts(counts)})."
+    )
+    if not scored:
+        return said
+    if ahead:
+        return said + (
+            f" It does NOT beat {' and '.join(ahead)} on validation "
+            f"({', '.join(f'{k} {scored[k]:.4f}' for k in ahead)}): the cheaper option is the "
+            "better choice here."
+        )
+    return said + f" It beats {' and '.join(beaten)} on validation."
+
+
+def _counts(counts: dict[str, int]) -> str:
+    return ", ".join(f"{n} {state}" for state, n in counts.items())
+
+
+def _parse_budget(text: str) -> float:
+    try:
+        return parse_duration(text)
+    except UserError as error:
+        raise UserError(str(error).replace("--time-budget", "--budget")) from None
+
+
+def _parse_memory(text: str) -> float:
+    return parse_memory(text)
