@@ -272,7 +272,10 @@ class GenerationConfig(StrictModel):
     """False: greedy decoding (reproducible); True: sample with temperature and top_p."""
     temperature: float = Field(0.7, gt=0)
     top_p: float = Field(0.95, gt=0, le=1)
-    batch_size: int = Field(16, ge=1)
+    batch_size: int = Field(32, ge=1)
+    """Prompts answered together. Decoding a small model on a CPU is bound by reading the
+    weights at every step, so larger batches share that cost: SmolLM2 answered 48 FAQ
+    questions in 41.7 s at 8, 23.9 s at 16 and 18.0 s at 32 (2 cores)."""
     max_examples: int | None = Field(200, ge=1)
     """Test examples scored by generation (ROUGE-L, exact match, token F1); loss and
     perplexity always use the whole test split. null: all of them."""
