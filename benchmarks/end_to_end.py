@@ -258,7 +258,8 @@ def tunesmith_side(train: Path, test: Path, out: Path, overrides: list[str]) -> 
         # so the run records the finding and trains, as the script does.
         "guards": {"data_quality": "warn"},
     }
-    m = train_in_subprocess(recipe, out / "tunesmith.yaml", out / "tunesmith-run", overrides)
+    cold = {"TUNESMITH_BASE_CACHE": "0"}  # a first run: the base model answers afresh
+    m = train_in_subprocess(recipe, out / "tunesmith.yaml", out / "tunesmith-run", overrides, cold)
     return {
         **{k: m["fine_tuned"].get(k, float("nan")) for k in SCORES},
         "train_seconds": m["train_seconds"],

@@ -66,7 +66,8 @@ def test_train_writes_the_run_folder(trained_runs):
     assert {"data_check", "load", "score_before", "training", "score_after", "report"} <= set(
         phases
     )
-    assert sum(phases.values()) <= metrics["wall_seconds"] + 1e-3
+    # each phase and the total are rounded to the millisecond: up to 0.5 ms off apiece
+    assert sum(phases.values()) <= metrics["wall_seconds"] + 5e-4 * (len(phases) + 1)
     assert phases["training"] >= metrics["train_seconds"]  # the steps, plus evaluations
     assert (
         sum(metrics["fine_tuned"]["per_class"][n]["support"] for n in metrics["labels"])

@@ -179,18 +179,49 @@ def test_a_guard_marked_trial_is_never_chosen():
 
 def test_the_pruner_ends_a_trial_behind_the_others_at_an_evaluation():
     """Each evaluation the loop makes reaches Optuna (trial.report); successive halving ends
-    a trial behind a finished one at the same evaluation."""
+    a trial behind a finished one at the same evaluation, from the third on (a slow start,
+    such as full fine-tuning's warm-up, is not judged at the first)."""
     study = open_study(optuna.storages.InMemoryStorage(), "t", "maximize", seed=0, trials=3)
     first = study.ask()
-    first.report(0.9, 1)
+    for evaluation in (1, 2, 3):
+        first.report(0.9, evaluation)
     study.tell(first, 0.9)
     objective = Objective(space=None, base={}, folder=None, budget=None, metric="macro_f1")
     ahead = objective._pruner(study.ask())
-    ahead({"step": 10, "val_macro_f1": 0.95})  # at least as good: goes on
+    for step in (10, 20, 30):
+        ahead({"step": step, "val_macro_f1": 0.95})  # at least as good: goes on
     behind = objective._pruner(study.ask())
     behind({"step": 10, "val_loss": 1.0})  # no watched metric in this line: not reported
-    with pytest.raises(optuna.TrialPruned, match="pruned at evaluation 1"):
-        behind({"step": 20, "val_macro_f1": 0.2})
+    behind({"step": 20, "val_macro_f1": 0.2})  # evaluations 1 and 2: too early to judge
+    behind({"step": 30, "val_macro_f1": 0.2})
+    with pytest.raises(optuna.TrialPruned, match="pruned at evaluation 3"):
+        behind({"step": 40, "val_macro_f1": 0.2})
+
+
+def test_the_recipe_as_written_is_the_first_point_of_its_space():
+    """A new study enqueues the recipe's own values where the space holds them, so the
+    search measures the recipe it was given (a learning rate left to the method's default
+    is factor 1 of a relative range)."""
+    from tunesmith.recipe import load_recipe
+    from tunesmith.tune.space import base_mapping, build_space
+
+    recipe = load_recipe(
+        {
+            "data": {"train": "x.csv"},
+            "method": {"name": "lora", "r": 8},
+            "tune": {
+                "method.name": ["lora", "full"],
+                "method.r": [4, 16],
+                "train.learning_rate": {"low": 0.3, "high": 3, "log": True, "relative": True},
+                "train.batch_size": {"low": 8, "high": 32},
+            },
+        }
+    )
+    space = build_space(recipe, trials=4, budget_s=None)
+    point = space.recipe_point(base_mapping(recipe))
+    assert point == {"method.name": "lora", "train.learning_rate/default": 1.0,
+                     "train.batch_size": 16}  # fmt: skip
+    # r 8 is not a candidate: the sampler draws it
 
 
 # --- searches ------------------------------------------------------------------------------
@@ -367,3 +398,15 @@ def test_each_kind_searches_its_default_space(kind, tiny_llm_recipe, tiny_image_
     if kind == "causal-lm":
         assert (folder / "best" / "generations.jsonl").is_file()
         assert not (folder / "trials" / "0000" / "generations.jsonl").exists()
+
+
+def test_an_overfitting_stop_that_kept_earlier_weights_does_not_mark_a_trial():
+    """The overfitting guard stops a run and restores its best-validation weights: only a
+    trial whose kept weights come from after the detection overfits."""
+    from tunesmith.tune.trial import guard_outcomes
+
+    detected = {"overfitting": {"detected_at_step": 162, "patience": 2, "action": "stop"}}
+    assert guard_outcomes({**detected, "best_step": 144})["fired"] == ""
+    assert "overfitting from step 162" in guard_outcomes({**detected, "best_step": 170})["fired"]
+    forgot = {"forgetting": {"action_taken": "rollback", "increase": 0.4, "threshold": 0.1}}
+    assert "forgetting 0.4 past 0.1 (rollback)" in guard_outcomes(forgot)["fired"]

@@ -195,6 +195,9 @@ def _start_study(search: Search, overwrite: bool, console: Console) -> optuna.St
     if stored["space"] is None:
         for key, value in identity.items():
             study.set_user_attr(key, value)
+        own = search.space.recipe_point(base_mapping(search.recipe))
+        if own:  # the recipe as written is trial 0: the search measures it, then beats it
+            study.enqueue_trial(own, skip_if_exists=True)
     elif stored != identity:
         raise UserError(
             f"{search.folder.path}: its study searched another space or metric "

@@ -63,6 +63,16 @@ class Dimension:
             self.param, bounds.low, bounds.high, log=bounds.log, step=bounds.step
         )
 
+    def contains(self, value: Any) -> bool:
+        """Whether the sampler could draw `value` for this dimension."""
+        if self.choices is not None:
+            return value in self.choices
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            return False
+        if self.whole and value != int(value):
+            return False
+        return self.bounds.low <= value <= self.bounds.high
+
     def endpoints(self) -> list[Any]:
         """The values whose recipes must be valid before the search starts."""
         if self.choices is not None:
@@ -106,11 +116,40 @@ class Space:
                 method = value
         return values
 
+    def recipe_point(self, base: dict[str, Any]) -> dict[str, Any]:
+        """Optuna's parameters for the recipe as it is written (its method, its learning
+        rate, ...), for the dimensions where that value lies in the space. Enqueued as the
+        first trial of a new study, so the search always measures the recipe it was given
+        and never ends below it on validation."""
+        params: dict[str, Any] = {}
+        method = base["method"]["name"]
+        for dimension in self.dimensions:
+            if not applies(dimension.key, method):
+                continue
+            value = _lookup(base, dimension.key)
+            if dimension.key == "train.learning_rate":
+                rate = value if value is not None else default_rate(method)
+                relative = dimension.bounds is not None and dimension.bounds.relative
+                value = rate / default_rate(method) if relative else rate
+            if value is not None and dimension.contains(value):
+                params[dimension.param] = value
+        return params
+
     def describe(self) -> str:
         return "; ".join(d.describe() for d in self.dimensions)
 
     def to_json(self) -> dict[str, Any]:
         return {d.key: d.to_json() for d in self.dimensions}
+
+
+def _lookup(mapping: dict[str, Any], key: str) -> Any:
+    """A dotted key's value in a recipe mapping; None where it is not set."""
+    value: Any = mapping
+    for part in key.split("."):
+        if not isinstance(value, dict):
+            return None
+        value = value.get(part)
+    return value
 
 
 def default_rate(method: str) -> float:

@@ -3,7 +3,8 @@
 
 The pruner sees every evaluation (`trial.report` / `trial.should_prune`); a trial whose
 analytic estimate does not fit the budgets is skipped before its first step; a trial a
-guard marked (forgetting past its threshold, overfitting detected) completes with its score
+guard marked (forgetting past its threshold, or weights kept from after overfitting was
+detected) completes with its score
 but is never chosen (the sampler's constraint)."""
 
 from __future__ import annotations
@@ -133,8 +134,12 @@ def guard_outcomes(metrics: dict) -> dict[str, Any]:
             f"forgetting {forgetting.get('increase', float('nan')):.3g} past "
             f"{forgetting.get('threshold', float('nan')):g} ({action})"
         )
-    if overfitting.get("detected_at_step") is not None:
-        fired.append(f"overfitting from step {overfitting['detected_at_step']}")
+    detected = overfitting.get("detected_at_step")
+    # the overfitting guard stops a run and restores its best-validation weights: a trial
+    # overfits only where the weights it kept were trained past the point it was detected
+    if detected is not None and (metrics.get("best_step") or 0) >= detected:
+        fired.append(f"overfitting from step {detected} (weights kept from step "
+                     f"{metrics.get('best_step')})")  # fmt: skip
     return {
         "forgetting_increase": forgetting.get("increase"),
         "forgetting_action": action,
