@@ -24,6 +24,10 @@ KILLER = textwrap.dedent(
     from tunesmith.cli import main
 
     when, sig = sys.argv[1], getattr(signal, sys.argv[2])
+    # Ctrl-C as a terminal delivers it: a process started in the background by a shell
+    # without job control inherits SIGINT ignored, and Python then never raises
+    # KeyboardInterrupt
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     saves = {"n": 0}
     real_checkpoint, real_save_file = checkpoint.save_checkpoint, checkpoint.save_file
 
