@@ -62,18 +62,10 @@ class RunFolder:
     # --- identity -------------------------------------------------------------------------
 
     def mark(self) -> None:
-        from tunesmith.version import __version__
-
-        self.path.mkdir(parents=True, exist_ok=True)
-        stamp = {"tool": "tunesmith", "version": __version__, "created": _now()}
-        write_text_atomically(self.path / self.MARKER, json.dumps(stamp) + "\n")
+        write_marker(self.path / self.MARKER, "tunesmith")
 
     def is_marked(self) -> bool:
-        try:
-            stamp = json.loads((self.path / self.MARKER).read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            return False
-        return isinstance(stamp, dict) and stamp.get("tool") == "tunesmith"
+        return has_marker(self.path / self.MARKER, "tunesmith")
 
     def is_run(self) -> bool:
         """Marked, or (a run from before the marker) a recipe.yaml with task and data and
@@ -276,6 +268,24 @@ def same_recipe_changes(saved: dict, current: dict, prefix: str = "") -> list[st
         elif a != b:
             changed.append(name)
     return changed
+
+
+def write_marker(marker: Path, tool: str) -> None:
+    """Stamp `marker`'s folder as made by `tool` (this version, now); the folder is made."""
+    from tunesmith.version import __version__
+
+    marker.parent.mkdir(parents=True, exist_ok=True)
+    stamp = {"tool": tool, "version": __version__, "created": _now()}
+    write_text_atomically(marker, json.dumps(stamp) + "\n")
+
+
+def has_marker(marker: Path, tool: str) -> bool:
+    """Whether `marker` is a stamp written by `write_marker` for `tool`."""
+    try:
+        stamp = json.loads(marker.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(stamp, dict) and stamp.get("tool") == tool
 
 
 def _now() -> str:

@@ -213,16 +213,9 @@ def _estimate_method(recipe: Recipe, name: str, family: Any, costs: Costs) -> Me
         model = method.apply(copy.deepcopy(family.model), config)
     except Exception as error:  # peft refuses some architectures, each in its own way
         return MethodEstimate(name, not_applicable=_reason(error))
-    from tunesmith.train.setup import (
-        keep_adapter_input_dtype,
-        store_frozen_matrices,
-        stores_frozen_matrices,
-    )
+    from tunesmith.train.setup import set_up_precision
 
-    if costs.bf16 and stores_frozen_matrices(recipe, method):  # as train stores them
-        store_frozen_matrices(model, torch.bfloat16)
-    if costs.bf16:
-        keep_adapter_input_dtype(model)
+    set_up_precision(model, recipe, method, torch.bfloat16 if costs.bf16 else None)  # as train
     try:
         return _measure_method(name, model, family.task, recipe, costs)
     except (ValueError, RuntimeError, TypeError, KeyError) as error:  # fails in forward

@@ -62,21 +62,21 @@ def parse_memory(text: str) -> float:
     return megabytes
 
 
-def parse_duration(text: str) -> float:
-    """'2h', '90m', '45s', '1h30m' -> seconds."""
+def parse_duration(text: str, option: str = "--time-budget") -> float:
+    """'2h', '90m', '45s', '1h30m' -> seconds; errors name `option`."""
     parts = re.findall(r"([\d.]+)\s*([a-zA-Z]*)", text)
     if not parts or re.sub(r"[\d.\sa-zA-Z]", "", text):
-        raise UserError(f"--time-budget {text!r}: write a duration such as 2h, 90m or 1h30m")
+        raise UserError(f"{option} {text!r}: write a duration such as 2h, 90m or 1h30m")
     total = 0.0
     for number, unit in parts:
         unit = unit.lower() or "s"
         if unit not in _TIME_UNITS:
-            raise UserError(f"--time-budget {text!r}: unknown unit {unit!r}; use s, m or h")
+            raise UserError(f"{option} {text!r}: unknown unit {unit!r}; use s, m or h")
         if number.count(".") > 1 or number == ".":
-            raise UserError(f"--time-budget {text!r}: write a duration such as 2h, 90m or 1h30m")
+            raise UserError(f"{option} {text!r}: write a duration such as 2h, 90m or 1h30m")
         total += float(number) * _TIME_UNITS[unit]
     if total <= 0:
-        raise UserError(f"--time-budget {text!r}: a budget must be above zero, e.g. 30m")
+        raise UserError(f"{option} {text!r}: a budget must be above zero, e.g. 30m")
     return total
 
 

@@ -17,18 +17,13 @@ from typing import Any
 
 import torch
 
-_registered = False
-
 
 def use_fast_cpu_training_attention() -> None:
-    """Route transformers' "sdpa" attention through `_sdpa` for this process (idempotent)."""
-    global _registered
-    if _registered:
-        return
+    """Route transformers' "sdpa" attention through `_sdpa` for this process (idempotent:
+    registering sets one mapping entry)."""
     from transformers import AttentionInterface
 
     AttentionInterface.register("sdpa", _sdpa)
-    _registered = True
 
 
 def needs_fp32(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor) -> bool:

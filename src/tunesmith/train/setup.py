@@ -43,20 +43,12 @@ def wrap_model(
     dtype: torch.dtype | None = None,
     sharded: bool = False,
 ) -> WrappedModel:
-    """Apply the recipe's method to `family.model`, then (under bf16, for an adapter of a
-    generative kind) keep the frozen matrices in bf16, leave adapter inputs in their dtype
-    under autocast and (under bf16 on a CPU) train attention in fp32
-    (models/attention.py), then gradient checkpointing and compilation
-    as the recipe says. The head is found before the method runs: peft copies
-    it."""
+    """Apply the recipe's method to `family.model`, set it up for the precision
+    (`set_up_precision`), then gradient checkpointing and compilation as the recipe says.
+    The head is found before the method runs: peft copies it."""
     head = family.head_parameters()
     model = method.apply(family.model, recipe.method)
-    if dtype is not None and stores_frozen_matrices(recipe, method, sharded):
-        store_frozen_matrices(model, dtype)
-    if dtype is not None:
-        keep_adapter_input_dtype(model)
-    if dtype == torch.bfloat16:
-        use_fast_cpu_training_attention()
+    set_up_precision(model, recipe, method, dtype, sharded)
     if recipe.train.gradient_checkpointing:
         enable_gradient_checkpointing(model)
     if recipe.train.compile:
@@ -64,6 +56,26 @@ def wrap_model(
         if console is not None:
             console.print(f"Compiling {blocks} blocks (cached after the first run)")
     return WrappedModel(model, head)
+
+
+def set_up_precision(
+    model: nn.Module,
+    recipe: Recipe,
+    method: Method,
+    dtype: torch.dtype | None,
+    sharded: bool = False,
+) -> None:
+    """A model (its method applied) as it trains under autocast to `dtype` (None: fp32,
+    nothing to do): for an adapter of a generative kind the frozen matrices stored in
+    `dtype`, adapter inputs left in their dtype, and under bf16 on a CPU attention trained
+    in fp32 (models/attention.py). `train` and the estimate's profile both start here."""
+    if dtype is None:
+        return
+    if stores_frozen_matrices(recipe, method, sharded):
+        store_frozen_matrices(model, dtype)
+    keep_adapter_input_dtype(model)
+    if dtype == torch.bfloat16:
+        use_fast_cpu_training_attention()
 
 
 def stores_frozen_matrices(recipe: Recipe, method: Method, sharded: bool = False) -> bool:

@@ -22,13 +22,12 @@ from __future__ import annotations
 import contextlib
 import json
 import shutil
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from tunesmith.errors import UserError
-from tunesmith.run_folder import RunFolder, staging_path
+from tunesmith.run_folder import RunFolder, has_marker, staging_path, write_marker
 from tunesmith.safe_files import check_writable_folder, is_inside, write_text_atomically
 
 
@@ -69,18 +68,10 @@ class TuneFolder:
     # --- identity -------------------------------------------------------------------------
 
     def is_marked(self) -> bool:
-        try:
-            stamp = json.loads((self.path / self.MARKER).read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            return False
-        return isinstance(stamp, dict) and stamp.get("tool") == "tunesmith tune"
+        return has_marker(self.path / self.MARKER, "tunesmith tune")
 
     def mark(self) -> None:
-        from tunesmith.version import __version__
-
-        self.path.mkdir(parents=True, exist_ok=True)
-        stamp = {"tool": "tunesmith tune", "version": __version__, "created": _now()}
-        write_text_atomically(self.path / self.MARKER, json.dumps(stamp) + "\n")
+        write_marker(self.path / self.MARKER, "tunesmith tune")
 
     def is_tune_folder(self) -> bool:
         """Marked, and nothing in it but what a search writes."""
@@ -190,7 +181,3 @@ def prepare_folder(output: Path, overwrite: bool, inputs: list[Path]) -> tuple[T
             "changed; choose another --output"
         )
     return folder, True
-
-
-def _now() -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%S")

@@ -100,10 +100,10 @@ def plan_search(
         raise UserError("--trials must be 1 or more")
     if budget is None and trials is None and deadline is None:
         budget = DEFAULT_BUDGET
-    seconds = _parse_budget(budget) if budget else None
+    seconds = parse_duration(budget, "--budget") if budget else None
     if deadline is None and seconds is not None:
         deadline = time.time() + seconds
-    memory = _parse_memory(memory_budget) if memory_budget else None
+    memory = parse_memory(memory_budget) if memory_budget else None
     space = build_space(recipe, trials, seconds)
     stopping = recipe.train.early_stopping
     metric = stopping.metric if stopping and stopping.metric else "loss"
@@ -420,14 +420,3 @@ def verdict(
 
 def _counts(counts: dict[str, int]) -> str:
     return ", ".join(f"{n} {state}" for state, n in counts.items())
-
-
-def _parse_budget(text: str) -> float:
-    try:
-        return parse_duration(text)
-    except UserError as error:
-        raise UserError(str(error).replace("--time-budget", "--budget")) from None
-
-
-def _parse_memory(text: str) -> float:
-    return parse_memory(text)

@@ -353,18 +353,21 @@ class CausalLMTask:
         ]
         answers: list[str] = [""] * len(encoded)
         batches = sorted_batches([len(ids) for ids in encoded], config.batch_size)
+        stop, virtual = _stop_ids(self.tokenizer, model), _prefix_tokens(model)
         with lora_merged(model):  # one matrix product per layer while decoding
             for chunk in track(batches, "Generating answers", size=len, unit="answers"):
                 rows = [encoded[i] for i in chunk]
-                for i, answer in zip(chunk, self._answer_batch(model, rows, limit), strict=True):
+                batch_answers = self._answer_batch(model, rows, limit, stop, virtual)
+                for i, answer in zip(chunk, batch_answers, strict=True):
                     answers[i] = answer
         return answers
 
-    def _answer_batch(self, model: nn.Module, rows: list[list[int]], limit: int) -> list[str]:
-        """Answers to one batch of encoded prompts, left-padded; with prefix tuning,
-        `virtual` leading slots stand for the prefix."""
+    def _answer_batch(
+        self, model: nn.Module, rows: list[list[int]], limit: int, stop: list[int], virtual: int
+    ) -> list[str]:
+        """Answers to one batch of encoded prompts, left-padded, each stopping at a `stop`
+        token; with prefix tuning, `virtual` leading slots stand for the prefix."""
         config = self.generation
-        virtual = _prefix_tokens(model)
         width = virtual + max(len(ids) for ids in rows)
         input_ids = torch.full((len(rows), width), self.pad_id, dtype=torch.long)
         mask = torch.zeros((len(rows), width), dtype=torch.long)
@@ -386,7 +389,7 @@ class CausalLMTask:
                 input_ids=input_ids.to(self.device),
                 attention_mask=mask.to(self.device),
                 max_new_tokens=limit,
-                eos_token_id=_stop_ids(self.tokenizer, model),
+                eos_token_id=stop,
                 pad_token_id=self.pad_id,
                 **sampling,
                 **extra,
