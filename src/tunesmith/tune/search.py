@@ -27,7 +27,10 @@ from tunesmith.tune.folder import AskLock, TuneFolder, prepare_folder
 from tunesmith.tune.report import write_trials_csv, write_tune_report
 from tunesmith.tune.space import Space, base_mapping, build_space, with_values
 from tunesmith.tune.study import (
-    best_trial,
+    RECIPE_POINT,
+    VALIDATION_ROWS,
+    Choice,
+    choose,
     importances,
     open_storage,
     open_study,
@@ -153,7 +156,7 @@ def run_tune(
         folder.mark()
         study = _start_study(search, overwrite, console)
         _check_data_once(search, console)
-        contenders = _contenders_once(search, console)
+        contenders = _contenders_once(search, study, console)
         _say_plan(search, workers, console)
         ended = _run_trials(search, study, workers, recipe_path, overrides, console)
         console.print(f"Search ended: {ended}")
@@ -192,10 +195,10 @@ def _start_study(search: Search, overwrite: bool, console: Console) -> optuna.St
     study = search.open()
     identity = {"space": search.space.to_json(), "metric": search.metric}
     stored = {k: study.user_attrs.get(k) for k in identity}
+    own = search.space.recipe_point(base_mapping(search.recipe))
     if stored["space"] is None:
         for key, value in identity.items():
             study.set_user_attr(key, value)
-        own = search.space.recipe_point(base_mapping(search.recipe))
         if own:  # the recipe as written is trial 0: the search measures it, then beats it
             study.enqueue_trial(own, skip_if_exists=True)
     elif stored != identity:
@@ -204,6 +207,8 @@ def _start_study(search: Search, overwrite: bool, console: Console) -> optuna.St
             f"({stored['space']}, {stored['metric']}); run with the same recipe and --set "
             "values to resume it, --overwrite to start again, or another --output"
         )
+    if own and RECIPE_POINT not in study.user_attrs:
+        study.set_user_attr(RECIPE_POINT, own)  # what `choose` keeps unless beaten
     if search.storage == search.folder.default_storage():  # we hold the folder's lock
         retried = retry_abandoned(study)
         if retried:
@@ -226,10 +231,11 @@ def _check_data_once(search: Search, console: Console) -> None:
         report.write(search.folder.path)
 
 
-def _contenders_once(search: Search, console: Console) -> dict[str, dict]:
-    """The cheaper options on validation with the recipe's model, once per study."""
+def _contenders_once(search: Search, study: optuna.Study, console: Console) -> dict[str, dict]:
+    """The cheaper options on validation with the recipe's model, and the size of the
+    validation split (the noise of its scores), once per study."""
     saved = search.folder.read_json(TuneFolder.CONTENDERS)
-    if isinstance(saved, dict):
+    if isinstance(saved, dict) and VALIDATION_ROWS in study.user_attrs:
         return saved
     from tunesmith.tasks.family import prepare
     from tunesmith.train.device import resolve_device, resolve_precision
@@ -239,7 +245,10 @@ def _contenders_once(search: Search, console: Console) -> dict[str, dict]:
     dtype = resolve_precision(recipe.train.precision, device)
     with phase("Scoring the cheaper options on validation", console):
         family = prepare(recipe, device, dtype, console)
-        contenders = family.score_before(console, split="validation")
+        study.set_user_attr(VALIDATION_ROWS, len(family.task.lengths("validation")))
+        contenders = (
+            saved if isinstance(saved, dict) else family.score_before(console, split="validation")
+        )
     del family
     gc.collect()
     contenders = {k: {n: v for n, v in s.items() if _plain(v)} for k, s in contenders.items()}
@@ -301,7 +310,8 @@ def finish(
     best-recipe.yaml; tune.html. GateFailed (exit 1) when no trial can be chosen."""
     folder, metric = search.folder, search.metric
     write_trials_csv(folder, study, metric, search.keys)
-    best = best_trial(study)
+    choice = choose(study, metric)
+    best = choice.trial
     counts: dict[str, int] = {}
     for trial in study.get_trials(deepcopy=False):
         counts[outcome(trial)] = counts.get(outcome(trial), 0) + 1
@@ -313,7 +323,7 @@ def finish(
     }
     if best is not None:
         summary |= _complete_best(search, study, best, console)
-    summary["verdict"] = verdict(best, contenders, metric, search.direction, counts)
+    summary["verdict"] = verdict(choice, contenders, metric, search.direction, counts)
     write_tune_report(folder, study, metric, search.keys, summary, importances(study))
     console.print(summary["verdict"], highlight=False)
     console.print(f"Tune folder: {folder.path}  (trials.csv, tune.html)", highlight=False)
@@ -334,14 +344,14 @@ def _complete_best(
     best_dir = folder / TuneFolder.BEST
     if not folder.trial_dir(best.number).is_dir():  # a worker on another machine ran it
         console.print(
-            f"Trial {best.number} is the best; it ran on another machine sharing the study, "
+            f"Trial {best.number} is chosen; it ran on another machine sharing the study, "
             f"so its run folder (trials/{best.number:04d}) and best/ are there"
         )
         recipe = with_values(base_mapping(search.recipe), values_of(best))
         return {"recipe_yaml": _best_recipe(search, best, recipe), "test": []}
     done = study.user_attrs.get("best_completed")
     if done != best.number or not (best_dir / RunFolder.REPORT).is_file():
-        console.print(f"Trial {best.number} is the best: scoring it once on the test split")
+        console.print(f"Trial {best.number} is chosen: scoring it once on the test split")
         folder.replace_best(folder.trial_dir(best.number))
         quality = folder / TuneFolder.QUALITY
         if quality.is_file():
@@ -388,13 +398,15 @@ def _test_rows(metrics: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def verdict(
-    best: optuna.trial.FrozenTrial | None,
+    choice: Choice,
     contenders: dict[str, dict],
     metric: str,
     direction: str,
     counts: dict[str, int],
 ) -> str:
-    """One sentence: the chosen trial and whether it beat the cheaper options on validation."""
+    """The chosen trial, why it rather than the best-scoring one where that differs, and
+    whether it beat the cheaper options on validation."""
+    best = choice.trial
     if best is None:
         return f"No trial can be chosen ({_counts(counts)})."
     sign = 1 if direction == "maximize" else -1
@@ -404,9 +416,11 @@ def verdict(
     beaten = [k for k, v in scored.items() if sign * best.value > sign * v]
     ahead = [k for k in scored if k not in beaten]
     said = (
-        f"Trial {best.number} is the best: validation {metric} {best.value:.4f} "
+        f"Trial {best.number} is the chosen one: validation {metric} {best.value:.4f} "
         f"({_counts(counts)})."
     )
+    if choice.reason:
+        said += " " + choice.reason
     if not scored:
         return said
     if ahead:
