@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import optuna
-from optuna.storages import RDBStorage, RetryFailedTrialCallback
+from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
 from optuna.trial import FrozenTrial, TrialState
 
 from tunesmith.errors import UserError
@@ -27,7 +27,7 @@ def study_name(folder_name: str) -> str:
 
 HEARTBEAT_SECONDS = 5
 """A running trial writes a heartbeat this often; one silent for GRACE_SECONDS belonged to a
-killed worker: it is failed and run again (RetryFailedTrialCallback)."""
+killed worker: it is failed and run again (RetryHeartbeatStaleTrialCallback)."""
 GRACE_SECONDS = 20
 RETRIES = 2
 """A trial killed with its worker is run again at most this many times."""
@@ -48,7 +48,7 @@ def open_storage(url: str) -> RDBStorage:
             engine_kwargs=engine,
             heartbeat_interval=HEARTBEAT_SECONDS,
             grace_period=GRACE_SECONDS,
-            heartbeat_stale_trial_callback=RetryFailedTrialCallback(max_retry=RETRIES),
+            heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=RETRIES),
         )
     except Exception as error:  # sqlalchemy's errors (bad URL, no driver, no server)
         raise UserError(
