@@ -194,15 +194,18 @@ def _study_of(scores: list[tuple[float, str]], rows: int, metric_max: bool = Tru
     """A study whose trial 0 is the recipe as written (lr 1e-3), then the given trials."""
     study = optuna.create_study(direction="maximize" if metric_max else "minimize")
     rate = optuna.distributions.FloatDistribution(1e-4, 1e-2, log=True)
+    epochs = optuna.distributions.IntDistribution(1, 4)
     study.set_user_attr(RECIPE_POINT, {"train.learning_rate": 1e-3})
     study.set_user_attr(VALIDATION_ROWS, rows)
     for number, (value, outcome) in enumerate(scores):
         study.add_trial(
             optuna.trial.create_trial(
                 value=value,
-                params={"train.learning_rate": 1e-3 * (1 + number)},
-                distributions={"train.learning_rate": rate},
+                params={"train.learning_rate": 1e-3 * (1 + number), "train.epochs": 3},
+                distributions={"train.learning_rate": rate, "train.epochs": epochs},
                 user_attrs={OUTCOME: outcome},
+                # as Optuna marks an enqueued trial; the point need not hold every key
+                system_attrs={"fixed_params": {"train.learning_rate": 1e-3}} if number == 0 else {},
             )
         )
     return study

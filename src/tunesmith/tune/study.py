@@ -181,8 +181,8 @@ def recipe_trial(study: optuna.Study) -> FrozenTrial | None:
     point = study.user_attrs.get(RECIPE_POINT)
     if not point:
         return None
-    for trial in _eligible(study):
-        if trial.params == point:
+    for trial in _eligible(study):  # enqueued with the point; its other keys were drawn
+        if trial.system_attrs.get("fixed_params") == point:
             return trial
     return None
 
