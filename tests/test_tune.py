@@ -385,7 +385,9 @@ def test_trials_a_guard_marked_are_never_chosen(search_recipe, tmp_path, capsys)
     }
     assert all("forgetting" in r["reason"] for r in rows if r["state"] == "guard")
     assert not (folder / "best").exists()
-    assert "No trial can be chosen" in capsys.readouterr().out
+    said = capsys.readouterr()
+    assert "No trial can be chosen" in said.out
+    assert "forgot least" in said.err and "guards.forgetting.max_increase=" in said.err
 
 
 @pytest.mark.slow
@@ -475,13 +477,20 @@ def test_each_kind_searches_its_default_space(kind, tiny_llm_recipe, tiny_image_
         assert not (folder / "trials" / "0000" / "generations.jsonl").exists()
 
 
-def test_an_overfitting_stop_that_kept_earlier_weights_does_not_mark_a_trial():
+def test_a_guard_marks_a_trial_only_by_the_weights_it_kept():
     """The overfitting guard stops a run and restores its best-validation weights: only a
-    trial whose kept weights come from after the detection overfits."""
+    trial whose kept weights come from after the detection overfits. Forgetting is judged
+    on the kept weights too: a rollback under the threshold, or a warning fired after the
+    best evaluation, does not mark a trial."""
     from tunesmith.tune.trial import guard_outcomes
 
     detected = {"overfitting": {"detected_at_step": 162, "patience": 2, "action": "stop"}}
     assert guard_outcomes({**detected, "best_step": 144})["fired"] == ""
     assert "overfitting from step 162" in guard_outcomes({**detected, "best_step": 170})["fired"]
-    forgot = {"forgetting": {"action_taken": "rollback", "increase": 0.4, "threshold": 0.1}}
-    assert "forgetting 0.4 past 0.1 (rollback)" in guard_outcomes(forgot)["fired"]
+    forgot = {"forgetting": {"action_taken": "warned", "increase": 0.4, "threshold": 0.1}}
+    assert "forgetting 0.4 past 0.1 (warned)" in guard_outcomes(forgot)["fired"]
+    rolled_back = {"forgetting": {"action_taken": "rolled_back", "increase": 0.06,
+                                  "threshold": 0.1}}  # fmt: skip
+    assert guard_outcomes(rolled_back)["fired"] == ""
+    kept_before = {"forgetting": {"action_taken": "warned", "increase": 0.08, "threshold": 0.1}}
+    assert guard_outcomes(kept_before)["fired"] == ""

@@ -20,15 +20,19 @@ from rich.console import Console
 
 from tunesmith.errors import UserError
 from tunesmith.estimate.memory import (
+    BF16_ACTIVATIONS,
     CHECKPOINTING_TIME,
+    ELEMENTWISE_PASSES,
+    MATMUL_EFFICIENCY,
     OPTIMIZER_SECONDS_PER_PARAMETER,
     RUN_GROWTH,
     STEP_OVERHEAD_SECONDS,
-    TRAINING_EFFICIENCY,
     MemoryBreakdown,
+    TimeBreakdown,
     current_rss_mb,
     matmul_flops_per_second,
     memory_breakdown,
+    memory_bytes_per_second,
     parameter_bytes,
 )
 from tunesmith.estimate.profile import ForwardProfile, profile_examples
@@ -49,6 +53,8 @@ class MethodEstimate:
     process RSS when estimating for CUDA)."""
     seconds_per_epoch: float | None = None
     """Training steps of one epoch (evaluations not included)."""
+    time: TimeBreakdown | None = None
+    """The analytic seconds_per_epoch by what bounds it (before a dry run calibrates it)."""
     total_seconds: float | None = None
     """The whole run: every planned step plus every evaluation of the validation split."""
     not_applicable: str | None = None
@@ -74,6 +80,12 @@ class Costs:
     validation_cost: float
     flops_per_second: float | None
     runtime_mb: float
+    bytes_per_second: float | None = None
+    """Measured element-wise memory speed (None where time is not estimated)."""
+    examples_per_epoch: int = 0
+    validation_examples: int = 0
+    input_seconds_per_example: float = 0.0
+    """Measured cost of making a batch, per example (reading images, collating)."""
 
 
 @dataclass
@@ -103,6 +115,7 @@ class Estimate:
             "total_params": own.total_params,
             "trainable_params": own.trainable_params,
             "memory": own.memory.to_dict() if own.memory else {},
+            "time": own.time.to_dict() if own.time else {},
             "checkpointing_peak_mb": _round(own.checkpointing_peak_mb),
             "cpu_peak_mb" if self.costs.device == "cuda" else "cuda_peak_mb": _round(
                 own.other_device_peak_mb
@@ -245,9 +258,7 @@ def _measure_method(
     inner = model.get_base_model() if hasattr(model, "get_base_model") else model
     if getattr(inner, "supports_gradient_checkpointing", False):
         checkpointing = memory_breakdown(*arguments, True).peak_mb
-    seconds, total_seconds = _seconds(
-        profile, costs, recipe.train.gradient_checkpointing, trainable
-    )
+    time, total_seconds = _seconds(profile, costs, recipe.train.gradient_checkpointing, trainable)
     return MethodEstimate(
         method=name,
         total_params=total,
@@ -255,23 +266,53 @@ def _measure_method(
         memory=memory,
         checkpointing_peak_mb=checkpointing,
         other_device_peak_mb=other_peak,
-        seconds_per_epoch=seconds,
+        seconds_per_epoch=time.total if time else None,
+        time=time,
         total_seconds=total_seconds,
     )
 
 
 def _seconds(
     profile: ForwardProfile, costs: Costs, checkpointing: bool, trainable: int
-) -> tuple[float | None, float | None]:
-    if not costs.flops_per_second:
+) -> tuple[TimeBreakdown | None, float | None]:
+    """One epoch's steps by what bounds them, and the whole run (every epoch and every
+    evaluation of the validation split)."""
+    if not costs.flops_per_second or not costs.bytes_per_second:
         return None, None
-    speed = costs.flops_per_second * TRAINING_EFFICIENCY
-    per_cost = profile.train_flops / max(profile.tokens, 1) / speed
-    per_cost *= CHECKPOINTING_TIME if checkpointing else 1.0
-    step = STEP_OVERHEAD_SECONDS + OPTIMIZER_SECONDS_PER_PARAMETER * trainable
-    epoch = per_cost * costs.epoch_cost + step * costs.steps_per_epoch
-    evaluation = profile.forward_flops / max(profile.tokens, 1) * costs.validation_cost / speed
-    return epoch, epoch * costs.epochs + evaluation * costs.evaluations
+    products = costs.flops_per_second * MATMUL_EFFICIENCY
+    tokens = max(profile.tokens, 1)
+    saved = profile.activation_bytes / tokens  # per token (per image) of the longest example
+    saved *= BF16_ACTIVATIONS if costs.bf16 and not profile.under_autocast else 1.0
+    repeat = CHECKPOINTING_TIME if checkpointing else 1.0
+    epoch = TimeBreakdown(
+        matmul_seconds=profile.train_flops / tokens / products * costs.epoch_cost * repeat,
+        memory_seconds=ELEMENTWISE_PASSES * saved / costs.bytes_per_second * costs.epoch_cost
+        * repeat,
+        input_seconds=costs.input_seconds_per_example * costs.examples_per_epoch,
+        step_seconds=(STEP_OVERHEAD_SECONDS + OPTIMIZER_SECONDS_PER_PARAMETER * trainable)
+        * costs.steps_per_epoch,
+    )  # fmt: skip
+    evaluation = (
+        profile.forward_flops / tokens / products * costs.validation_cost
+        + saved / costs.bytes_per_second * costs.validation_cost
+        + costs.input_seconds_per_example * costs.validation_examples
+    )
+    return epoch, epoch.total * costs.epochs + evaluation * costs.evaluations
+
+
+def input_seconds_per_example(task: Any, batch_size: int) -> float:
+    """What making a batch costs per example, timed on validation examples (no
+    augmentation, so the training's random state is untouched); 0 without any."""
+    import time
+
+    count = min(batch_size, len(task.lengths("validation")))
+    if count == 0:
+        return 0.0
+    indices = list(range(count))
+    task.batch("validation", indices)  # the first one warms caches up
+    began = time.perf_counter()
+    task.batch("validation", indices)
+    return (time.perf_counter() - began) / count
 
 
 def _costs(
@@ -286,9 +327,12 @@ def _costs(
     plan = plan_steps(len(batches), config)
     validation = np.asarray(task.lengths("validation"))
     eval_size = task.eval_batch_size  # the task's own rule, so the estimate cannot drift from it
-    speed = None
+    speed = bandwidth = None
+    input_seconds = 0.0
     if here.type == kind:  # time is measured on the device itself, never guessed across
         speed = matmul_flops_per_second(here, bf16)
+        bandwidth = memory_bytes_per_second(here)
+        input_seconds = input_seconds_per_example(task, config.batch_size)
     return Costs(
         device=kind,
         bf16=bf16,
@@ -302,6 +346,10 @@ def _costs(
         ),
         flops_per_second=speed,
         runtime_mb=runtime_mb,
+        bytes_per_second=bandwidth,
+        examples_per_epoch=len(lengths),
+        validation_examples=len(validation),
+        input_seconds_per_example=input_seconds,
     )
 
 

@@ -4,8 +4,10 @@ Training memory is the runtime (Python, torch and the libraries, measured in thi
 before the model is loaded), the weights, a gradient and two AdamW moments per trainable
 weight (fp32), the activations autograd keeps for the longest batch (profiled, see
 profile.py), and, on a CPU, the allocator's slack. Time is the training multiply-adds of an
-epoch divided by what the device sustains, measured by a short matrix product and derated
-to what training loops reach."""
+epoch over the speed of a short matrix product, plus the bytes the element-wise work moves
+over the speed of a large element-wise sum (both measured on the device, each derated to
+what training loops reach), plus the measured cost of making the batches and a cost per
+optimizer step."""
 
 from __future__ import annotations
 
@@ -39,9 +41,14 @@ CHECKPOINTING_ACTIVATIONS = 0.25
 being recomputed)."""
 CHECKPOINTING_TIME = 1.33
 """One more forward pass per step."""
-TRAINING_EFFICIENCY = 0.35
-"""Share of the matrix-product speed that a training step reaches (small matrices,
-element-wise work, the optimizer); the dry run replaces it with the measured speed."""
+MATMUL_EFFICIENCY = 0.35
+"""Share of the square matrix product's speed that a training step's products reach
+(smaller, thinner matrices); the dry run replaces the whole time with the measured one."""
+ELEMENTWISE_PASSES = 4.0
+"""Times the element-wise work of a step (norms, activations, residual adds, dropout,
+softmax, their gradients) moves each byte autograd saves: written in the forward pass,
+read and its gradient written and read in the backward pass. Where bf16 products are fast
+this memory traffic, not the products, bounds a step."""
 STEP_OVERHEAD_SECONDS = 0.01
 """Fixed cost of an optimizer step (Python, autograd bookkeeping, gradient clipping)."""
 OPTIMIZER_SECONDS_PER_PARAMETER = 2e-9
@@ -153,6 +160,42 @@ def matmul_flops_per_second(device: torch.device, bf16: bool, size: int = 1024) 
             torch.cuda.synchronize(device)
         best = min(best, (time.perf_counter() - began) / 4)
     return 2 * size**3 / best
+
+
+@dataclass
+class TimeBreakdown:
+    """Seconds of one epoch's training steps, by what bounds them."""
+
+    matmul_seconds: float
+    """Matrix products: multiply-adds over the measured product speed (MATMUL_EFFICIENCY)."""
+    memory_seconds: float
+    """Element-wise work: the bytes it moves over the measured memory speed."""
+    input_seconds: float
+    """Making the batches (reading and decoding images, collating), measured."""
+    step_seconds: float
+    """Per optimizer step: fixed overhead and AdamW's update."""
+
+    @property
+    def total(self) -> float:
+        return self.matmul_seconds + self.memory_seconds + self.input_seconds + self.step_seconds
+
+    def to_dict(self) -> dict[str, float]:
+        return {key: round(value, 3) for key, value in asdict(self).items()}
+
+
+def memory_bytes_per_second(device: torch.device, size: int = 16 * 2**20) -> float:
+    """Sustained speed of an element-wise sum over tensors larger than the caches (bytes
+    read and written per second, best of a few trials)."""
+    a = torch.randn(size, device=device)
+    b = torch.randn(size, device=device)
+    best = float("inf")
+    for _ in range(5):
+        began = time.perf_counter()
+        torch.add(a, b, out=a)
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        best = min(best, time.perf_counter() - began)
+    return 3 * size * a.element_size() / best
 
 
 def current_rss_mb() -> float:

@@ -330,9 +330,29 @@ def finish(
     if best is None:
         raise GateFailed(
             "no trial can be chosen (every trial was skipped, pruned, failed or marked by a "
-            f"guard); see {folder / TuneFolder.TRIALS_CSV}"
+            f"guard); see {folder / TuneFolder.TRIALS_CSV}" + _what_to_change(study)
         )
     return summary
+
+
+def _what_to_change(study: optuna.Study) -> str:
+    """Where guards marked every trial: the one that forgot least, and the two ways on."""
+    forgot = [
+        (t.user_attrs["guards"]["forgetting_increase"], t.number)
+        for t in study.get_trials(deepcopy=False)
+        if outcome(t) == "guard"
+        and (t.user_attrs.get("guards") or {}).get("forgetting_increase") is not None
+    ]
+    if not forgot:
+        return ""
+    increase, number = min(forgot)
+    return (
+        f". Trial {number} forgot least ({increase:.3g}): search lower learning rates "
+        "(tune: train.learning_rate) or fewer epochs, or, if that much forgetting is "
+        "acceptable, search again with --set "
+        f"guards.forgetting.max_increase={increase * 1.1:.2g} --overwrite (the trials of "
+        "this study keep their marks)"
+    )
 
 
 def _complete_best(

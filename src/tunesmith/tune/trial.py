@@ -3,8 +3,8 @@
 
 The pruner sees every evaluation (`trial.report` / `trial.should_prune`); a trial whose
 analytic estimate does not fit the budgets is skipped before its first step; a trial a
-guard marked (forgetting past its threshold, or weights kept from after overfitting was
-detected) completes with its score
+guard marked (the weights it kept forgot past the threshold, or were trained after
+overfitting was detected) completes with its score
 but is never chosen (the sampler's constraint)."""
 
 from __future__ import annotations
@@ -129,11 +129,11 @@ def guard_outcomes(metrics: dict) -> dict[str, Any]:
     overfitting = metrics.get("overfitting") or {}
     fired = []
     action = forgetting.get("action_taken")
-    if action not in (None, "none"):
-        fired.append(
-            f"forgetting {forgetting.get('increase', float('nan')):.3g} past "
-            f"{forgetting.get('threshold', float('nan')):g} ({action})"
-        )
+    # like overfitting below, judged on the weights the trial kept: a rollback (or a best
+    # evaluation before the guard fired) that kept weights under the threshold is fine
+    kept_increase, threshold = forgetting.get("increase"), forgetting.get("threshold")
+    if kept_increase is not None and threshold is not None and kept_increase > threshold:
+        fired.append(f"forgetting {kept_increase:.3g} past {threshold:g} ({action})")
     detected = overfitting.get("detected_at_step")
     # the overfitting guard stops a run and restores its best-validation weights: a trial
     # overfits only where the weights it kept were trained past the point it was detected
