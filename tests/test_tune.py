@@ -230,6 +230,23 @@ def test_a_lead_within_the_noise_of_validation_keeps_the_recipe_as_written():
     assert score_noise(1.0, 100) == pytest.approx(math.sqrt(0.99 * 0.01 / 100))
 
 
+def test_the_pruner_ignores_trials_a_guard_marked():
+    """A trial behind a guard-marked one (never chosen) goes on; behind an unmarked one with
+    the same scores it is pruned."""
+    for outcome, pruned in (("guard", False), ("complete", True)):
+        study = open_study(optuna.storages.InMemoryStorage(), "t", "minimize", 0, trials=3)
+        ahead = study.ask()
+        for evaluation in (1, 2, 3):
+            ahead.report(2.0, evaluation)
+            assert not ahead.should_prune()  # its rung scores are written here
+        ahead.set_user_attr(OUTCOME, outcome)
+        study.tell(ahead, 2.0)
+        behind = study.ask()
+        for evaluation in (1, 2, 3):
+            behind.report(3.0, evaluation)
+        assert behind.should_prune() is pruned, outcome
+
+
 def test_a_trial_cut_short_by_ctrl_c_runs_again_once_when_the_search_resumes(tmp_path):
     storage = open_storage(f"sqlite:///{tmp_path / 'study.db'}")
     study = open_study(storage, "t", "maximize", seed=0, trials=3)
