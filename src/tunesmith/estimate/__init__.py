@@ -24,6 +24,7 @@ from tunesmith.estimate.memory import (
     CHECKPOINTING_TIME,
     ELEMENTWISE_PASSES,
     MATMUL_EFFICIENCY,
+    MODULE_CALL_SECONDS,
     OPTIMIZER_SECONDS_PER_PARAMETER,
     RUN_GROWTH,
     STEP_OVERHEAD_SECONDS,
@@ -83,6 +84,7 @@ class Costs:
     bytes_per_second: float | None = None
     """Measured element-wise memory speed (None where time is not estimated)."""
     examples_per_epoch: int = 0
+    batches_per_epoch: int = 0
     validation_examples: int = 0
     input_seconds_per_example: float = 0.0
     """Measured cost of making a batch, per example (reading images, collating)."""
@@ -279,7 +281,8 @@ def _seconds(
     evaluation of the validation split)."""
     if not costs.flops_per_second or not costs.bytes_per_second:
         return None, None
-    products = costs.flops_per_second * MATMUL_EFFICIENCY
+    precision = "bf16" if costs.bf16 else "fp32"
+    products = costs.flops_per_second * MATMUL_EFFICIENCY[precision]
     tokens = max(profile.tokens, 1)
     saved = profile.activation_bytes / tokens  # per token (per image) of the longest example
     saved *= BF16_ACTIVATIONS if costs.bf16 and not profile.under_autocast else 1.0
@@ -289,6 +292,9 @@ def _seconds(
         memory_seconds=ELEMENTWISE_PASSES * saved / costs.bytes_per_second * costs.epoch_cost
         * repeat,
         input_seconds=costs.input_seconds_per_example * costs.examples_per_epoch,
+        overhead_seconds=profile.module_calls
+        * MODULE_CALL_SECONDS[precision]
+        * costs.batches_per_epoch,
         step_seconds=(STEP_OVERHEAD_SECONDS + OPTIMIZER_SECONDS_PER_PARAMETER * trainable)
         * costs.steps_per_epoch,
     )  # fmt: skip
@@ -348,6 +354,7 @@ def _costs(
         runtime_mb=runtime_mb,
         bytes_per_second=bandwidth,
         examples_per_epoch=len(lengths),
+        batches_per_epoch=len(batches),
         validation_examples=len(validation),
         input_seconds_per_example=input_seconds,
     )

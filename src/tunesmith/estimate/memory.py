@@ -22,15 +22,25 @@ from tunesmith.estimate.profile import ForwardProfile
 MB = 2**20
 ADAMW_STATES = 2
 """exp_avg and exp_avg_sq, fp32, per trainable weight."""
-CPU_SLACK = 1.25
-"""Freed-but-kept allocator memory and temporaries on a CPU, on top of the dynamic part
-(gradients, optimizer, activations); fitted on the shipped recipes' dry runs."""
+CPU_SLACK = 1.85
+"""A CPU process's resident memory over the tensors of the dynamic part (gradients,
+optimizer, activations): glibc's heap cannot reuse the holes that a step's mix of tensor
+sizes leaves, so its top climbs past the tensors alive at any time. Measured on SmolLM2
+LoRA (fp32): the tensors a step allocates peak at 3.1 GB (counted by a dispatch mode)
+while the process grows by 6.8 GB; the whole-run peaks of the shipped LoRA recipes fit
+1.78-1.88 (benchmarks/estimate.py). Whatever glibc's trim and mmap settings: 7.2 GB with
+them left as they are, 7.4 GB with freed memory kept (train/allocator.py)."""
+OTHER_PHASES_MB = 300.0
+"""What the phases around training add to the runtime measured before the model loads (the
+data check's libraries and features, the cheaper options, the forgetting reference): 300 to
+350 MB on the shipped LoRA recipes, the least of them taken."""
 BACKWARD_COPIES = 2
 """The gradient of the largest saved tensor and of its input, alive together."""
 RUN_GROWTH = 1.12
 """A whole run's RSS peak over a few-step dry run's (allocator fragmentation over hundreds of
 steps of varied shapes, evaluation and checkpoint buffers): measured 1.03 to 1.28 on the
-shipped recipes (benchmarks/estimate.py), 1.12 in the middle."""
+shipped recipes (benchmarks/estimate.py), 1.12 in the middle. Calibrates a dry run only:
+the analytic model's CPU_SLACK and OTHER_PHASES_MB were fitted on whole runs."""
 CUDA_WORKSPACE = 1.1
 """cuBLAS/cuDNN workspaces and fragmentation on top of the tensors."""
 BF16_ACTIVATIONS = 0.6
@@ -41,14 +51,22 @@ CHECKPOINTING_ACTIVATIONS = 0.25
 being recomputed)."""
 CHECKPOINTING_TIME = 1.33
 """One more forward pass per step."""
-MATMUL_EFFICIENCY = 0.35
+MATMUL_EFFICIENCY = {"fp32": 0.41, "bf16": 0.23}
 """Share of the square matrix product's speed that a training step's products reach
-(smaller, thinner matrices); the dry run replaces the whole time with the measured one."""
+(smaller, thinner matrices; under bf16 also attention, which trains in fp32 on a CPU, see
+models/attention.py, and the products a rank-16 adapter makes, too thin for AMX tiles).
+Fitted, with MODULE_CALL_SECONDS, on SmolLM2 and MiniLM LoRA epochs (benchmarks/estimate.py,
+2 cores with AMX); the dry run replaces the whole time with the measured one."""
 ELEMENTWISE_PASSES = 4.0
 """Times the element-wise work of a step (norms, activations, residual adds, dropout,
 softmax, their gradients) moves each byte autograd saves: written in the forward pass,
 read and its gradient written and read in the backward pass. Where bf16 products are fast
 this memory traffic, not the products, bounds a step."""
+MODULE_CALL_SECONDS = {"fp32": 7.6e-5, "bf16": 2.2e-4}
+"""A module's fixed cost in a training step (its forward and backward operations' Python,
+dispatch and autograd bookkeeping), whatever the batch size; under bf16 autocast adds a
+cast before every product. It bounds a small model: MiniLM LoRA trains slower in bf16 than
+in fp32 on 2 cores (1.62 against 1.36 s an epoch)."""
 STEP_OVERHEAD_SECONDS = 0.01
 """Fixed cost of an optimizer step (Python, autograd bookkeeping, gradient clipping)."""
 OPTIMIZER_SECONDS_PER_PARAMETER = 2e-9
@@ -116,8 +134,7 @@ def memory_breakdown(
         runtime = 0.0
     else:
         runtime = runtime_mb * MB
-        slack = dynamic * (CPU_SLACK - 1)
-        overhead = slack + (runtime + weight_bytes + dynamic + slack) * (RUN_GROWTH - 1)
+        overhead = dynamic * (CPU_SLACK - 1) + OTHER_PHASES_MB * MB
     peak = runtime + weight_bytes + dynamic + overhead
     return MemoryBreakdown(
         runtime_mb=runtime / MB,
@@ -172,12 +189,21 @@ class TimeBreakdown:
     """Element-wise work: the bytes it moves over the measured memory speed."""
     input_seconds: float
     """Making the batches (reading and decoding images, collating), measured."""
+    overhead_seconds: float
+    """Per micro-batch and module: Python, dispatch and autograd bookkeeping, which bound
+    the steps of a small model."""
     step_seconds: float
     """Per optimizer step: fixed overhead and AdamW's update."""
 
     @property
     def total(self) -> float:
-        return self.matmul_seconds + self.memory_seconds + self.input_seconds + self.step_seconds
+        return (
+            self.matmul_seconds
+            + self.memory_seconds
+            + self.input_seconds
+            + self.overhead_seconds
+            + self.step_seconds
+        )
 
     def to_dict(self) -> dict[str, float]:
         return {key: round(value, 3) for key, value in asdict(self).items()}

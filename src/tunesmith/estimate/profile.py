@@ -33,6 +33,9 @@ class ForwardProfile:
     largest_bytes: float = 0.0
     """The largest single saved tensor (e.g. an LLM's output-layer logits): the backward pass
     holds its gradient and its input's gradient at once."""
+    module_calls: int = 0
+    """Modules the forward pass ran through: what a step's fixed per-operation cost
+    (Python, dispatch, autograd bookkeeping) grows with, whatever the batch."""
     under_autocast: bool = False
     """Profiled under bf16 autocast (a model whose frozen matrices are stored in bf16 runs
     only so): the saved bytes are already bf16, autocast's weight copies included."""
@@ -52,6 +55,7 @@ def profile_examples(model: nn.Module, task: TrainTask, one: Batch, two: Batch) 
         tokens=single.tokens,
         largest_bytes=single.largest_bytes,
         fixed_activation_bytes=max(single.activation_bytes - per_example, 0.0),
+        module_calls=single.module_calls,
         under_autocast=single.under_autocast,
     )
 
@@ -62,7 +66,7 @@ def profile_example(model: nn.Module, task: TrainTask, batch: Batch) -> ForwardP
     Activations are what autograd itself saves for the backward pass (its saved-tensor
     hooks see every tensor, functional operations included), counted once per storage and
     without the weights."""
-    totals = {"activations": 0.0, "forward": 0.0, "train": 0.0, "largest": 0.0}
+    totals = {"activations": 0.0, "forward": 0.0, "train": 0.0, "largest": 0.0, "calls": 0}
     weights = {p.untyped_storage().data_ptr() for p in model.parameters()}
     seen: set[int] = set()
 
@@ -75,6 +79,7 @@ def profile_example(model: nn.Module, task: TrainTask, batch: Batch) -> ForwardP
         return tensor
 
     def count(module: nn.Module, inputs: tuple, output: object) -> None:
+        totals["calls"] += 1
         first = inputs[0] if inputs and isinstance(inputs[0], torch.Tensor) else None
         out = output[0] if isinstance(output, (tuple, list)) and output else output
         flops = _flops(module, first, out)
@@ -104,6 +109,7 @@ def profile_example(model: nn.Module, task: TrainTask, batch: Batch) -> ForwardP
         train_flops=totals["train"],
         tokens=batch.tokens,
         largest_bytes=totals["largest"],
+        module_calls=int(totals["calls"]),
         under_autocast=stored_bf16,
     )
 
