@@ -375,6 +375,25 @@ def test_a_tiny_search_writes_every_file_and_reads_test_only_for_the_best(
     assert "Resuming" in capsys.readouterr().out
 
 
+def test_a_trial_trains_the_model_that_train_trains_from_its_recipe(search_recipe, tmp_path):
+    """The recipe as written is trial 0; `tunesmith train` of the same recipe (which also
+    checks the data, with its label-issue pass, and scores the cheaper options: random
+    draws a trial does not make) ends with the same validation scores at the same step."""
+    search_recipe["guards"] = {"label_issues": True, "data_quality": "warn"}
+    search_recipe["tune"]["method.r"] = [2, 4]  # the recipe's lora, r 4, rate 5e-3: all in it
+    recipe = write(search_recipe, tmp_path / "recipe.yaml")
+    folder = tmp_path / "tuned"
+    assert main(["tune", str(recipe), "--trials", "1", "--output", str(folder)]) == 0
+    trial = json.loads((folder / "trials" / "0000" / "metrics.json").read_text())
+    run = tmp_path / "run"
+    assert main(["train", str(recipe), "--output", str(run)]) == 0
+    trained = json.loads((run / "metrics.json").read_text())
+    assert trial["best_step"] == trained["best_step"] and trial["steps"] == trained["steps"]
+    for name, value in trained["validation"].items():
+        if isinstance(value, float):
+            assert trial["validation"][name] == pytest.approx(value, rel=1e-5), name
+
+
 def test_a_trial_over_the_memory_budget_is_skipped_with_the_reason(search_recipe, tmp_path):
     recipe = write(search_recipe, tmp_path / "recipe.yaml")
     folder = tmp_path / "tuned"

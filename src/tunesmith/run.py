@@ -187,6 +187,7 @@ def _train(
         with phase("Checking the data", console):
             quality = cluster.on_main(lambda: check_data_quality(recipe, console))
     clock.lap("data_check")
+    seed_everything(recipe.train.seed)  # a fresh head draws the same with or without the check
     dtype = resolve_precision(recipe.train.precision, device)
     with phase("Loading the model and the data", console):
         family = prepare(recipe, device, dtype, console)
@@ -265,6 +266,10 @@ def _fit_and_write(
     with phase("Scoring the cheaper options and the base model", console):
         before, forgetting = score_before(ctx)
     clock.lap("score_before")
+    # the method's start and the loop draw from the same random state whether or not the
+    # data check and the cheaper options ran before (a tune trial skips them): a trial and
+    # `tunesmith train` of its recipe train the same model
+    seed_everything(ctx.recipe.train.seed)
     model, head, template = apply_method(ctx, forgetting)
     predicted = start_run_files(ctx, model, quality, runtime_mb)
     clock.lap("setup")

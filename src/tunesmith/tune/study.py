@@ -130,8 +130,11 @@ class _WithoutMarked:
 
 
 def counted(trial: FrozenTrial) -> bool:
-    """Whether a trial counts towards --trials: not one failed by a killed worker (its
-    retry counts instead)."""
+    """Whether a trial counts towards --trials: not one queued that has not started (the
+    recipe as written, a retry), nor one failed by a killed worker (its retry counts
+    instead)."""
+    if trial.state == TrialState.WAITING:
+        return False
     if trial.state == TrialState.FAIL:
         return OUTCOME in trial.user_attrs
     return True
