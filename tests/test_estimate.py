@@ -92,6 +92,14 @@ def test_analytic_estimate_covers_every_method(analytic):
     assert memory.optimizer_mb == pytest.approx(2 * memory.gradients_mb)
     assert full.memory.peak_mb > lora.memory.peak_mb
     assert lora.seconds_per_epoch and lora.total_seconds > lora.seconds_per_epoch
+    # the time by what bounds it: every part measured or counted, none negative
+    time = vars(lora.time)
+    assert set(time) == {"matmul_seconds", "memory_seconds", "input_seconds",
+                         "overhead_seconds", "step_seconds"}  # fmt: skip
+    assert all(value > 0 for value in time.values()), time
+    assert lora.seconds_per_epoch == pytest.approx(lora.time.total)
+    # full fine-tuning computes weight gradients too: more products than LoRA
+    assert full.time.matmul_seconds > lora.time.matmul_seconds
     prefix = analytic.method("prefix")  # peft's prefix tuning needs a decoder's cache
     assert prefix.not_applicable and prefix.memory is None
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import math
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -260,7 +261,7 @@ def _measure_method(
     inner = model.get_base_model() if hasattr(model, "get_base_model") else model
     if getattr(inner, "supports_gradient_checkpointing", False):
         checkpointing = memory_breakdown(*arguments, True).peak_mb
-    time, total_seconds = _seconds(profile, costs, recipe.train.gradient_checkpointing, trainable)
+    epoch, total_seconds = _seconds(profile, costs, recipe.train.gradient_checkpointing, trainable)
     return MethodEstimate(
         method=name,
         total_params=total,
@@ -268,8 +269,8 @@ def _measure_method(
         memory=memory,
         checkpointing_peak_mb=checkpointing,
         other_device_peak_mb=other_peak,
-        seconds_per_epoch=time.total if time else None,
-        time=time,
+        seconds_per_epoch=epoch.total if epoch else None,
+        time=epoch,
         total_seconds=total_seconds,
     )
 
@@ -309,8 +310,6 @@ def _seconds(
 def input_seconds_per_example(task: Any, batch_size: int) -> float:
     """What making a batch costs per example, timed on validation examples (no
     augmentation, so the training's random state is untouched); 0 without any."""
-    import time
-
     count = min(batch_size, len(task.lengths("validation")))
     if count == 0:
         return 0.0
