@@ -265,6 +265,18 @@ def test_a_trial_cut_short_by_ctrl_c_runs_again_once_when_the_search_resumes(tmp
     waiting = study.get_trials(states=(TrialState.WAITING,))
     assert [t.params for t in waiting] == [{"train.learning_rate": 2e-3}]
     assert retry_abandoned(study) == []  # queued once, not again at the next resume
+    # a retry interrupted in its turn, with its retries spent, is not said to run again
+    study.add_trial(
+        optuna.trial.create_trial(
+            state=TrialState.FAIL,
+            params={"train.learning_rate": 3e-3},
+            distributions={"train.learning_rate": rate},
+            system_attrs={"failed_trial": 7, "retry_history": [7, 8]},
+        )
+    )
+    waiting_before = len(study.get_trials(states=(TrialState.WAITING,)))
+    assert retry_abandoned(study) == []
+    assert len(study.get_trials(states=(TrialState.WAITING,))) == waiting_before
 
 
 def test_the_pruner_ends_a_trial_behind_the_others_at_an_evaluation():

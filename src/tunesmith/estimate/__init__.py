@@ -21,7 +21,6 @@ from rich.console import Console
 
 from tunesmith.errors import UserError
 from tunesmith.estimate.memory import (
-    BF16_ACTIVATIONS,
     CHECKPOINTING_TIME,
     ELEMENTWISE_PASSES,
     MATMUL_EFFICIENCY,
@@ -31,6 +30,7 @@ from tunesmith.estimate.memory import (
     STEP_OVERHEAD_SECONDS,
     MemoryBreakdown,
     TimeBreakdown,
+    activation_scale,
     current_rss_mb,
     matmul_flops_per_second,
     memory_breakdown,
@@ -286,7 +286,7 @@ def _seconds(
     products = costs.flops_per_second * MATMUL_EFFICIENCY[precision]
     tokens = max(profile.tokens, 1)
     saved = profile.activation_bytes / tokens  # per token (per image) of the longest example
-    saved *= BF16_ACTIVATIONS if costs.bf16 and not profile.under_autocast else 1.0
+    saved *= activation_scale(profile, costs.bf16)
     repeat = CHECKPOINTING_TIME if checkpointing else 1.0
     epoch = TimeBreakdown(
         matmul_seconds=profile.train_flops / tokens / products * costs.epoch_cost * repeat,

@@ -121,10 +121,10 @@ def memory_breakdown(
     _, _, weight_bytes, trainable_bytes = parameter_bytes(model)
     measured_bf16 = profile.under_autocast  # saved bytes and weight copies already bf16
     activations = profile.activation_bytes * batch_size + profile.fixed_activation_bytes
-    activations *= BF16_ACTIVATIONS if bf16 and not measured_bf16 else 1.0
+    activations *= activation_scale(profile, bf16)
     activations *= CHECKPOINTING_ACTIVATIONS if checkpointing else 1.0
     backward = BACKWARD_COPIES * profile.largest_bytes * batch_size
-    backward *= 0.6 if bf16 and not measured_bf16 else 1.0
+    backward *= activation_scale(profile, bf16)
     gradients = trainable_bytes
     optimizer = trainable_bytes * ADAMW_STATES
     casts = cast_copy_bytes(model) if bf16 and not measured_bf16 else 0.0
@@ -147,6 +147,12 @@ def memory_breakdown(
         overhead_mb=overhead / MB,
         peak_mb=peak / MB,
     )
+
+
+def activation_scale(profile: ForwardProfile, bf16: bool) -> float:
+    """What the profiled saved bytes become in the run: BF16_ACTIVATIONS of them under bf16
+    autocast, unless the profile already ran under it."""
+    return BF16_ACTIVATIONS if bf16 and not profile.under_autocast else 1.0
 
 
 def cast_copy_bytes(model: nn.Module) -> float:
@@ -197,13 +203,7 @@ class TimeBreakdown:
 
     @property
     def total(self) -> float:
-        return (
-            self.matmul_seconds
-            + self.memory_seconds
-            + self.input_seconds
-            + self.overhead_seconds
-            + self.step_seconds
-        )
+        return sum(asdict(self).values())
 
     def to_dict(self) -> dict[str, float]:
         return {key: round(value, 3) for key, value in asdict(self).items()}

@@ -163,19 +163,25 @@ def retry_abandoned(study: optuna.Study) -> list[int]:
     retried = []
     for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         try:
-            if storage.set_trial_state_values(trial._trial_id, state=TrialState.FAIL):
+            failed = storage.set_trial_state_values(trial._trial_id, state=TrialState.FAIL)
+            if failed and _queue_again(study, callback, storage.get_trial(trial._trial_id)):
                 retried.append(trial.number)
-                callback(study, storage.get_trial(trial._trial_id))
         except optuna.exceptions.UpdateFinishedTrialError:
             pass
     trials = study.get_trials(deepcopy=False)
     queued = {n for t in trials for n in t.system_attrs.get("retry_history", ())}
     for trial in trials:
         interrupted = trial.state == TrialState.FAIL and OUTCOME not in trial.user_attrs
-        if interrupted and trial.number not in queued and trial.number not in retried:
+        if interrupted and trial.number not in queued and _queue_again(study, callback, trial):
             retried.append(trial.number)
-            callback(study, trial)
     return retried
+
+
+def _queue_again(study: optuna.Study, callback: Any, trial: FrozenTrial) -> bool:
+    """Whether the retry callback queued `trial` again (not when its retries are spent)."""
+    before = len(study.get_trials(deepcopy=False))
+    callback(study, trial)
+    return len(study.get_trials(deepcopy=False)) > before
 
 
 def best_trial(study: optuna.Study) -> FrozenTrial | None:
