@@ -229,9 +229,9 @@ def _estimate_method(recipe: Recipe, name: str, family: Any, costs: Costs) -> Me
         model = method.apply(copy.deepcopy(family.model), config)
     except Exception as error:  # peft refuses some architectures, each in its own way
         return MethodEstimate(name, not_applicable=_reason(error))
-    from tunesmith.train.setup import set_up_precision
+    from tunesmith.train.setup import set_up_fast_paths
 
-    set_up_precision(model, recipe, method, torch.bfloat16 if costs.bf16 else None)  # as train
+    set_up_fast_paths(model, recipe, method, torch.bfloat16 if costs.bf16 else None)  # as train
     try:
         return _measure_method(name, model, family.task, recipe, costs)
     except (ValueError, RuntimeError, TypeError, KeyError) as error:  # fails in forward

@@ -15,8 +15,11 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-CHUNK_ELEMENTS = 2**24
-"""Logits computed at a time (64 MB in fp32): chunk rows = CHUNK_ELEMENTS // vocabulary."""
+CHUNK_ELEMENTS = 2**23
+"""Logits computed at a time (32 MB in fp32): chunk rows = CHUNK_ELEMENTS // vocabulary.
+Measured on 2 CPU cores (2,000 positions of SmolLM2's 49,152-word output layer, forward
+and backward): 2**24 took 0.55 s in bf16 and 1.11 s in fp32, 2**23 0.47 s and 1.02 s,
+2**22 0.44 s and 1.10 s."""
 
 
 def linear_cross_entropy(
@@ -63,12 +66,13 @@ class _LinearCrossEntropy(torch.autograd.Function):
         for start in range(0, rows, step):
             chunk = hidden[start : start + step]
             target = targets[start : start + step]
-            logits = _logits(chunk, weight, bias)
-            norm = torch.logsumexp(logits, dim=-1)
-            picked = logits.gather(1, target[:, None]).squeeze(1)
-            total += (norm - picked).sum()
-            # d loss / d logits = softmax - one_hot, made in place of the logits
-            probabilities = logits.sub_(norm[:, None]).exp_()
+            # log-probabilities in fp32 straight from the (possibly bf16) logits: one pass
+            log_probabilities = torch.log_softmax(
+                F.linear(chunk, weight, bias), dim=-1, dtype=torch.float32
+            )
+            total -= log_probabilities.gather(1, target[:, None]).sum()
+            # d loss / d logits = softmax - one_hot, made in place of the log-probabilities
+            probabilities = log_probabilities.exp_()
             probabilities[torch.arange(len(target), device=target.device), target] -= 1
             gradient = probabilities.to(chunk.dtype)
             if grad_hidden is not None:
