@@ -84,3 +84,23 @@ def test_fused_layers_keep_what_peft_does_differently(tiny_llm_dir):
         adapted = model(input_ids=ids).logits
         merged = model.merge_and_unload()(input_ids=ids).logits
     torch.testing.assert_close(merged, adapted, rtol=1e-4, atol=1e-5)
+
+
+def test_the_estimate_counts_a_fused_layer_s_products(tiny_llm_recipe):
+    """The profile sees no sub-layer run inside a fused layer; it counts its products and
+    module calls itself: the same as on peft's path, forward and to train."""
+    from rich.console import Console
+
+    from tunesmith.estimate.profile import profile_example
+    from tunesmith.tasks.family import prepare
+
+    recipe = load_recipe(tiny_llm_recipe)
+    family = prepare(recipe, torch.device("cpu"), None, Console(quiet=True))
+    model = get_method("lora").apply(family.model, recipe.method)
+    batch = family.task.batch("train", [0])
+    plain = profile_example(model, family.task, batch)
+    fuse_lora_layers(model)
+    fused = profile_example(model, family.task, batch)
+    assert fused.forward_flops == plain.forward_flops > 0
+    assert fused.train_flops == plain.train_flops
+    assert fused.module_calls == plain.module_calls  # counted as peft's path makes them

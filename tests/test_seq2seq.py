@@ -335,6 +335,28 @@ def test_every_method_trains_t5_and_bart(
     assert reloaded["loss"] == pytest.approx(metrics["fine_tuned"]["loss"], rel=1e-4)
 
 
+def test_a_bf16_lora_run_trains_on_frozen_weights_stored_in_bf16(
+    tiny_seq2seq: Path, pairs_jsonl: Path, tmp_path: Path
+) -> None:
+    """Under bf16 an encoder-decoder's frozen weights are stored in bf16 too (fused LoRA
+    layers, bf16 residual streams): it learns, and the saved run scores as trained."""
+    output = tmp_path / "run"
+    recipe = _recipe(
+        tiny_seq2seq,
+        pairs_jsonl,
+        output,
+        method={"name": "lora"},
+        train={"epochs": 2, "precision": "bf16"},
+        generation={"max_examples": 2},
+        guards={"forgetting": None, "data_quality": "off"},
+    )
+    metrics = train(load_recipe(recipe))
+    assert metrics["precision"] == "bf16"
+    assert metrics["fine_tuned"]["loss"] < metrics["base"]["loss"]
+    reloaded = evaluate_run(output)
+    assert reloaded["loss"] == pytest.approx(metrics["fine_tuned"]["loss"], rel=2e-2)
+
+
 @pytest.mark.parametrize("name", ["prefix", "prompt"])
 def test_virtual_tokens_generate_and_load_with_plain_peft(
     tiny_seq2seq: Path, tmp_path: Path, name: str

@@ -22,14 +22,15 @@ from tunesmith.estimate.profile import ForwardProfile
 MB = 2**20
 ADAMW_STATES = 2
 """exp_avg and exp_avg_sq, fp32, per trainable weight."""
-CPU_SLACK = 1.85
+CPU_SLACK = 1.48
 """A CPU process's resident memory over the tensors of the dynamic part (gradients,
 optimizer, activations): glibc's heap cannot reuse the holes that a step's mix of tensor
 sizes leaves, so its top climbs past the tensors alive at any time. Measured on SmolLM2
-LoRA (fp32): the tensors a step allocates peak at 3.1 GB (counted by a dispatch mode)
-while the process grows by 6.8 GB; the whole-run peaks of the shipped LoRA recipes fit
-1.78-1.88 (benchmarks/estimate.py). Whatever glibc's trim and mmap settings: 7.2 GB with
-them left as they are, 7.4 GB with freed memory kept (train/allocator.py)."""
+LoRA (fp32, before the fused LoRA layers): the tensors a step allocates peak at 3.1 GB
+(counted by a dispatch mode) while the process grows by 6.8 GB. The fused layers
+(train/fused_lora.py) leave three fewer output-sized tensors per layer to fragment the heap:
+the whole-run peaks of the shipped LoRA recipes (benchmarks/estimate.py, bf16 and fp32) then
+fit 1.44-1.52 for SmolLM2, where 1.78-1.88 fitted before."""
 OTHER_PHASES_MB = 300.0
 """What the phases around training add to the runtime measured before the model loads (the
 data check's libraries and features, the cheaper options, the forgetting reference): 300 to
@@ -51,22 +52,25 @@ CHECKPOINTING_ACTIVATIONS = 0.25
 being recomputed)."""
 CHECKPOINTING_TIME = 1.33
 """One more forward pass per step."""
-MATMUL_EFFICIENCY = {"fp32": 0.41, "bf16": 0.23}
+MATMUL_EFFICIENCY = {"fp32": 0.49, "bf16": 0.32}
 """Share of the square matrix product's speed that a training step's products reach
 (smaller, thinner matrices; under bf16 also attention, which trains in fp32 on a CPU, see
 models/attention.py, and the products a rank-16 adapter makes, too thin for AMX tiles).
 Fitted, with MODULE_CALL_SECONDS, on SmolLM2 and MiniLM LoRA epochs (benchmarks/estimate.py,
-2 cores with AMX); the dry run replaces the whole time with the measured one."""
+2 cores with AMX; with the fused LoRA layers, whose products run closer to the square one's
+speed than peft's four thinner ones: 0.41 and 0.23 fitted before); the dry run replaces the
+whole time with the measured one."""
 ELEMENTWISE_PASSES = 4.0
 """Times the element-wise work of a step (norms, activations, residual adds, dropout,
 softmax, their gradients) moves each byte autograd saves: written in the forward pass,
 read and its gradient written and read in the backward pass. Where bf16 products are fast
 this memory traffic, not the products, bounds a step."""
-MODULE_CALL_SECONDS = {"fp32": 7.6e-5, "bf16": 2.2e-4}
+MODULE_CALL_SECONDS = {"fp32": 7.8e-5, "bf16": 2.6e-4}
 """A module's fixed cost in a training step (its forward and backward operations' Python,
 dispatch and autograd bookkeeping), whatever the batch size; under bf16 autocast adds a
 cast before every product. It bounds a small model: MiniLM LoRA trains slower in bf16 than
-in fp32 on 2 cores (1.62 against 1.36 s an epoch)."""
+in fp32 on 2 cores (1.76 against 1.29 s an epoch). A fused LoRA layer counts as the calls
+of peft's path (train/fused_lora.py PEFT_MODULE_CALLS)."""
 STEP_OVERHEAD_SECONDS = 0.01
 """Fixed cost of an optimizer step (Python, autograd bookkeeping, gradient clipping)."""
 OPTIMIZER_SECONDS_PER_PARAMETER = 2e-9

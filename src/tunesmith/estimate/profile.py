@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from tunesmith.train.fused_lora import PEFT_MODULE_CALLS, fused_flops
 from tunesmith.train.task import Batch, TrainTask
 
 
@@ -82,6 +83,12 @@ def profile_example(model: nn.Module, task: TrainTask, batch: Batch) -> ForwardP
         totals["calls"] += 1
         first = inputs[0] if inputs and isinstance(inputs[0], torch.Tensor) else None
         out = output[0] if isinstance(output, (tuple, list)) and output else output
+        fused = fused_flops(module, first) if first is not None else None
+        if fused is not None:  # a fused LoRA layer: its sub-layers ran no forward of their own
+            totals["forward"] += fused[0]
+            totals["train"] += fused[1]
+            totals["calls"] += PEFT_MODULE_CALLS - 1
+            return
         flops = _flops(module, first, out)
         if flops:
             weight = getattr(module, "weight", None)

@@ -54,6 +54,12 @@ def _sdpa(
         return sdpa_attention_forward(module, query, key, value, attention_mask, **kwargs)
     if attention_mask is not None and attention_mask.is_floating_point():
         attention_mask = attention_mask.float()
+    kwargs = {  # T5's position bias, added to the scores, comes in the model's dtype
+        key: value.float()
+        if isinstance(value, torch.Tensor) and value.is_floating_point()
+        else value
+        for key, value in kwargs.items()
+    }
     with torch.autocast("cpu", enabled=False):
         output, weights = sdpa_attention_forward(
             module, query.float(), key.float(), value.float(), attention_mask, **kwargs

@@ -50,6 +50,32 @@ def _fused_forward(layer: Any, x: torch.Tensor, *args: Any, **kwargs: Any) -> to
     )
 
 
+PEFT_MODULE_CALLS = 5
+"""Module calls of peft's path through one LoRA layer (the layer, its base layer, dropout, A
+and B), which the fused path makes in one: the estimate counts a fused layer as these, so
+its fixed cost per call stays comparable between fused and unfused models."""
+
+
+def fused_flops(layer: nn.Module, x: torch.Tensor) -> tuple[float, float] | None:
+    """(forward, forward + backward) multiply-add flops of `layer` on input `x` when it runs
+    the fused path (its sub-layers then run no forward of their own for a profile to see),
+    else None. Backward: the input's gradient through W and the low-rank path, and the
+    gradients of A and B."""
+    if "_peft_forward" not in layer.__dict__:
+        return None
+    adapter = _single_plain_adapter(layer)
+    if adapter is None:
+        return None
+    rows = x.numel() // x.shape[-1]
+    inputs, outputs = layer.base_layer.in_features, layer.base_layer.out_features
+    rank = layer.lora_A[adapter].out_features
+    base, down, up = (2.0 * rows * n for n in (inputs * outputs, rank * inputs, rank * outputs))
+    forward = base + down + up
+    adapter_gradients = 2 * up + down  # through B to A's output, B's weight, A's weight
+    input_gradient = base + down if x.requires_grad else 0.0
+    return forward, forward + adapter_gradients + input_gradient
+
+
 def _single_plain_adapter(layer: Any) -> str | None:
     """The one active adapter when the fused path computes what peft would, else None."""
     if layer.disable_adapters or layer.merged or not isinstance(layer.base_layer, nn.Linear):
