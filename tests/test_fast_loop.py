@@ -200,7 +200,7 @@ def test_training_attention_runs_in_fp32_under_bf16_on_a_cpu(tiny_llm_dir, monke
 
 @pytest.mark.parametrize("kind", ["text", "llm"])
 def test_a_bf16_adapter_run_trains_scores_and_predicts(kind, request, tmp_path):
-    """The whole command under bf16 with the frozen matrices stored in bf16: training,
+    """The whole command under bf16 with the frozen weights stored in bf16: training,
     the forgetting measure, scoring after training and predict all run on them."""
     from tunesmith.cli import main
 

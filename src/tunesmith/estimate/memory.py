@@ -89,8 +89,8 @@ class MemoryBreakdown:
     """Gradients of the largest activations, alive at once during the backward pass."""
     casts_mb: float
     """Under bf16: the bf16 copies autocast makes of fp32 matrix weights (trained ones, and
-    frozen ones shared with another module, such as a tied output layer), kept for the
-    backward pass. An adapter's other frozen matrices are stored in bf16: no copy."""
+    frozen ones of a model whose weights are not stored in bf16), kept for the backward
+    pass. A generative adapter run stores every frozen weight in bf16: no copy."""
     overhead_mb: float
     peak_mb: float
     """Predicted peak for the device: process RSS on a CPU, CUDA peak allocation on a GPU."""

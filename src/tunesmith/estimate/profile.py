@@ -38,7 +38,7 @@ class ForwardProfile:
     """Modules the forward pass ran through: what a step's fixed per-operation cost
     (Python, dispatch, autograd bookkeeping) grows with, whatever the batch."""
     under_autocast: bool = False
-    """Profiled under bf16 autocast (a model whose frozen matrices are stored in bf16 runs
+    """Profiled under bf16 autocast (a model whose frozen weights are stored in bf16 runs
     only so): the saved bytes are already bf16, autocast's weight copies included."""
 
 
