@@ -159,6 +159,7 @@ def tiny_llm_recipe(tiny_llm_dir: Path, qa_jsonl: Path, tmp_path: Path) -> dict:
         "preprocess": {"max_length": 64},
         "train": {"epochs": 2, "batch_size": 8, "learning_rate": 1e-2, "precision": "fp32"},
         "generation": {"max_new_tokens": 8, "max_examples": 6, "samples": 2},
+        "compare": [],  # the contenders have tests of their own (test_contenders.py)
         "output_dir": str(tmp_path / "llm-run"),
     }
 

@@ -205,13 +205,26 @@ def eval_(
         str | None, typer.Option(help="Labelled file to score (default: the run's test split)")
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print metrics as JSON")] = False,
+    compare: Annotated[
+        str | None,
+        typer.Option(
+            help="LLM runs: contenders to score beside the tuned model, comma-separated "
+            "(base, few-shot, rag, fine-tuned+rag)"
+        ),
+    ] = None,
 ) -> None:
     """Metrics of a trained run on its test split or on any labelled file."""
     from tunesmith.inference import evaluate_run
 
-    metrics = evaluate_run(run_dir, data)
+    names = [n.strip() for n in compare.split(",") if n.strip()] if compare else None
+    metrics = evaluate_run(run_dir, data, names)
     if as_json:
         print(json.dumps(metrics, indent=2, ensure_ascii=False))
+        return
+    if names is not None:
+        from tunesmith.run import print_contenders
+
+        print_contenders(console, metrics)
         return
     if "perplexity" in metrics:
         scores = ", ".join(

@@ -37,12 +37,25 @@ def check_data_unchanged(folder: RunFolder) -> None:
             )
 
 
-def evaluate_run(folder: str | Path, data: str | None = None) -> dict:
-    """Metrics of the trained model on `data`, or on the run's own test split."""
+def evaluate_run(
+    folder: str | Path, data: str | None = None, compare: list[str] | None = None
+) -> dict:
+    """Metrics of the trained model on `data`, or on the run's own test split; with
+    `compare`, the contenders named there beside it (few-shot, rag, fine-tuned+rag, base)."""
     if data is None:
         check_data_unchanged(RunFolder(folder))
     run = load_run(folder)
-    return get_task(run.recipe.task).evaluate_run(run, data)
+    kind = get_task(run.recipe.task)
+    if compare is None:
+        return kind.evaluate_run(run, data)
+    unknown = [name for name in compare if name not in kind.contenders]
+    if unknown:
+        offered = ", ".join(kind.contenders) or "none"
+        raise UserError(
+            f"--compare: {', '.join(unknown)} is not a contender of {run.recipe.task} "
+            f"(it offers: {offered})"
+        )
+    return kind.compare_run(run, data, compare)
 
 
 INPUT_FILE_SUFFIXES = frozenset({".txt", *READERS, *IMAGE_SUFFIXES})

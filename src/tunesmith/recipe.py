@@ -60,6 +60,13 @@ class DataConfig(StrictModel):
     """causal-lm chat: the list-of-messages column (default: messages or conversations)."""
     system_prompt: str | None = None
     """causal-lm: a system message put before every example that has none."""
+    documents: str | None = None
+    """causal-lm: the knowledge source of the RAG contenders (`compare`): a folder or a
+    file of .txt, .md, .html, .pdf or .jsonl documents (jsonl: a `text` field and an
+    optional `id`), cut into passages (retrieval.chunk_size); default: the training pairs."""
+    source_column: str | None = None
+    """causal-lm: a column naming the document (file name or jsonl id) that answers each
+    question; retrieval's recall@k is reported from it."""
 
     @model_validator(mode="after")
     def _split_sizes_leave_training_data(self) -> DataConfig:
@@ -283,6 +290,40 @@ class GenerationConfig(StrictModel):
     """Answers shown side by side (base vs tuned) in the report."""
 
 
+Contender = Literal["base", "few-shot", "rag", "fine-tuned", "fine-tuned+rag"]
+CONTENDERS: tuple[str, ...] = ("base", "few-shot", "rag", "fine-tuned", "fine-tuned+rag")
+
+
+class RetrievalConfig(StrictModel):
+    """How the few-shot and RAG contenders find what they put in the prompt."""
+
+    ranking: Literal["hybrid", "bm25", "dense"] = "hybrid"
+    """hybrid: BM25 and dense embeddings fused by reciprocal rank; or one of them."""
+    embedder: str = "builtin:minilm"
+    """The sentence embedding model of dense ranking: builtin:minilm, a
+    sentence-transformers folder or a Hugging Face id in the local cache."""
+    top_k: int = Field(3, ge=1, le=50)
+    """Passages put in a RAG prompt (fewer when they would not fit max_prompt_tokens)."""
+    shots: int = Field(3, ge=1, le=20)
+    """Training pairs put in a few-shot prompt, most similar first."""
+    chunk_size: int = Field(100, ge=8, le=4000)
+    """Words per passage of data.documents (a CJK character counts as a word)."""
+    chunk_overlap: int = Field(20, ge=0)
+    """Words shared by neighbouring passages, so a fact cut by a boundary is whole in one."""
+    max_prompt_tokens: int = Field(1024, ge=64, le=131072)
+    """Longest prompt a contender may write (within the model's context, less the answer's
+    tokens); passages are cut to fit, the question never."""
+
+    @model_validator(mode="after")
+    def _overlap_below_size(self) -> RetrievalConfig:
+        if self.chunk_overlap >= self.chunk_size:
+            raise ValueError(
+                f"chunk_overlap ({self.chunk_overlap}) must be below chunk_size "
+                f"({self.chunk_size}); e.g. chunk_overlap: {self.chunk_size // 5}"
+            )
+        return self
+
+
 class ForgettingGuard(StrictModel):
     """Catastrophic forgetting: measured on reference data before training and at every
     evaluation (causal-lm: perplexity of reference prose; text encoders: drift of their
@@ -390,6 +431,12 @@ class Recipe(StrictModel):
     train: TrainConfig = Field(default_factory=TrainConfig)
     generation: GenerationConfig = Field(default_factory=GenerationConfig)
     guards: Guards = Field(default_factory=Guards)
+    compare: list[Contender] | None = None
+    """Generative tasks: the options scored beside the fine-tune on the same test prompts:
+    base, few-shot (k most similar training pairs in the prompt), rag (retrieved passages
+    of data.documents, else of the training pairs), fine-tuned, fine-tuned+rag. Default:
+    all of them for instruction data; [] scores only base and fine-tuned."""
+    retrieval: RetrievalConfig = Field(default_factory=RetrievalConfig)
     tune: dict[str, TuneValue] | None = None
     """`tunesmith tune`'s search space: recipe keys in dotted form (model, method.name,
     method.r, train.learning_rate, train.epochs, train.batch_size, preprocess.max_length,
@@ -501,6 +548,20 @@ class Recipe(StrictModel):
             raise ValueError(
                 "train.replay draws from guards.forgetting.reference; set one "
                 "(e.g. builtin:general-en)"
+            )
+        if self.compare is None:
+            self.compare = list(kind.contenders)
+        foreign = [c for c in self.compare if c not in kind.contenders]
+        if foreign:
+            offered = ", ".join(kind.contenders) or "none"
+            raise ValueError(
+                f"compare: {', '.join(foreign)} do not apply to {self.task} (it offers: "
+                f"{offered}); remove them"
+            )
+        if (self.data.documents or self.data.source_column) and not kind.contenders:
+            raise ValueError(
+                f"data.documents and data.source_column feed the RAG contenders, which "
+                f"{self.task} does not have; remove them"
             )
         if self.train.batchnorm == "update" and not images:
             raise ValueError("train.batchnorm: update is for image models")

@@ -470,6 +470,7 @@ def write_run(
     final = ctx.plan.commit()
     if ctx.trial is None:
         print_comparison(ctx.console, metrics, ctx.family.headline)
+        print_contenders(ctx.console, metrics)
     shown = f"\nReport: {final / RunFolder.REPORT}" if report else ""
     ctx.console.print(f"Run folder: {final}{shown}", highlight=False, markup=False)
     phases = ", ".join(f"{name} {sec:.1f} s" for name, sec in clock.seconds.items())
@@ -498,6 +499,7 @@ def complete_on_test(folder: Path, console: Console) -> dict:
     with phase("Writing the report", console):
         _write_report(run.path)
     print_comparison(console, metrics, family.headline)
+    print_contenders(console, metrics)
     return metrics
 
 
@@ -670,3 +672,27 @@ def print_comparison(console: Console, metrics: dict, names: tuple[str, ...]) ->
             cells = [f"{scores[n]:.4f}" if n in scores else "-" for n in names]
             table.add_row(f"{label}: {description}", *cells)
     console.print(table)
+
+
+def print_contenders(console: Console, metrics: dict) -> None:
+    """Fine-tune or RAG: each contender's scores and cost per answer, then the verdict."""
+    contenders = metrics.get("contenders") or {}
+    if len(contenders) < 2:
+        return
+    table = Table(title="Test prompts: fine-tune or retrieve?")
+    for column in ("option", "ROUGE-L", "token F1", "prompt tok", "s/answer"):
+        table.add_column(column, justify="left" if column == "option" else "right")
+    for name, scores in contenders.items():
+        table.add_row(
+            name,
+            *(f"{scores[k]:.3f}" if k in scores else "-" for k in ("rouge_l", "token_f1")),
+            f"{scores['prompt_tokens']:.0f}" if "prompt_tokens" in scores else "-",
+            f"{scores['seconds_per_answer']:.2f}" if "seconds_per_answer" in scores else "-",
+        )
+    console.print(table)
+    retrieval = metrics.get("retrieval") or {}
+    if "recall_at_k" in retrieval:
+        console.print(f"Retrieval recall@{retrieval['top_k']}: {retrieval['recall_at_k']:.3f}")
+    sentence = (metrics.get("verdict") or {}).get("sentence")
+    if sentence:
+        console.print(sentence, highlight=False, markup=False)

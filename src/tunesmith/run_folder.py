@@ -38,9 +38,12 @@ class RunFolder:
     CHECKPOINTS = "checkpoints"
     MODEL = "model"
     ADAPTER = "adapter"
+    RETRIEVAL = "retrieval"
+    """The retrieval indexes of the RAG and few-shot contenders (no pickles: JSON, NumPy
+    arrays loaded without pickle, a faiss index)."""
     ENTRIES = frozenset(
         {MARKER, RECIPE, QUALITY, ESTIMATE, HISTORY, METRICS, GENERATIONS, REPORT}
-        | {CHECKPOINTS, MODEL, ADAPTER}
+        | {CHECKPOINTS, MODEL, ADAPTER, RETRIEVAL}
     )
     """Everything train writes: a folder holding only these is recognisably a run."""
 
@@ -248,9 +251,10 @@ def fresh_folder(base: Path) -> Path:
 
 def inputs_of(recipe: Any) -> list[Path]:
     """The files and folders a run reads, which its output may never touch: the recipe file,
-    data files and folders, and a local model folder."""
+    data files and folders, the knowledge source (data.documents), and a local model folder."""
     paths = [getattr(recipe, "source", None)]
     paths += [getattr(recipe.data, split, None) for split in ("train", "validation", "test")]
+    paths.append(getattr(recipe.data, "documents", None))
     model = Path(str(recipe.model or ""))
     if recipe.model and not str(recipe.model).startswith("builtin:") and model.exists():
         paths.append(model)

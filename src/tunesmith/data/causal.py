@@ -61,6 +61,9 @@ class LMExample:
     row: int
     messages: list[Message] | None = None
     text: str | None = None
+    source: str | None = None
+    """The document that answers the question (data.source_column), for retrieval's
+    recall@k; None when the data does not say."""
 
 
 @dataclass
@@ -342,6 +345,7 @@ def _frame_examples(
     """Rows as examples (prompts=True: conversations without their final answer); bad rows
     are reported together, empty rows are an error unless data.drop_empty."""
     cells = {field: frame[column].tolist() for field, column in columns.items()}
+    sources = _source_cells(frame, data, path, role) if not prompts else None
     examples: list[LMExample] = []
     bad: list[tuple[int, str]] = []
     empty: list[int] = []
@@ -357,6 +361,8 @@ def _frame_examples(
             continue
         if example.messages is not None:
             example.messages = _with_system(example.messages, data)
+        if sources is not None:
+            example.source = _cell_text(sources[row], data.source_column) or None
         examples.append(example)
 
     lines = frame.attrs.get("line_numbers")
@@ -386,6 +392,21 @@ def _frame_examples(
     if not examples:
         raise UserError(f"{role}: {path}: every row is empty")
     return examples
+
+
+def _source_cells(
+    frame: pd.DataFrame, data: DataConfig, path: str | Path, role: str
+) -> list | None:
+    """data.source_column's cells (the document answering each row), None when unset."""
+    column = data.source_column
+    if column is None:
+        return None
+    if column not in frame.columns:
+        raise UserError(
+            f"{role}: {path} has no column {column!r} (data.source_column); columns: "
+            f"{_column_list(frame)}. Add it, or remove data.source_column"
+        )
+    return frame[column].tolist()
 
 
 _FORMAT_HELP = {

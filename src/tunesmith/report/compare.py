@@ -25,7 +25,7 @@ PREFERRED_ORDER = (
 )
 HEADLINE_FALLBACKS = ("macro_f1", "accuracy", "rouge_l", "loss")
 # Numbers that describe a result rather than score it: never a row of the table.
-METADATA_KEYS = frozenset({"generated"})
+METADATA_KEYS = frozenset({"generated", "seconds_per_answer", "prompt_tokens"})
 # Scores of generated answers against the reference answers (the rest score the test text).
 GENERATION_METRICS = ("rouge_l", "exact_match", "token_f1", "bleu")
 CLASSIFICATION_METRICS = ("accuracy", "macro_f1")

@@ -15,6 +15,7 @@ import jinja2
 from tunesmith.evaluate.generation import rouge_l
 from tunesmith.report import fmt, load, plots
 from tunesmith.report.compare import compare, is_generative, verdict
+from tunesmith.report.rag import rag_section
 from tunesmith.run_folder import RunFolder
 from tunesmith.version import __version__
 
@@ -30,8 +31,12 @@ _MAX_SAMPLES = 100
 _SAMPLE_ANSWERS = (
     ("reference", "Reference answer", "reference"),
     ("base", "Base model", "base"),
+    ("few_shot", "Few-shot prompt", "base"),
+    ("rag", "RAG (base model)", "base"),
     ("fine_tuned", "Fine-tuned", "fine-tuned"),
+    ("fine_tuned_rag", "Fine-tuned + RAG", "fine-tuned"),
 )
+_MAX_PASSAGE_CHARS = 600
 
 
 def _mapping(value: Any) -> dict[str, Any]:
@@ -240,8 +245,24 @@ def _sample(item: Any) -> dict[str, Any] | None:
     if not isinstance(item, dict):
         return None
     answers = [_answer(item, *spec) for spec in _SAMPLE_ANSWERS]
-    sample = {"prompt": _text(item.get("prompt")), "answers": [a for a in answers if a]}
+    sample = {
+        "prompt": _text(item.get("prompt")),
+        "answers": [a for a in answers if a],
+        "passages": _passages(item.get("passages")),
+    }
     return sample if sample["prompt"] is not None or sample["answers"] else None
+
+
+def _passages(items: Any) -> list[dict[str, str]]:
+    """The passages a RAG prompt held: their document and text (long ones shortened)."""
+    shown = []
+    for item in items if isinstance(items, list) else []:
+        if isinstance(item, dict):
+            text = _text(item.get("text")) or ""
+            if len(text) > _MAX_PASSAGE_CHARS:
+                text = text[:_MAX_PASSAGE_CHARS].rstrip() + " …"
+            shown.append({"source": fmt.value(item.get("source")), "text": text})
+    return shown
 
 
 def answer_samples(metrics: dict[str, Any]) -> dict[str, Any]:
@@ -330,6 +351,7 @@ def build_context(run_dir: Path) -> dict[str, Any]:
         "version": __version__,
         "verdict": verdict(metrics),
         "comparison": compare(metrics),
+        "rag": rag_section(metrics),
         "samples": answer_samples(metrics),
         "curves": plots.learning_curves(history, metrics.get("best_step")),
         "training": training_rows(metrics, history),

@@ -52,6 +52,11 @@ class TaskImplementation(Protocol):
         """Metrics on the run's own test split (data None) or on a labelled file."""
         ...
 
+    def compare_run(self, run: Any, data: str | None, compare: list[str]) -> dict:
+        """Kinds with contenders: `compare`'s contenders beside the tuned model on the test
+        split or `data` (contenders, verdict, retrieval, as metrics.json has them)."""
+        ...
+
     def predict_run(
         self, run: Any, inputs: list[str], text_column: str | None, max_new_tokens: int | None
     ) -> list[dict]:
@@ -123,6 +128,9 @@ class TaskKind:
     """Default of train.early_stopping.relative_min_delta for this kind."""
     search: SearchDefaults = SearchDefaults()
     """`tunesmith tune`'s default space for this kind (the recipe's `tune:` replaces it)."""
+    contenders: tuple[str, ...] = ()
+    """The options `compare` may score beside the fine-tune (and its default): base,
+    few-shot, rag, fine-tuned, fine-tuned+rag; () for a kind without them."""
 
     def load(self) -> ModuleType:
         return importlib.import_module(self.implementation)

@@ -36,6 +36,7 @@ register(
         # an LLM fits an instruction set in a few epochs (see auto_epochs); full fine-tuning
         # of a 135M model costs a few times LoRA's memory, so lora and dora are searched
         search=SearchDefaults(methods=("lora", "dora"), epochs=(1, 4)),
+        contenders=("base", "few-shot", "rag", "fine-tuned", "fine-tuned+rag"),
         description="an LLM that answers (instruction tuning, chat, domain text)",
     )
 )

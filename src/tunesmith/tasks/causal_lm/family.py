@@ -27,6 +27,13 @@ from tunesmith.models.causal_lm import prepare_tokenizer
 from tunesmith.models.resolve import resolve_model
 from tunesmith.models.text import load_tokenizer
 from tunesmith.recipe import Recipe
+from tunesmith.run_folder import RunFolder
+from tunesmith.tasks.causal_lm.contenders import (
+    ContenderRun,
+    Contenders,
+    generation_rows,
+    summarise,
+)
 from tunesmith.tasks.causal_lm.task import Answers, CausalLMTask
 from tunesmith.trained_run import save_pretrained_model
 
@@ -66,6 +73,9 @@ class CausalLMFamily:
         self.base_answers: list[str] = []
         self.tuned: Answers | None = None
         """The tuned model's test answers (score_after), written by finish."""
+        self.runs: dict[str, ContenderRun] = {}
+        """Every contender's test answers (base, few-shot, rag, fine-tuned, ...)."""
+        self.contenders: Contenders | None = None
         if not self.task.rows["train"]:
             from tunesmith.errors import UserError
 
@@ -112,7 +122,38 @@ class CausalLMFamily:
         scores = {"base": base}
         if not self.task.is_text:
             scores["baseline"] = self._retrieval_baseline(split)
+            self.runs = {"base": self._as_run("base", base, self.base_answers, split)}
+            if split == "test":  # a search compares on validation without them
+                self._score_contenders(console, ("few-shot", "rag"), self.model)
+        elif set(self.recipe.compare or ()) - {"base", "fine-tuned"}:
+            console.print(
+                "[yellow]compare: the contenders answer questions, and data.format text has "
+                "none: only the base and fine-tuned models are compared (on perplexity)"
+            )
         return scores
+
+    def _as_run(self, name: str, metrics: dict, answers: list[str], split: str) -> ContenderRun:
+        """The base or fine-tuned model's answers as a contender (cost from their metrics)."""
+        examples = self.task.generation_examples(split)
+        tokens = [
+            min(len(ids), self.task.max_length)
+            for ids in self.task.encode([ex.messages[:-1] for ex in examples])
+        ]
+        seconds = metrics.get("seconds_per_answer", 0.0) * len(answers)
+        return ContenderRun(name, answers, tokens, seconds)
+
+    def _score_contenders(self, console: Console, names: tuple[str, ...], model: nn.Module) -> None:
+        """The recipe's contenders among `names`, on the test prompts, with `model`."""
+        wanted = [name for name in names if name in (self.recipe.compare or ())]
+        if not wanted:
+            return
+        if self.contenders is None:
+            self.contenders = Contenders(self.task, self.recipe, self.splits.train.examples)
+            self.contenders.open(None, console)
+        examples = self.task.generation_examples("test")
+        for name in wanted:
+            console.print(f"Scoring the {name} contender on {len(examples)} test prompts ...")
+            self.runs[name] = self.contenders.run(name, model, examples)
 
     def _base_answers(self, console: Console, split: str) -> tuple[dict, list[str]]:
         """The base model's metrics and answers on `split`; from the cache when this model
@@ -134,6 +175,8 @@ class CausalLMFamily:
         if self.task.is_text:
             return self.task.evaluate(model, "test", detailed=True)
         scores, self.tuned = self.task.evaluate_answers(model, "test")
+        self.runs["fine-tuned"] = self._as_run("fine-tuned", scores, self.tuned.answers, "test")
+        self._score_contenders(Console(), ("fine-tuned+rag",), model)
         return scores
 
     def init_head(self, console: Console) -> None:
@@ -152,21 +195,20 @@ class CausalLMFamily:
         if self.task.is_text:
             return extra
         answers = self.tuned
-        rows = [
-            {
-                "prompt": _prompt_text(prompt),
-                "reference": reference,
-                "base": base,
-                "fine_tuned": tuned,
-            }
-            for prompt, reference, base, tuned in zip(
-                answers.prompts, answers.references, self.base_answers, answers.answers, strict=True
-            )
-        ]
-        with (output / "generations.jsonl").open("w", encoding="utf-8") as handle:
+        prompts = [_prompt_text(prompt) for prompt in answers.prompts]
+        pairs = self.contenders.pairs if self.contenders is not None else []
+        rows = generation_rows(self.runs, prompts, answers.references, pairs)
+        with (output / RunFolder.GENERATIONS).open("w", encoding="utf-8") as handle:
             for row in rows:
                 handle.write(json.dumps(row, ensure_ascii=False) + "\n")
         extra["samples"] = rows[: self.recipe.generation.samples]
+        extra["contenders"], extra["verdict"] = summarise(self.runs, answers.references)
+        if self.contenders is not None and self.contenders.indexes:
+            self.contenders.save(output / RunFolder.RETRIEVAL)
+            rag = self.runs.get("rag") or self.runs.get("fine-tuned+rag")
+            examples = self.task.generation_examples("test")
+            hits = rag.retrieved if rag is not None else []
+            extra["retrieval"] = self.contenders.retrieval_summary(hits, examples)
         return extra
 
     def forgetting_measure(self, reference: str) -> LanguageModelPerplexity:

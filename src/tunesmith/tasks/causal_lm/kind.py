@@ -3,7 +3,9 @@ loss, perplexity and generated answers, answer prompts, export."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
@@ -13,12 +15,14 @@ from transformers import AutoModelForCausalLM
 from tunesmith.data.causal import LMSplit, LMSplits, load_causal_lm, load_lm_file, read_prompts
 from tunesmith.data.quality import KindChecks, QualityReport, run_checks, tokenizer_counter
 from tunesmith.data.quality.items import CheckData
+from tunesmith.errors import UserError
 from tunesmith.models.causal_lm import load_causal_lm as load_model
 from tunesmith.models.causal_lm import prepare_tokenizer
 from tunesmith.models.resolve import resolve_model
 from tunesmith.models.text import load_tokenizer
 from tunesmith.recipe import Recipe
 from tunesmith.run_folder import RunFolder
+from tunesmith.tasks.causal_lm.contenders import ContenderRun, Contenders, summarise
 from tunesmith.tasks.causal_lm.family import CausalLMFamily
 from tunesmith.tasks.causal_lm.task import CausalLMTask, render
 from tunesmith.tasks.common import placed, save_transformers
@@ -50,17 +54,80 @@ def run_task(run: TrainedRun, splits: LMSplits) -> CausalLMTask:
 
 
 def evaluate_run(run: TrainedRun, data: str | None) -> dict:
-    if data is None:
-        splits = load_causal_lm(run.recipe.data, run.recipe.train.seed)
-    else:
-        fmt = None if run.recipe.data.format == "auto" else run.recipe.data.format
-        test = load_lm_file(data, run.recipe.data, role="--data", format=fmt)
-        empty = LMSplit([], test.source)
-        splits = LMSplits(empty, empty, test, format=_format_of(test))
+    splits = _scored_splits(run, data)
     metrics = run_task(run, splits).evaluate(run.model, "test", detailed=True)
     metrics["examples"] = len(splits.test)
     metrics["source"] = splits.test.source
     return metrics
+
+
+def _scored_splits(run: TrainedRun, data: str | None) -> LMSplits:
+    """The run's own splits, or `data` as the test split."""
+    if data is None:
+        return load_causal_lm(run.recipe.data, run.recipe.train.seed)
+    fmt = None if run.recipe.data.format == "auto" else run.recipe.data.format
+    test = load_lm_file(data, run.recipe.data, role="--data", format=fmt)
+    empty = LMSplit([], test.source)
+    return LMSplits(empty, empty, test, format=_format_of(test))
+
+
+def compare_run(run: TrainedRun, data: str | None, compare: list[str]) -> dict:
+    """The contenders in `compare` beside the tuned model, on the run's test prompts (or
+    `data`), with the run's own retrieval index when it still fits the knowledge source."""
+    splits = _scored_splits(run, data)
+    if splits.format == "text":
+        raise UserError(
+            f"--compare: {splits.test.source} is raw text; the contenders answer questions, "
+            "so give --data a file of questions with answers"
+        )
+    train = splits if data is None else load_causal_lm(run.recipe.data, run.recipe.train.seed)
+    recipe = run.recipe.model_copy(update={"compare": compare})
+    task = run_task(run, splits)
+    console = Console(stderr=True)
+    contenders = Contenders(task, recipe, train.train.examples)
+    contenders.open(run.folder / RunFolder.RETRIEVAL, console)
+    examples = task.generation_examples("test")
+    references = [ex.messages[-1]["content"] for ex in examples]
+    runs: dict[str, ContenderRun] = {}
+    with _base_model(run) as base:
+        for name in ("base", "few-shot", "rag"):
+            if name in compare:
+                runs[name] = _contender(name, task, contenders, base, examples)
+    for name in ("fine-tuned", "fine-tuned+rag"):
+        if name == "fine-tuned" or name in compare:
+            runs[name] = _contender(name, task, contenders, run.model, examples)
+    scores, verdict = summarise(runs, references)
+    rag = runs.get("rag") or runs.get("fine-tuned+rag")
+    result = {"examples": len(examples), "source": splits.test.source, "contenders": scores}
+    result["verdict"] = verdict
+    if contenders.indexes:
+        result["retrieval"] = contenders.retrieval_summary(rag.retrieved if rag else [], examples)
+    return result
+
+
+def _contender(
+    name: str, task: CausalLMTask, contenders: Contenders, model: torch.nn.Module, examples: list
+) -> ContenderRun:
+    if name in ("base", "fine-tuned"):
+        prompts = [ex.messages[:-1] for ex in examples]
+        references = [ex.messages[-1]["content"] for ex in examples]
+        tokens = [min(len(ids), task.max_length) for ids in task.encode(prompts)]
+        started = time.perf_counter()
+        answers = task.generate(model, prompts, task.answer_budget(references))
+        return ContenderRun(name, answers, tokens, time.perf_counter() - started)
+    return contenders.run(name, model, examples)
+
+
+@contextmanager
+def _base_model(run: TrainedRun) -> Iterator[torch.nn.Module]:
+    """The untuned model: the run's own with its adapter switched off, or loaded again
+    beside a fully fine-tuned one."""
+    if hasattr(run.model, "disable_adapter"):
+        with run.model.disable_adapter():
+            yield run.model
+        return
+    device = next(run.model.parameters()).device
+    yield load_model(resolve_model(run.recipe.model)).to(device).eval()
 
 
 def _format_of(split: LMSplit) -> str:

@@ -10,6 +10,7 @@ each example, which tells the model's attention not to look across examples.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
@@ -297,11 +298,21 @@ class CausalLMTask:
         examples = self.generation_examples(split)
         prompts = [ex.messages[:-1] for ex in examples]
         references = [ex.messages[-1]["content"] for ex in examples]
-        budget = answer_budget(self.generation.max_new_tokens, self._token_lengths(references))
-        answers = self.generate(model, prompts, budget)
+        started = time.perf_counter()
+        answers = self.generate(model, prompts, self.answer_budget(references))
+        seconds = time.perf_counter() - started
         out.update(generation_metrics(answers, references))
         out["generated"] = len(answers)
+        if answers:
+            out["seconds_per_answer"] = round(seconds / len(answers), 4)
+            lengths = [min(len(ids), self.max_length) for ids in self.encode(prompts)]
+            out["prompt_tokens"] = round(sum(lengths) / len(lengths), 1)
         return out, Answers(prompts, references, answers)
+
+    def answer_budget(self, references: list[str]) -> int:
+        """Tokens an answer may take: generation.max_new_tokens, cut to what the reference
+        answers need (tasks/common.py `answer_budget`)."""
+        return answer_budget(self.generation.max_new_tokens, self._token_lengths(references))
 
     def scoring_inputs(self, split: str) -> dict:
         """Everything besides the model that decides `evaluate_answers(model, split)`: the
@@ -334,23 +345,20 @@ class CausalLMTask:
 
     @torch.no_grad()  # not inference_mode: FSDP reuses buffers made here while training
     def generate(
-        self, model: nn.Module, prompts: list[list[Message]], max_new_tokens: int | None = None
+        self,
+        model: nn.Module,
+        prompts: list[list[Message]],
+        max_new_tokens: int | None = None,
+        max_prompt_tokens: int | None = None,
     ) -> list[str]:
         """Answers to chat prompts, in order: batched, left-padded, greedy by default, at most
         `max_new_tokens` each (default generation.max_new_tokens); each row stops at its
-        own end-of-turn token."""
+        own end-of-turn token. A prompt keeps its last `max_prompt_tokens` tokens (default
+        preprocess.max_length)."""
         model.eval()
         config = self.generation
         limit = max_new_tokens or config.max_new_tokens
-        prompts = [_preprocessed_messages(messages, self.preprocessor) for messages in prompts]
-        encoded = [
-            self.tokenizer(
-                render(self.tokenizer, messages, prompt=True),
-                add_special_tokens=False,
-                verbose=False,
-            )["input_ids"][-self.max_length :]
-            for messages in prompts
-        ]
+        encoded = [ids[-(max_prompt_tokens or self.max_length) :] for ids in self.encode(prompts)]
         answers: list[str] = [""] * len(encoded)
         batches = sorted_batches([len(ids) for ids in encoded], config.batch_size)
         stop, virtual = _stop_ids(self.tokenizer, model), _prefix_tokens(model)
@@ -361,6 +369,19 @@ class CausalLMTask:
                 for i, answer in zip(chunk, batch_answers, strict=True):
                     answers[i] = answer
         return answers
+
+    def encode(self, prompts: list[list[Message]]) -> list[list[int]]:
+        """The token ids of each chat prompt as `generate` feeds it (preprocessed, rendered
+        with the chat template, the assistant's turn opened)."""
+        prompts = [_preprocessed_messages(messages, self.preprocessor) for messages in prompts]
+        return [
+            self.tokenizer(
+                render(self.tokenizer, messages, prompt=True),
+                add_special_tokens=False,
+                verbose=False,
+            )["input_ids"]
+            for messages in prompts
+        ]
 
     def _answer_batch(
         self, model: nn.Module, rows: list[list[int]], limit: int, stop: list[int], virtual: int

@@ -1,0 +1,166 @@
+"""A knowledge source for retrieval (`data.documents`): a folder or one file of .txt, .md,
+.html, .pdf or .jsonl documents, read as text and cut into overlapping passages.
+
+A .jsonl file holds one document per line: a `text` field (or `content`, `body`), and an
+optional `id` (or `source`, `title`) that names it; any other file is one document named by
+its path relative to the folder. Passages are windows of `size` words that start `size -
+overlap` words apart, so a fact split by one window boundary is whole in the next window.
+Words are runs of non-space characters, and each CJK character counts as one word (a
+Japanese sentence has no spaces), so sizes mean the same in every script.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from tunesmith.data.causal import html_to_text
+from tunesmith.errors import UserError
+
+DOCUMENT_SUFFIXES = (".txt", ".md", ".markdown", ".html", ".htm", ".pdf", ".jsonl")
+TEXT_FIELDS = ("text", "content", "body", "passage")
+NAME_FIELDS = ("id", "source", "title", "name", "url")
+
+_CJK = "\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff\uff66-\uff9f"
+_WORD = re.compile(f"[{_CJK}]|[^\\s{_CJK}]+")
+
+
+@dataclass(frozen=True)
+class Document:
+    source: str
+    """The document's name: its path relative to the folder, or its jsonl id."""
+    text: str
+
+
+@dataclass(frozen=True)
+class Passage:
+    id: int
+    source: str
+    """The document it was cut from."""
+    text: str
+
+
+def read_documents(path: str | Path, role: str = "data.documents") -> list[Document]:
+    """The documents of a folder (searched recursively, hidden files skipped) or of one file,
+    in a stable order; empty documents are left out. Every problem names the file."""
+    path = Path(path)
+    if not path.exists():
+        raise UserError(f"{role}: {path} does not exist; give a folder or a file of documents")
+    if path.is_dir():
+        files = [
+            p
+            for p in sorted(path.rglob("*"), key=lambda p: p.relative_to(path).as_posix())
+            if p.is_file()
+            and p.suffix.lower() in DOCUMENT_SUFFIXES
+            and not any(part.startswith(".") for part in p.relative_to(path).parts)
+        ]
+        if not files:
+            raise UserError(
+                f"{role}: the folder {path} holds no documents ({', '.join(DOCUMENT_SUFFIXES)} "
+                "files, searched recursively); put the knowledge source there"
+            )
+        root = path
+    else:
+        if path.suffix.lower() not in DOCUMENT_SUFFIXES:
+            raise UserError(
+                f"{role}: {path} is not a document file; use one of "
+                f"{', '.join(DOCUMENT_SUFFIXES)}, or a folder of them"
+            )
+        files, root = [path], path.parent
+    documents = []
+    for file in files:
+        name = file.relative_to(root).as_posix()
+        documents += _read_file(file, name, role)
+    documents = [d for d in documents if d.text.strip()]
+    if not documents:
+        raise UserError(f"{role}: {path}: every document is empty")
+    return documents
+
+
+def _read_file(file: Path, name: str, role: str) -> list[Document]:
+    suffix = file.suffix.lower()
+    if suffix == ".pdf":
+        return [Document(name, _pdf_text(file, role))]
+    text = _utf8(file, role)
+    if suffix in (".html", ".htm"):
+        return [Document(name, html_to_text(text))]
+    if suffix == ".jsonl":
+        return _jsonl_documents(file, text, name, role)
+    return [Document(name, text.strip())]
+
+
+def _utf8(file: Path, role: str) -> str:
+    try:
+        return file.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as error:
+        raise UserError(
+            f"{role}: {file} is not UTF-8 text (byte {error.start}: {error.reason}); save it "
+            "as UTF-8, or remove it from the knowledge source"
+        ) from None
+
+
+def _pdf_text(file: Path, role: str) -> str:
+    from pypdf import PdfReader
+    from pypdf.errors import PdfReadError
+
+    try:
+        reader = PdfReader(file)
+        if reader.is_encrypted:
+            raise UserError(f"{role}: {file} is an encrypted PDF; save a copy without a password")
+        pages = [page.extract_text() or "" for page in reader.pages]
+    except (PdfReadError, OSError, ValueError, KeyError) as error:
+        raise UserError(
+            f"{role}: {file} is not a readable PDF ({error}); re-save it, or remove it"
+        ) from None
+    return "\n\n".join(page.strip() for page in pages if page.strip())
+
+
+def _jsonl_documents(file: Path, text: str, name: str, role: str) -> list[Document]:
+    documents = []
+    for line_number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as error:
+            raise UserError(
+                f"{role}: {file} line {line_number} is not JSON ({error.msg}); one JSON "
+                "object per line"
+            ) from None
+        field = next((f for f in TEXT_FIELDS if isinstance(record, dict) and f in record), None)
+        if field is None or not isinstance(record[field], str):
+            raise UserError(
+                f"{role}: {file} line {line_number} has no text field (one of "
+                f"{', '.join(TEXT_FIELDS)}, holding a string)"
+            )
+        key = next((f for f in NAME_FIELDS if record.get(f) not in (None, "")), None)
+        source = str(record[key]) if key else f"{name}#{line_number}"
+        documents.append(Document(source, record[field].strip()))
+    return documents
+
+
+def chunk_documents(documents: list[Document], size: int, overlap: int) -> list[Passage]:
+    """Each document cut into windows of `size` words, `overlap` words shared by neighbours;
+    a window is the document's own text from its first word to its last."""
+    if not 0 <= overlap < size:
+        raise ValueError(f"overlap {overlap} must be at least 0 and below size {size}")
+    passages: list[Passage] = []
+    step = size - overlap
+    for document in documents:
+        spans = [m.span() for m in _WORD.finditer(document.text)]
+        start = 0
+        while start < len(spans):
+            window = spans[start : start + size]
+            text = document.text[window[0][0] : window[-1][1]].strip()
+            passages.append(Passage(len(passages), document.source, text))
+            if start + size >= len(spans):
+                break
+            start += step
+    return passages
+
+
+def word_count(text: str) -> int:
+    """Words as chunking counts them (each CJK character one word)."""
+    return len(_WORD.findall(text))
