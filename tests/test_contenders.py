@@ -44,6 +44,24 @@ def test_chunks_overlap_and_cover_the_whole_document() -> None:
     assert [p.id for p in passages] == [0, 1, 2, 3] and {p.source for p in passages} == {"a.txt"}
 
 
+def test_passages_keep_paragraphs_and_sentences_whole() -> None:
+    text = (
+        "Fences up to 1.1 m need no permit.\n\n"
+        "Permits take weeks. Fees vary a lot. Ask the building committee first today.\n\n"
+        "Call us."
+    )
+    passages = chunk_documents([Document("rules.md", text)], size=12, overlap=5)
+    # the second paragraph is too long for one passage: it is cut between its sentences,
+    # whole sentences fill each passage, and each passage after the first starts with the
+    # sentence before it (3 or 4 words: within the overlap)
+    assert [p.text for p in passages] == [
+        "Fences up to 1.1 m need no permit.\n\nPermits take weeks.",
+        "Permits take weeks. Fees vary a lot.",
+        "Fees vary a lot. Ask the building committee first today.\n\nCall us.",
+    ]
+    assert all(word_count(p.text) <= 12 for p in passages)
+
+
 def test_a_cjk_character_counts_as_a_word_when_chunking() -> None:
     passages = chunk_documents([Document("ja.txt", "東京は日本の首都です")], size=4, overlap=1)
     assert passages[0].text == "東京は日" and passages[1].text.startswith("日本")
@@ -213,6 +231,11 @@ def test_the_verdict_names_the_winner_or_the_cheapest_option_within_noise() -> N
     close = verdict({"rag": base, "fine-tuned": [x + 0.01 for x in rng.sample(base, len(base))]})
     assert close["best"] == "fine-tuned" and close["cheapest_within_noise"] == "rag"
     assert "within noise" in close["sentence"] and "choose RAG" in close["sentence"]
+    # the best is also the cheapest, but not clearly better: said so, not called a win
+    near = verdict({"rag": [x + 0.01 for x in rng.sample(base, len(base))], "fine-tuned": base})
+    assert near["best"] == "rag" and near["cheapest_within_noise"] == "rag"
+    assert "wins" not in near["sentence"] and "within noise" in near["sentence"]
+    assert "the fine-tuned model (" in near["sentence"]
 
 
 # --- end to end on a tiny Llama ------------------------------------------------------------
@@ -288,6 +311,66 @@ def test_eval_compare_reuses_the_runs_index(rag_recipe: dict, capsys) -> None:
     assert (run / "retrieval" / "documents" / "manifest.json").read_text() == manifest
     assert main(["eval", str(run), "--compare", "rag,shots"]) == 2
     assert "shots" in capsys.readouterr().err
+
+    answers = run.parent / "answers.jsonl"
+    assert main(["predict", str(run), "football goal", "--rag", "--output", str(answers)]) == 0
+    (row,) = [json.loads(line) for line in answers.read_text().splitlines()]
+    assert row["prompt"] == "football goal" and isinstance(row["response"], str)
+    assert row["passages"][0]["source"] == "sports.md"  # the question's topic
+    assert (run / "retrieval" / "documents" / "manifest.json").read_text() == manifest
+    plain = run.parent / "plain.jsonl"
+    assert main(["predict", str(run), "football goal", "--no-rag", "--output", str(plain)]) == 0
+    assert "passages" not in json.loads(plain.read_text())
+
+
+def test_domain_adaptation_is_compared_with_rag_over_its_own_documents(
+    tiny_llm_recipe: dict, tmp_path: Path
+) -> None:
+    """format text + data.questions: continued pre-training, RAG over the training
+    documents, and both, answer the same questions."""
+    data, _ = _qa_with_documents(tmp_path)
+    corpus = tmp_path / "corpus"
+    for topic, words in TOPICS.items():
+        (corpus / topic).mkdir(parents=True)
+        for i in range(4):
+            (corpus / topic / f"{i}.txt").write_text(
+                f"{' '.join(words)} {FILLER[i]}: {ANSWERS[topic]}.", encoding="utf-8"
+            )
+    tiny_llm_recipe["data"] = {
+        "train": str(corpus),
+        "format": "text",
+        "questions": str(data),
+        "source_column": "doc",
+    }
+    tiny_llm_recipe["retrieval"] = {"ranking": "bm25", "top_k": 2}
+    tiny_llm_recipe["compare"] = ["base", "few-shot", "rag", "fine-tuned", "fine-tuned+rag"]
+    metrics = train(load_recipe(tiny_llm_recipe))
+    assert list(metrics["contenders"]) == ["base", "rag", "fine-tuned", "fine-tuned+rag"]
+    assert metrics["questions"]["count"] == 6  # generation.max_examples
+    retrieval = metrics["retrieval"]
+    assert retrieval["source"] == "the training documents"
+    assert retrieval["documents"] == metrics["splits"]["train"]  # the documents trained on
+    assert retrieval["recall_at_k"] == 1.0  # "sports" names the folder sports/
+    run = Path(tiny_llm_recipe["output_dir"])
+    rows = [json.loads(line) for line in (run / "generations.jsonl").read_text().splitlines()]
+    assert rows[0]["passages"] and "few_shot" not in rows[0]
+
+
+def test_questions_that_are_raw_text_are_refused_before_work(
+    tiny_llm_recipe: dict, tmp_path: Path
+) -> None:
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    for i in range(12):
+        (corpus / f"{i}.txt").write_text("the team won the match", encoding="utf-8")
+    questions = tmp_path / "questions.jsonl"
+    questions.write_text('{"text": "just text"}\n', encoding="utf-8")
+    tiny_llm_recipe["data"] = {"train": str(corpus), "format": "text", "questions": str(questions)}
+    tiny_llm_recipe["compare"] = ["rag"]
+    tiny_llm_recipe["guards"] = {"data_quality": "off"}  # twelve copies of one text
+    with pytest.raises(UserError, match=r"data.questions: .* holds raw text"):
+        train(load_recipe(tiny_llm_recipe))
+    assert not Path(tiny_llm_recipe["output_dir"]).exists()
 
 
 def test_compare_is_refused_where_the_task_has_no_contenders(tiny_recipe: dict) -> None:

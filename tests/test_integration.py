@@ -50,6 +50,12 @@ def test_smollm2_lora_on_real_faq_lowers_perplexity_and_answers(tmp_path):
     assert metrics["params"]["total"] > 130_000_000
     assert metrics["fine_tuned"]["perplexity"] < metrics["base"]["perplexity"]
     assert len(metrics["samples"]) == 2 and all(s["fine_tuned"] for s in metrics["samples"])
+    # the default contenders, with the real MiniLM embedder in the hybrid ranking
+    contenders = metrics["contenders"]
+    assert list(contenders) == ["base", "few-shot", "rag", "fine-tuned", "fine-tuned+rag"]
+    assert contenders["rag"]["prompt_tokens"] > contenders["base"]["prompt_tokens"]
+    assert metrics["retrieval"]["passages"] == metrics["splits"]["train"]
+    assert metrics["verdict"]["best"] in contenders
     answers = predict_run(tmp_path / "run", ["What is a building permit?"])
     assert len(answers[0]["response"].split()) >= 3
 

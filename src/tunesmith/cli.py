@@ -264,6 +264,14 @@ def predict(
     max_new_tokens: Annotated[
         int | None, typer.Option(help="LLM runs: longest answer in tokens (default: recipe's)")
     ] = None,
+    rag: Annotated[
+        bool | None,
+        typer.Option(
+            "--rag/--no-rag",
+            help="LLM runs: lead each prompt with passages from the run's retrieval index "
+            "(default: when the run's verdict chose the fine-tuned model with RAG)",
+        ),
+    ] = None,
 ) -> None:
     """Predict labels (with probabilities) for texts, or an LLM run's answers to prompts."""
     from tunesmith.inference import predict_run
@@ -274,7 +282,7 @@ def predict(
             raise UserError(f"--output {output}: use a .jsonl or .csv file name")
         sources = [run_dir, *(item for item in inputs if Path(item).exists())]
         check_output_file(output, "--output", inputs=sources, force=force)
-    predictions = predict_run(run_dir, inputs, text_column, max_new_tokens)
+    predictions = predict_run(run_dir, inputs, text_column, max_new_tokens, rag)
     if output is not None:
         _write_predictions(predictions, output)
         console.print(f"{len(predictions)} predictions written to {escape(str(output))}")
@@ -282,6 +290,9 @@ def predict(
     if predictions and "response" in predictions[0]:
         for row in predictions:
             console.print(f"[bold]> {escape(row['prompt'])}[/]", highlight=False)
+            sources = ", ".join(dict.fromkeys(p["source"] for p in row.get("passages", [])))
+            if sources:
+                console.print(f"[dim](retrieved from {escape(sources)})[/]", highlight=False)
             console.print(row["response"] + "\n", highlight=False, markup=False)
         return
     for row in predictions:
@@ -304,7 +315,13 @@ def _write_predictions(predictions: list[dict], output: Path) -> None:
         write_atomically(output, lambda tmp: tmp.write_text(lines, encoding="utf-8"))
     else:
         flat = [
-            {k: v for k, v in r.items() if k != "probabilities"} | r.get("probabilities", {})
+            {k: v for k, v in r.items() if k not in ("probabilities", "passages")}
+            | r.get("probabilities", {})
+            | (
+                {"sources": "; ".join(dict.fromkeys(p["source"] for p in r["passages"]))}
+                if "passages" in r
+                else {}
+            )
             for r in predictions
         ]
         write_atomically(output, lambda tmp: pd.DataFrame(flat).to_csv(tmp, index=False))

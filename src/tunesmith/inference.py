@@ -79,9 +79,22 @@ def predict_run(
     inputs: list[str],
     text_column: str | None = None,
     max_new_tokens: int | None = None,
+    retrieval: bool | None = None,
 ) -> list[dict]:
     """Classifier: one prediction per text or image (label, its probability, every label's
-    probability). Causal LM: one generated response per prompt."""
+    probability). Causal LM: one generated response per prompt; with `retrieval` (None: when
+    the run's verdict chose fine-tuned+rag) each prompt is led by retrieved passages, which
+    are returned with the answer."""
     check_inputs_exist(inputs)
     run = load_run(folder)
-    return get_task(run.recipe.task).predict_run(run, inputs, text_column, max_new_tokens)
+    kind = get_task(run.recipe.task)
+    chosen = (RunFolder(folder).read_json(RunFolder.METRICS).get("verdict") or {}).get(
+        "cheapest_within_noise"
+    )
+    if retrieval is None:
+        retrieval = chosen == "fine-tuned+rag"
+    if retrieval:
+        if "fine-tuned+rag" not in kind.contenders:
+            raise UserError(f"--rag: {run.recipe.task} runs answer without retrieval")
+        return kind.answer_with_retrieval(run, inputs, max_new_tokens)
+    return kind.predict_run(run, inputs, text_column, max_new_tokens)

@@ -67,6 +67,10 @@ class DataConfig(StrictModel):
     source_column: str | None = None
     """causal-lm: a column naming the document (file name or jsonl id) that answers each
     question; retrieval's recall@k is reported from it."""
+    questions: str | None = None
+    """causal-lm domain adaptation (format text): a file of questions with answers about
+    the documents (alpaca, chat or prompt-completion) on which continued pre-training, RAG
+    over the same documents and both are compared (`compare`)."""
 
     @model_validator(mode="after")
     def _split_sizes_leave_training_data(self) -> DataConfig:
@@ -558,10 +562,15 @@ class Recipe(StrictModel):
                 f"compare: {', '.join(foreign)} do not apply to {self.task} (it offers: "
                 f"{offered}); remove them"
             )
-        if (self.data.documents or self.data.source_column) and not kind.contenders:
+        feeding = [
+            f"data.{key}"
+            for key in ("documents", "source_column", "questions")
+            if getattr(self.data, key)
+        ]
+        if feeding and not kind.contenders:
             raise ValueError(
-                f"data.documents and data.source_column feed the RAG contenders, which "
-                f"{self.task} does not have; remove them"
+                f"{', '.join(feeding)} feed the RAG contenders, which {self.task} does not "
+                "have; remove them"
             )
         if self.train.batchnorm == "update" and not images:
             raise ValueError("train.batchnorm: update is for image models")
@@ -661,7 +670,7 @@ def _apply_override(raw: dict[str, Any], override: str) -> None:
 
 
 def _resolve_data_paths(recipe: Recipe, base_dir: Path) -> None:
-    for split in ("train", "validation", "test"):
+    for split in ("train", "validation", "test", "documents", "questions"):
         value = getattr(recipe.data, split)
         if value is None or Path(value).is_absolute():
             continue

@@ -254,7 +254,7 @@ def inputs_of(recipe: Any) -> list[Path]:
     data files and folders, the knowledge source (data.documents), and a local model folder."""
     paths = [getattr(recipe, "source", None)]
     paths += [getattr(recipe.data, split, None) for split in ("train", "validation", "test")]
-    paths.append(getattr(recipe.data, "documents", None))
+    paths += [getattr(recipe.data, key, None) for key in ("documents", "questions")]
     model = Path(str(recipe.model or ""))
     if recipe.model and not str(recipe.model).startswith("builtin:") and model.exists():
         paths.append(model)

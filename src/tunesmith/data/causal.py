@@ -173,6 +173,15 @@ def read_prompts(inputs: list[str], data: DataConfig) -> list[list[Message]]:
     return prompts
 
 
+def document_names(split: LMSplit) -> list[str]:
+    """A name for each raw-text example: its file relative to the folder read, or its row."""
+    folder = Path(split.source)
+    if folder.is_dir():
+        paths = list_documents(folder)
+        return [paths[ex.row].relative_to(folder).as_posix() for ex in split.examples]
+    return [f"{folder.name} row {ex.row}" for ex in split.examples]
+
+
 def list_documents(folder: str | Path) -> list[Path]:
     """The documents a text folder holds: .txt/.md/.markdown/.html/.htm files at any depth,
     hidden files and folders skipped, sorted by relative path (an example's `row` indexes
@@ -345,7 +354,7 @@ def _frame_examples(
     """Rows as examples (prompts=True: conversations without their final answer); bad rows
     are reported together, empty rows are an error unless data.drop_empty."""
     cells = {field: frame[column].tolist() for field, column in columns.items()}
-    sources = _source_cells(frame, data, path, role) if not prompts else None
+    sources = _source_cells(frame, data, path, role) if not prompts and fmt != "text" else None
     examples: list[LMExample] = []
     bad: list[tuple[int, str]] = []
     empty: list[int] = []

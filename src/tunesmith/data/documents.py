@@ -3,10 +3,15 @@
 
 A .jsonl file holds one document per line: a `text` field (or `content`, `body`), and an
 optional `id` (or `source`, `title`) that names it; any other file is one document named by
-its path relative to the folder. Passages are windows of `size` words that start `size -
-overlap` words apart, so a fact split by one window boundary is whole in the next window.
-Words are runs of non-space characters, and each CJK character counts as one word (a
-Japanese sentence has no spaces), so sizes mean the same in every script.
+its path relative to the folder.
+
+Passages follow the text's own boundaries, as recursive text splitters do: whole
+paragraphs are packed into a passage of at most `size` words; a paragraph longer than that
+is cut between sentences, and a sentence longer than that into windows of words. Each
+passage after a document's first begins with the last paragraphs or sentences of the one
+before, up to `overlap` words, so a fact at a boundary is whole in one of them. Words are
+runs of non-space characters and each CJK character counts as one (a Japanese sentence has
+no spaces), so sizes mean the same in every script.
 """
 
 from __future__ import annotations
@@ -141,24 +146,88 @@ def _jsonl_documents(file: Path, text: str, name: str, role: str) -> list[Docume
     return documents
 
 
+_PARAGRAPH = re.compile(r"\n\s*\n")
+_SENTENCE_END = re.compile(r"(?<=[.!?。！？])\s+|(?<=[。！？])")
+
+
 def chunk_documents(documents: list[Document], size: int, overlap: int) -> list[Passage]:
-    """Each document cut into windows of `size` words, `overlap` words shared by neighbours;
-    a window is the document's own text from its first word to its last."""
+    """Each document cut into passages of at most `size` words along paragraph, then
+    sentence, then word boundaries; neighbours share up to `overlap` words."""
     if not 0 <= overlap < size:
         raise ValueError(f"overlap {overlap} must be at least 0 and below size {size}")
     passages: list[Passage] = []
-    step = size - overlap
     for document in documents:
-        spans = [m.span() for m in _WORD.finditer(document.text)]
-        start = 0
-        while start < len(spans):
-            window = spans[start : start + size]
-            text = document.text[window[0][0] : window[-1][1]].strip()
+        for text in _pack(_units(document.text, size, overlap), size, overlap):
             passages.append(Passage(len(passages), document.source, text))
-            if start + size >= len(spans):
-                break
-            start += step
     return passages
+
+
+Unit = tuple[str, int]
+"""A piece of text and the number of the paragraph it comes from."""
+
+
+def _units(text: str, size: int, overlap: int) -> list[Unit]:
+    """The text as pieces of at most `size` words: paragraphs, else their sentences, else
+    windows of words (which overlap by `overlap` words)."""
+    units: list[Unit] = []
+    for number, paragraph in enumerate(_PARAGRAPH.split(text)):
+        paragraph = paragraph.strip()
+        if not paragraph:
+            continue
+        if word_count(paragraph) <= size:
+            units.append((paragraph, number))
+            continue
+        for sentence in _SENTENCE_END.split(paragraph):
+            sentence = sentence.strip()
+            if not sentence:
+                continue
+            if word_count(sentence) <= size:
+                units.append((sentence, number))
+                continue
+            spans = [m.span() for m in _WORD.finditer(sentence)]
+            start = 0
+            while True:
+                window = spans[start : start + size]
+                units.append((sentence[window[0][0] : window[-1][1]], number))
+                if start + size >= len(spans):
+                    break
+                start += size - overlap
+    return units
+
+
+def _pack(units: list[Unit], size: int, overlap: int) -> list[str]:
+    """Consecutive units joined into passages of at most `size` words; each new passage
+    starts with the previous one's last units that fit in `overlap` words (and in `size`
+    with the next unit)."""
+    passages: list[str] = []
+    current: list[Unit] = []
+    words = 0
+    for unit in units:
+        count = word_count(unit[0])
+        if current and words + count > size:
+            passages.append(_join(current))
+            carried: list[Unit] = []
+            kept = 0
+            for previous in reversed(current):
+                n = word_count(previous[0])
+                if kept + n > overlap or kept + n + count > size:
+                    break
+                carried.insert(0, previous)
+                kept += n
+            current, words = carried, kept
+        current.append(unit)
+        words += count
+    if current:
+        passages.append(_join(current))
+    return passages
+
+
+def _join(units: list[Unit]) -> str:
+    """Sentences of one paragraph joined by a space, paragraphs by a blank line."""
+    text = units[0][0]
+    for (piece, number), (_, before) in zip(units[1:], units, strict=False):
+        text += (" " if number == before else "\n\n") + piece
+    return text
 
 
 def word_count(text: str) -> int:

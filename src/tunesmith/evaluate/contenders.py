@@ -174,20 +174,35 @@ def verdict_sentence(
     if runner_up is None:
         return f"Only {best} was scored ({shown} {means[best]:.3f})."
     gap = against[runner_up]
-    interval = f"95% interval {gap.low:+.3f} to {gap.high:+.3f}"
+    interval = f"95% interval {gap.low:+.3f} to {gap.high:+.3f}, {prompts} prompts"
+    tied = [name for name, difference in against.items() if difference.within_noise]
     if cheapest != best:
         return (
-            f"{_label(best)} scored best ({shown} {means[best]:.3f}), but {_label(cheapest)} "
-            f"is within noise of it ({means[cheapest]:.3f}; paired bootstrap over "
-            f"{prompts} prompts) and costs less: choose {_label(cheapest)}."
+            f"{_sentence_start(_label(best))} scored best ({shown} {means[best]:.3f}), but "
+            f"{_label(cheapest)} is within noise of it ({means[cheapest]:.3f}; paired "
+            f"bootstrap over {prompts} prompts) and costs less: choose {_label(cheapest)}."
         )
-    kind = _what_wins(best)
+    if tied:
+        others = _listed([f"{_label(name)} ({means[name]:.3f})" for name in tied])
+        return (
+            f"{_sentence_start(_label(best))} scored best ({shown} {means[best]:.3f}), and is the "
+            f"cheapest of the options within noise of it: {others} "
+            f"({interval} for the next best). Choose {_label(best)}; more test prompts would "
+            "be needed to separate them."
+        )
     return (
-        f"{kind} wins: {_label(best)} scored {shown} {means[best]:.3f} against "
-        f"{means[runner_up]:.3f} for {_label(runner_up)}, the next best "
-        f"({gap.mean:+.3f}, {interval}, {prompts} prompts); every other option is further "
-        "behind."
+        f"{_what_wins(best)} wins: {_label(best)} scored {shown} {means[best]:.3f} against "
+        f"{means[runner_up]:.3f} for {_label(runner_up)}, the next best ({gap.mean:+.3f}, "
+        f"{interval}); every other option is further behind."
     )
+
+
+def _sentence_start(text: str) -> str:
+    return text[:1].upper() + text[1:]
+
+
+def _listed(items: list[str]) -> str:
+    return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
 
 
 def _what_wins(name: str) -> str:

@@ -9,6 +9,7 @@ ones it was built from; else it is built again.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import time
@@ -186,7 +187,14 @@ def open_retriever(folder: Path, passages: list[Passage], config: RetrievalConfi
     except UserError:
         pass
     retriever = Retriever.build(passages, config)
-    retriever.save(folder)
+    try:
+        retriever.save(folder)
+    except OSError as error:  # a read-only run folder: answer anyway, from memory
+        from rich.console import Console
+
+        Console(stderr=True).print(
+            f"[yellow]The retrieval index was not saved in {folder}: {error}"
+        )
     return retriever
 
 
@@ -227,14 +235,16 @@ def recall_at_k(hits: Sequence[Sequence[Hit]], answers: Sequence[str | None]) ->
 
 
 def same_source(source: str, gold: str) -> bool:
-    """A passage's document is the named one: the same name, path suffix or file stem."""
+    """A passage's document is the named one: the same name, path suffix or file stem, or
+    a file in the named folder."""
     source, gold = source.strip().lower(), gold.strip().lower()
-    if source == gold or source.endswith("/" + gold):
+    if source == gold or source.endswith("/" + gold) or source.startswith(gold.rstrip("/") + "/"):
         return True
     stem = Path(source).stem if "#" not in source else source
     return stem == gold or Path(gold).stem == stem
 
 
+@functools.lru_cache(maxsize=2)
 def load_embedder(name: str) -> object:
     """A sentence-transformers model from builtin:NAME, a local folder or the local Hugging
     Face cache (a plain encoder folder is mean-pooled)."""

@@ -57,6 +57,12 @@ class TaskImplementation(Protocol):
         split or `data` (contenders, verdict, retrieval, as metrics.json has them)."""
         ...
 
+    def answer_with_retrieval(
+        self, run: Any, inputs: list[str], max_new_tokens: int | None
+    ) -> list[dict]:
+        """Kinds with contenders: answers with the run's retrieval, and their passages."""
+        ...
+
     def predict_run(
         self, run: Any, inputs: list[str], text_column: str | None, max_new_tokens: int | None
     ) -> list[dict]:

@@ -16,7 +16,7 @@ from rich.console import Console
 from torch import nn
 
 from tunesmith.data.causal import LMExample, Message
-from tunesmith.data.documents import Passage, chunk_documents, read_documents
+from tunesmith.data.documents import Document, Passage, chunk_documents, read_documents
 from tunesmith.evaluate.contenders import (
     VERDICT_METRIC,
     fit_passages,
@@ -61,7 +61,16 @@ class Contenders:
     """Builds the indexes once and runs few-shot, rag and fine-tuned+rag on a task's
     generation prompts."""
 
-    def __init__(self, task: CausalLMTask, recipe: Recipe, train: list[LMExample]) -> None:
+    def __init__(
+        self,
+        task: CausalLMTask,
+        recipe: Recipe,
+        train: list[LMExample],
+        documents: list[Document] | None = None,
+    ) -> None:
+        """`documents`: the knowledge source when data.documents is unset (a domain run's
+        own training texts); else the training pairs are. data.documents is read here,
+        before any work, so a bad file stops the run before it starts."""
         self.task = task
         self.recipe = recipe
         self.config = recipe.retrieval
@@ -71,20 +80,28 @@ class Contenders:
             for i, ex in enumerate(self.pairs)
         ]
         self.indexes: dict[str, Retriever] = {}
+        self.source = "training pairs"
         self.documents = 0
+        self.document_passages: list[Passage] = []
+        if {"rag", "fine-tuned+rag"} & set(recipe.compare or ()) and (self._docs or documents):
+            if self._docs:
+                documents = read_documents(self._docs)
+            self.source = self._docs or "the training documents"
+            self.documents = len(documents)
+            self.document_passages = chunk_documents(
+                documents, self.config.chunk_size, self.config.chunk_overlap
+            )
 
     # -- indexes ------------------------------------------------------------------------
 
     def open(self, folder: Path | None, console: Console) -> None:
         """Build (or, from `folder`, reuse) the indexes the recipe's contenders need."""
         wanted = set(self.recipe.compare or ())
-        if "few-shot" in wanted or ({"rag", "fine-tuned+rag"} & wanted and not self._docs):
+        rag = {"rag", "fine-tuned+rag"} & wanted
+        if self.pairs and ("few-shot" in wanted or (rag and not self.document_passages)):
             self.indexes[PAIRS] = self._open(PAIRS, self.pair_passages, folder, console)
-        if {"rag", "fine-tuned+rag"} & wanted and self._docs:
-            documents = read_documents(self._docs)
-            self.documents = len(documents)
-            passages = chunk_documents(documents, self.config.chunk_size, self.config.chunk_overlap)
-            self.indexes[DOCUMENTS] = self._open(DOCUMENTS, passages, folder, console)
+        if rag and self.document_passages:
+            self.indexes[DOCUMENTS] = self._open(DOCUMENTS, self.document_passages, folder, console)
 
     @property
     def _docs(self) -> str | None:
@@ -93,7 +110,7 @@ class Contenders:
     def _open(
         self, name: str, passages: list[Passage], folder: Path | None, console: Console
     ) -> Retriever:
-        what = "the training pairs" if name == PAIRS else f"{self._docs}"
+        what = "the training pairs" if name == PAIRS else self.source
         if folder is None:
             retriever = Retriever.build(passages, self.config)
         else:
@@ -112,16 +129,22 @@ class Contenders:
 
     @property
     def knowledge(self) -> Retriever:
-        return self.indexes[DOCUMENTS if self._docs else PAIRS]
+        return self.indexes[DOCUMENTS if self.document_passages else PAIRS]
 
     # -- contenders ---------------------------------------------------------------------
 
-    def run(self, name: str, model: nn.Module, examples: list[LMExample]) -> ContenderRun:
+    def run(
+        self,
+        name: str,
+        model: nn.Module,
+        examples: list[LMExample],
+        answer_tokens: int | None = None,
+    ) -> ContenderRun:
         """`name` (few-shot, rag or fine-tuned+rag) answering the examples' prompts with
-        `model`."""
+        `model`, in at most `answer_tokens` (default: what the references need)."""
         prompts = [ex.messages[:-1] for ex in examples]
         references = [ex.messages[-1]["content"] for ex in examples]
-        answer = self.task.answer_budget(references)
+        answer = answer_tokens or self.task.answer_budget(references)
         budget = self.prompt_budget(model, answer)
         questions = [_question(p) for p in prompts]
         passages: list[list[Hit]] = []
@@ -143,6 +166,15 @@ class Contenders:
         answers = self.task.generate(model, prompts, answer, max_prompt_tokens=budget)
         seconds = time.perf_counter() - started
         return ContenderRun(name, answers, tokens, seconds, passages, retrieved, shots)
+
+    def answer_plain(self, name: str, model: nn.Module, examples: list[LMExample]) -> ContenderRun:
+        """The base or fine-tuned contender: the question alone."""
+        prompts = [ex.messages[:-1] for ex in examples]
+        references = [ex.messages[-1]["content"] for ex in examples]
+        tokens = [min(len(ids), self.task.max_length) for ids in self.task.encode(prompts)]
+        started = time.perf_counter()
+        answers = self.task.generate(model, prompts, self.task.answer_budget(references))
+        return ContenderRun(name, answers, tokens, time.perf_counter() - started)
 
     def prompt_budget(self, model: nn.Module, answer_tokens: int) -> int:
         """Tokens a prompt may take: retrieval.max_prompt_tokens within the model's context,
@@ -206,17 +238,17 @@ class Contenders:
         data names each question's document (data.source_column)."""
         index = self.knowledge
         summary = {
-            "source": self._docs or "training pairs",
-            "documents": self.documents if self._docs else len(self.pairs),
+            "source": self.source,
+            "documents": self.documents if self.document_passages else len(self.pairs),
             "passages": len(index.passages),
             "ranking": self.config.ranking,
             "embedder": self.config.embedder if self.config.ranking != "bm25" else None,
             "top_k": self.config.top_k,
-            "chunk_size": self.config.chunk_size if self._docs else None,
+            "chunk_size": self.config.chunk_size if self.document_passages else None,
             "build_seconds": index.build_seconds,
             "reused": index.reused,
         }
-        if self._docs and hits:
+        if self.document_passages and hits:
             recall = recall_at_k(hits, [ex.source for ex in examples])
             if recall is not None:
                 summary["recall_at_k"] = round(recall, 4)

@@ -11,7 +11,15 @@ import torch
 from rich.console import Console
 from torch import nn
 
-from tunesmith.data.causal import LMExample, LMSplit, LMSplits, load_causal_lm
+from tunesmith.data.causal import (
+    LMExample,
+    LMSplit,
+    LMSplits,
+    document_names,
+    load_causal_lm,
+    load_lm_file,
+)
+from tunesmith.data.documents import Document
 from tunesmith.data.text import SPLITS
 from tunesmith.evaluate.base_scores import cached_base_scores
 from tunesmith.evaluate.forgetting import (
@@ -76,6 +84,17 @@ class CausalLMFamily:
         self.runs: dict[str, ContenderRun] = {}
         """Every contender's test answers (base, few-shot, rag, fine-tuned, ...)."""
         self.contenders: Contenders | None = None
+        self.questions: list[LMExample] = []
+        """What the contenders answer: the test split's prompts, or data.questions (a
+        domain adaptation run)."""
+        if not self.task.is_text:
+            self.questions = self.task.generation_examples("test")
+            if set(recipe.compare or ()) - {"base", "fine-tuned"}:  # documents read now
+                self.contenders = Contenders(self.task, recipe, self.splits.train.examples)
+        elif recipe.data.questions:
+            self.questions = read_questions(recipe)
+            own = None if recipe.data.documents else training_documents(self.splits.train)
+            self.contenders = Contenders(self.task, recipe, [], own)
         if not self.task.rows["train"]:
             from tunesmith.errors import UserError
 
@@ -123,13 +142,17 @@ class CausalLMFamily:
         if not self.task.is_text:
             scores["baseline"] = self._retrieval_baseline(split)
             self.runs = {"base": self._as_run("base", base, self.base_answers, split)}
-            if split == "test":  # a search compares on validation without them
-                self._score_contenders(console, ("few-shot", "rag"), self.model)
+        elif self.questions and split == "test":
+            console.print(f"Answering {len(self.questions)} questions (data.questions) ...")
+            self.runs = {"base": self.contenders.answer_plain("base", self.model, self.questions)}
         elif set(self.recipe.compare or ()) - {"base", "fine-tuned"}:
             console.print(
                 "[yellow]compare: the contenders answer questions, and data.format text has "
-                "none: only the base and fine-tuned models are compared (on perplexity)"
+                "none: only the base and fine-tuned models are compared (on perplexity). "
+                "Give data.questions to compare continued pre-training with RAG"
             )
+        if split == "test":  # a search compares on validation without them
+            self._score_contenders(console, ("few-shot", "rag"), self.model)
         return scores
 
     def _as_run(self, name: str, metrics: dict, answers: list[str], split: str) -> ContenderRun:
@@ -148,12 +171,15 @@ class CausalLMFamily:
         if not wanted:
             return
         if self.contenders is None:
-            self.contenders = Contenders(self.task, self.recipe, self.splits.train.examples)
+            return
+        if not self.contenders.indexes:
             self.contenders.open(None, console)
-        examples = self.task.generation_examples("test")
+        if "few-shot" in wanted and not self.contenders.pairs:
+            console.print("[yellow]compare: few-shot needs question/answer training pairs")
+            wanted.remove("few-shot")
         for name in wanted:
-            console.print(f"Scoring the {name} contender on {len(examples)} test prompts ...")
-            self.runs[name] = self.contenders.run(name, model, examples)
+            console.print(f"Scoring the {name} contender on {len(self.questions)} prompts ...")
+            self.runs[name] = self.contenders.run(name, model, self.questions)
 
     def _base_answers(self, console: Console, split: str) -> tuple[dict, list[str]]:
         """The base model's metrics and answers on `split`; from the cache when this model
@@ -173,6 +199,11 @@ class CausalLMFamily:
     def score_after(self, model: nn.Module) -> dict:
         """Test metrics of the tuned model; its answers are kept for generations.jsonl."""
         if self.task.is_text:
+            if self.questions:
+                self.runs["fine-tuned"] = self.contenders.answer_plain(
+                    "fine-tuned", model, self.questions
+                )
+                self._score_contenders(Console(), ("fine-tuned+rag",), model)
             return self.task.evaluate(model, "test", detailed=True)
         scores, self.tuned = self.task.evaluate_answers(model, "test")
         self.runs["fine-tuned"] = self._as_run("fine-tuned", scores, self.tuned.answers, "test")
@@ -192,23 +223,24 @@ class CausalLMFamily:
             "truncated": self.task.truncated,
             "unscored": self.task.unscored,
         }
-        if self.task.is_text:
+        if not self.questions:
             return extra
-        answers = self.tuned
-        prompts = [_prompt_text(prompt) for prompt in answers.prompts]
+        prompts = [_prompt_text(ex.messages[:-1]) for ex in self.questions]
+        references = [ex.messages[-1]["content"] for ex in self.questions]
         pairs = self.contenders.pairs if self.contenders is not None else []
-        rows = generation_rows(self.runs, prompts, answers.references, pairs)
+        rows = generation_rows(self.runs, prompts, references, pairs)
         with (output / RunFolder.GENERATIONS).open("w", encoding="utf-8") as handle:
             for row in rows:
                 handle.write(json.dumps(row, ensure_ascii=False) + "\n")
         extra["samples"] = rows[: self.recipe.generation.samples]
-        extra["contenders"], extra["verdict"] = summarise(self.runs, answers.references)
+        extra["contenders"], extra["verdict"] = summarise(self.runs, references)
+        if self.task.is_text:
+            extra["questions"] = {"source": self.recipe.data.questions, "count": len(rows)}
         if self.contenders is not None and self.contenders.indexes:
             self.contenders.save(output / RunFolder.RETRIEVAL)
             rag = self.runs.get("rag") or self.runs.get("fine-tuned+rag")
-            examples = self.task.generation_examples("test")
             hits = rag.retrieved if rag is not None else []
-            extra["retrieval"] = self.contenders.retrieval_summary(hits, examples)
+            extra["retrieval"] = self.contenders.retrieval_summary(hits, self.questions)
         return extra
 
     def forgetting_measure(self, reference: str) -> LanguageModelPerplexity:
@@ -244,6 +276,27 @@ class CausalLMFamily:
         scores = generation_metrics(answers, [ex.messages[-1]["content"] for ex in test])
         scores["description"] = "nearest training prompt's answer (TF-IDF retrieval)"
         return scores
+
+
+def read_questions(recipe: Recipe) -> list[LMExample]:
+    """data.questions as question/answer examples (the first generation.max_examples)."""
+    from tunesmith.errors import UserError
+
+    path = recipe.data.questions
+    questions = load_lm_file(path, recipe.data, role="data.questions", format="auto")
+    if not questions.examples or questions.examples[0].messages is None:
+        raise UserError(
+            f"data.questions: {path} holds raw text; give questions with their answers "
+            "(prompt/response, alpaca instruction/output or chat messages)"
+        )
+    limit = recipe.generation.max_examples
+    return questions.examples[:limit] if limit else questions.examples
+
+
+def training_documents(split: LMSplit) -> list[Document]:
+    """A domain run's training texts as the knowledge source of its RAG contenders."""
+    names = document_names(split)
+    return [Document(name, ex.text or "") for name, ex in zip(names, split.examples, strict=True)]
 
 
 def _prompt_text(messages: list[dict[str, str]]) -> str:

@@ -3,7 +3,6 @@ loss, perplexity and generated answers, answer prompts, export."""
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -12,7 +11,14 @@ import torch
 from rich.console import Console
 from transformers import AutoModelForCausalLM
 
-from tunesmith.data.causal import LMSplit, LMSplits, load_causal_lm, load_lm_file, read_prompts
+from tunesmith.data.causal import (
+    LMExample,
+    LMSplit,
+    LMSplits,
+    load_causal_lm,
+    load_lm_file,
+    read_prompts,
+)
 from tunesmith.data.quality import KindChecks, QualityReport, run_checks, tokenizer_counter
 from tunesmith.data.quality.items import CheckData
 from tunesmith.errors import UserError
@@ -92,10 +98,10 @@ def compare_run(run: TrainedRun, data: str | None, compare: list[str]) -> dict:
     with _base_model(run) as base:
         for name in ("base", "few-shot", "rag"):
             if name in compare:
-                runs[name] = _contender(name, task, contenders, base, examples)
+                runs[name] = _contender(name, contenders, base, examples)
     for name in ("fine-tuned", "fine-tuned+rag"):
         if name == "fine-tuned" or name in compare:
-            runs[name] = _contender(name, task, contenders, run.model, examples)
+            runs[name] = _contender(name, contenders, run.model, examples)
     scores, verdict = summarise(runs, references)
     rag = runs.get("rag") or runs.get("fine-tuned+rag")
     result = {"examples": len(examples), "source": splits.test.source, "contenders": scores}
@@ -106,15 +112,10 @@ def compare_run(run: TrainedRun, data: str | None, compare: list[str]) -> dict:
 
 
 def _contender(
-    name: str, task: CausalLMTask, contenders: Contenders, model: torch.nn.Module, examples: list
+    name: str, contenders: Contenders, model: torch.nn.Module, examples: list
 ) -> ContenderRun:
     if name in ("base", "fine-tuned"):
-        prompts = [ex.messages[:-1] for ex in examples]
-        references = [ex.messages[-1]["content"] for ex in examples]
-        tokens = [min(len(ids), task.max_length) for ids in task.encode(prompts)]
-        started = time.perf_counter()
-        answers = task.generate(model, prompts, task.answer_budget(references))
-        return ContenderRun(name, answers, tokens, time.perf_counter() - started)
+        return contenders.answer_plain(name, model, examples)
     return contenders.run(name, model, examples)
 
 
@@ -147,6 +148,31 @@ def predict_run(
     return [
         {"prompt": messages[-1]["content"], "response": answer}
         for messages, answer in zip(prompts, answers, strict=True)
+    ]
+
+
+def answer_with_retrieval(
+    run: TrainedRun, inputs: list[str], max_new_tokens: int | None
+) -> list[dict]:
+    """The tuned model's answers with the run's retrieval (the fine-tuned+rag contender):
+    each prompt led by the passages its question retrieves, which are returned with it."""
+    prompts = read_prompts(inputs, run.recipe.data)
+    splits = load_causal_lm(run.recipe.data, run.recipe.train.seed)  # the training pairs
+    recipe = run.recipe.model_copy(update={"compare": ["fine-tuned+rag"]})
+    task = run_task(run, splits)
+    contenders = Contenders(task, recipe, splits.train.examples)
+    contenders.open(run.folder / RunFolder.RETRIEVAL, Console(stderr=True))
+    unanswered = {"role": "assistant", "content": ""}
+    examples = [LMExample(row=i, messages=[*p, unanswered]) for i, p in enumerate(prompts)]
+    limit = max_new_tokens or recipe.generation.max_new_tokens
+    answered = contenders.run("fine-tuned+rag", run.model, examples, answer_tokens=limit)
+    return [
+        {
+            "prompt": messages[-1]["content"],
+            "response": answer,
+            "passages": [{"source": h.passage.source, "text": h.passage.text} for h in hits],
+        }
+        for messages, answer, hits in zip(prompts, answered.answers, answered.passages, strict=True)
     ]
 
 
