@@ -297,6 +297,18 @@ def test_a_run_scores_every_contender_with_its_cost_and_a_verdict(rag_recipe: di
     assert "Fine-tune or RAG?" in html and metrics["verdict"]["sentence"][:40] in html
 
 
+def compare(run: Path, names: str, *extra: str) -> dict:
+    """`tunesmith eval RUN --compare NAMES --json`, parsed."""
+    import contextlib
+    import io
+
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        assert main(["eval", str(run), "--compare", names, "--json", *extra]) == 0
+    text = printed.getvalue()
+    return json.loads(text[text.index("{") :])
+
+
 def test_eval_compare_reuses_the_runs_index(rag_recipe: dict, capsys) -> None:
     rag_recipe["compare"] = ["base", "rag"]
     train(load_recipe(rag_recipe))
@@ -318,6 +330,11 @@ def test_eval_compare_reuses_the_runs_index(rag_recipe: dict, capsys) -> None:
     assert row["prompt"] == "football goal" and isinstance(row["response"], str)
     assert row["passages"][0]["source"] == "sports.md"  # the question's topic
     assert (run / "retrieval" / "documents" / "manifest.json").read_text() == manifest
+    # another file of questions, which need not name their documents
+    other = run.parent / "other.jsonl"
+    other.write_text(json.dumps({"prompt": "pizza cake", "response": "bake it"}) + "\n")
+    scored = compare(run, "base,rag", "--data", str(other))
+    assert scored["examples"] == 1 and "recall_at_k" not in scored["retrieval"]
     plain = run.parent / "plain.jsonl"
     assert main(["predict", str(run), "football goal", "--no-rag", "--output", str(plain)]) == 0
     assert "passages" not in json.loads(plain.read_text())
@@ -355,6 +372,12 @@ def test_domain_adaptation_is_compared_with_rag_over_its_own_documents(
     rows = [json.loads(line) for line in (run / "generations.jsonl").read_text().splitlines()]
     assert rows[0]["passages"] and "few_shot" not in rows[0]
 
+    # after training: the same questions, the run's index reused
+    result = compare(run, "rag,fine-tuned+rag")
+    assert list(result["contenders"]) == ["rag", "fine-tuned", "fine-tuned+rag"]
+    assert result["retrieval"]["reused"] and result["examples"] == 6
+    assert main(["eval", str(run), "--compare", "few-shot"]) == 2  # no pairs to show
+
 
 def test_questions_that_are_raw_text_are_refused_before_work(
     tiny_llm_recipe: dict, tmp_path: Path
@@ -377,3 +400,14 @@ def test_compare_is_refused_where_the_task_has_no_contenders(tiny_recipe: dict) 
     tiny_recipe["compare"] = ["rag"]
     with pytest.raises(UserError, match="compare: rag do not apply to text-classification"):
         load_recipe(tiny_recipe)
+
+
+def test_long_prompts_are_generated_in_smaller_batches() -> None:
+    from tunesmith.train.batching import sorted_batches
+
+    lengths = [1000, 40, 900, 50, 1000, 60, 45]
+    batches = sorted_batches(lengths, batch_size=4, max_tokens=2048)
+    # longest first; a batch is padded to its first row: 2 x 1,000 fit, 3 x 900 do not
+    assert batches == [[0, 4], [2, 5], [3, 6, 1]]
+    assert sorted_batches(lengths, batch_size=4) == [[0, 4, 2, 5], [3, 6, 1]]
+    assert sorted_batches([5000], batch_size=4, max_tokens=2048) == [[0]]  # one row at least

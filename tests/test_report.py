@@ -304,3 +304,70 @@ def test_classification_verdict_is_unchanged() -> None:
         "Fine-tuning raised macro-F1 from 0.780 (best cheaper option: untuned base model) "
         "to 0.877 (+0.097) on 200 test examples."
     )
+
+
+def _rag_metrics() -> dict[str, Any]:
+    metrics = _lm_metrics()
+    cost = {"prompt_tokens": 40.0, "seconds_per_answer": 0.4, "generated": 60}
+    rag_cost = {"prompt_tokens": 550.0, "seconds_per_answer": 1.7, "generated": 60}
+    metrics["contenders"] = {
+        "base": {"rouge_l": 0.098, "token_f1": 0.107, "exact_match": 0.0, **cost},
+        "rag": {"rouge_l": 0.161, "token_f1": 0.161, "exact_match": 0.0, **rag_cost},
+        "fine-tuned": {"rouge_l": 0.157, "token_f1": 0.154, "exact_match": 0.0, **cost},
+    }
+    metrics["verdict"] = {
+        "metric": "rouge_l",
+        "prompts": 60,
+        "best": "rag",
+        "cheapest_within_noise": "rag",
+        "differences": {
+            "base": {"mean": 0.063, "low": 0.04, "high": 0.09, "within_noise": False},
+            "fine-tuned": {"mean": 0.004, "low": -0.03, "high": 0.043, "within_noise": True},
+        },
+        "sentence": "RAG on the base model scored best <and> is the cheapest.",
+    }
+    metrics["retrieval"] = {
+        "source": "docs/handbook",
+        "documents": 39,
+        "passages": 252,
+        "ranking": "hybrid",
+        "embedder": "builtin:minilm",
+        "top_k": 3,
+        "build_seconds": 7.6,
+        "recall_at_k": 0.867,
+        "recall_questions": 60,
+    }
+    metrics["wall_seconds"] = 532.0
+    metrics["samples"][0]["rag"] = "A permit from the kommun."
+    metrics["samples"][0]["passages"] = [
+        {"source": "bygglov.md", "score": 0.03, "text": "A bygglov is <i>a permit</i>."}
+    ]
+    return metrics
+
+
+def test_causal_lm_report_answers_fine_tune_or_rag(tmp_path: Path) -> None:
+    html = _write_lm_run(tmp_path, _rag_metrics())
+    section = _section(html, "Fine-tune or RAG?")
+    assert "RAG on the base model scored best &lt;and&gt; is the cheapest." in section
+    # the source document's comparison, filled with this run's numbers
+    assert "the model&#39;s weights (460.8 K parameters trained)" in section
+    assert "an index of 252 passages of docs/handbook" in section
+    assert "training run 532 s" in section and "index 7.6 s" in section
+    assert "550 prompt tokens, 1.700 s" in section
+    # every contender with its cost and its gap to the best, with the interval
+    assert section.count('<th scope="row">') >= 3 + 6
+    assert "-0.063 [-0.090, -0.040]" in section
+    assert "(within noise)" in section and ">best<" in section
+    assert "Recall@3" in section and "0.867 on 60 questions" in section
+    # the samples show the RAG answer and the passages it was given, escaped
+    answers = _section(html, "Answers side by side")
+    assert "RAG (base model)" in answers and "A permit from the kommun." in answers
+    assert "Retrieved passages (1)" in answers and "bygglov.md" in answers
+    assert "A bygglov is &lt;i&gt;a permit&lt;/i&gt;." in answers
+    # costs per answer are not score rows of the before/after table
+    before_after = _section(html, "Before / after")
+    assert "Seconds per answer" not in before_after and "Prompt tokens" not in before_after
+
+
+def test_a_run_without_contenders_has_no_rag_section(tmp_path: Path) -> None:
+    assert "Fine-tune or RAG?" not in _write_lm_run(tmp_path, _lm_metrics())

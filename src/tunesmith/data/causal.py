@@ -410,6 +410,8 @@ def _source_cells(
     column = data.source_column
     if column is None:
         return None
+    if column not in frame.columns and not role.startswith("data."):
+        return None  # an extra file (eval --data) need not say which document answers
     if column not in frame.columns:
         raise UserError(
             f"{role}: {path} has no column {column!r} (data.source_column); columns: "

@@ -28,7 +28,20 @@ def length_grouped_batches(
     return [batches[i] for i in rng.permutation(len(batches))]
 
 
-def sorted_batches(lengths: Sequence[int], batch_size: int) -> list[list[int]]:
-    """Evaluation batches: longest first, no shuffling (order does not change the metrics)."""
-    order = np.argsort(-np.asarray(lengths), kind="stable")
-    return [order[i : i + batch_size].tolist() for i in range(0, len(order), batch_size)]
+def sorted_batches(
+    lengths: Sequence[int], batch_size: int, max_tokens: int | None = None
+) -> list[list[int]]:
+    """Evaluation batches: longest first, no shuffling (order does not change the metrics);
+    with `max_tokens`, a batch of long rows holds fewer of them (rows x longest row stays
+    within it, one row at least)."""
+    order = np.argsort(-np.asarray(lengths), kind="stable").tolist()
+    if max_tokens is None:
+        return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
+    batches: list[list[int]] = []
+    for index in order:
+        batch = batches[-1] if batches else None
+        if batch and len(batch) < batch_size and (len(batch) + 1) * lengths[batch[0]] <= max_tokens:
+            batch.append(index)
+        else:
+            batches.append([index])
+    return batches

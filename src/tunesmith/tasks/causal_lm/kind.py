@@ -29,7 +29,7 @@ from tunesmith.models.text import load_tokenizer
 from tunesmith.recipe import Recipe
 from tunesmith.run_folder import RunFolder
 from tunesmith.tasks.causal_lm.contenders import ContenderRun, Contenders, summarise
-from tunesmith.tasks.causal_lm.family import CausalLMFamily
+from tunesmith.tasks.causal_lm.family import CausalLMFamily, read_questions, training_documents
 from tunesmith.tasks.causal_lm.task import CausalLMTask, render
 from tunesmith.tasks.common import placed, save_transformers
 from tunesmith.trained_run import TrainedRun
@@ -81,18 +81,25 @@ def compare_run(run: TrainedRun, data: str | None, compare: list[str]) -> dict:
     """The contenders in `compare` beside the tuned model, on the run's test prompts (or
     `data`), with the run's own retrieval index when it still fits the knowledge source."""
     splits = _scored_splits(run, data)
-    if splits.format == "text":
+    recipe = run.recipe.model_copy(update={"compare": compare})
+    if splits.format == "text" and not recipe.data.questions:
         raise UserError(
             f"--compare: {splits.test.source} is raw text; the contenders answer questions, "
             "so give --data a file of questions with answers"
         )
     train = splits if data is None else load_causal_lm(run.recipe.data, run.recipe.train.seed)
-    recipe = run.recipe.model_copy(update={"compare": compare})
     task = run_task(run, splits)
-    console = Console(stderr=True)
-    contenders = Contenders(task, recipe, train.train.examples)
-    contenders.open(run.folder / RunFolder.RETRIEVAL, console)
-    examples = task.generation_examples("test")
+    own = None
+    if train.format == "text" and not recipe.data.documents:  # a domain run's own texts
+        own = training_documents(train.train)
+    contenders = Contenders(task, recipe, train.train.examples, own)
+    contenders.open(run.folder / RunFolder.RETRIEVAL, Console(stderr=True))
+    if splits.format == "text":
+        examples = read_questions(recipe)
+    else:
+        examples = task.generation_examples("test")
+    if "few-shot" in compare and not contenders.pairs:
+        raise UserError("--compare: few-shot needs question/answer training pairs")
     references = [ex.messages[-1]["content"] for ex in examples]
     runs: dict[str, ContenderRun] = {}
     with _base_model(run) as base:

@@ -44,6 +44,11 @@ class Answers:
 
 IGNORE = -100
 PACKING_MIN_SAVING = 0.15
+GENERATION_BATCH_TOKENS = 8192
+"""Prompt and answer slots of one generation batch: long prompts (RAG, few-shot) go in
+smaller batches. On SmolLM2 (2 cores, bf16), 32 prompts of 1,000 tokens in one batch took
+74 s and 2.8 GB, in four batches of 8 50 s and 1.6 GB; prompts of 40 tokens stay 32 a
+batch."""
 
 
 @dataclass
@@ -360,7 +365,9 @@ class CausalLMTask:
         limit = max_new_tokens or config.max_new_tokens
         encoded = [ids[-(max_prompt_tokens or self.max_length) :] for ids in self.encode(prompts)]
         answers: list[str] = [""] * len(encoded)
-        batches = sorted_batches([len(ids) for ids in encoded], config.batch_size)
+        batches = sorted_batches(
+            [len(ids) + limit for ids in encoded], config.batch_size, GENERATION_BATCH_TOKENS
+        )
         stop, virtual = _stop_ids(self.tokenizer, model), _prefix_tokens(model)
         with lora_merged(model):  # one matrix product per layer while decoding
             for chunk in track(batches, "Generating answers", size=len, unit="answers"):
