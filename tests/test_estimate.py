@@ -141,8 +141,10 @@ def test_dry_run_calibrates(tiny_recipe):
     assert own.memory.peak_mb == pytest.approx(measured["peak_memory_mb"] * RUN_GROWTH)
     warmup = measured["warmup_seconds"] / result.costs.epochs
     assert own.seconds_per_epoch == pytest.approx(measured["seconds_per_epoch"] + warmup)
-    # the analytic model was not off by orders of magnitude (a unit mistake would be)
-    assert 0.5 < result.calibration["memory"] < 2.0
+    # the analytic model was not off by orders of magnitude (a unit mistake would be); its
+    # runtime part is this process's resident memory, which grows with the tests run before
+    # (the dry run is a fresh process), so the bounds are wide
+    assert 0.25 < result.calibration["memory"] < 2.0
     predicted = result.predicted()
     assert predicted["calibrated_by_dry_run"] and predicted["analytic"]["peak_memory_mb"] > 0
 

@@ -352,12 +352,13 @@ def test_causal_lm_report_answers_fine_tune_or_rag(tmp_path: Path) -> None:
     # the source document's comparison, filled with this run's numbers
     assert "the model&#39;s weights (460.8 K parameters trained)" in section
     assert "an index of 252 passages of docs/handbook" in section
-    assert "training run 532 s" in section and "index 7.6 s" in section
+    assert "training 12.3 s" in section and "index 7.6 s" in section
     assert "550 prompt tokens, 1.700 s" in section
     # every contender with its cost and its gap to the best, with the interval
     assert section.count('<th scope="row">') >= 3 + 6
-    assert "-0.063 [-0.090, -0.040]" in section
-    assert "(within noise)" in section and ">best<" in section
+    assert '-0.063<span class="desc">[-0.090, -0.040]</span>' in section
+    assert "[-0.043, +0.030] within noise" in section and ">best<" in section
+    assert section.count("num best") == 2  # ROUGE-L, token F1; exact match is 0 for all
     assert "Recall@3" in section and "0.867 on 60 questions" in section
     # the samples show the RAG answer and the passages it was given, escaped
     answers = _section(html, "Answers side by side")

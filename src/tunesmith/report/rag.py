@@ -49,10 +49,12 @@ def rag_section(metrics: dict[str, Any]) -> dict[str, Any] | None:
 def _one_off(metrics: dict[str, Any], name: str, retrieval: dict[str, Any]) -> str:
     """What a contender costs before its first answer."""
     index = retrieval.get("build_seconds")
-    train = metrics.get("wall_seconds") or metrics.get("train_seconds")
+    # the training phase with its evaluations (not the whole command, which also scored
+    # every contender), else the training steps alone
+    train = _mapping(metrics.get("phase_seconds")).get("training") or metrics.get("train_seconds")
     parts = []
     if name in ("fine-tuned", "fine-tuned+rag") and fmt.is_number(train):
-        parts.append(f"training run {fmt.quantity(train)} s")
+        parts.append(f"training {fmt.quantity(train)} s")
     if name in ("rag", "few-shot", "fine-tuned+rag") and fmt.is_number(index):
         parts.append(f"index {fmt.quantity(index)} s")
     return " + ".join(parts) or "none"
@@ -64,22 +66,18 @@ def contender_rows(
     best = verdict.get("best")
     differences = _mapping(verdict.get("differences"))
     retrieval = _mapping(metrics.get("retrieval"))
-    top = {
-        key: max((_mapping(c).get(key, -1) for c in contenders.values()), default=None)
-        for key, _ in SCORES
-    }
+    top = {key: _top(contenders, key) for key, _ in SCORES}
     rows = []
     for name, scores in contenders.items():
         scores = _mapping(scores)
         gap = _mapping(differences.get(name))
+        interval = ""
         if name == best:
             versus = "best"
         elif gap:
-            noise = " (within noise)" if gap.get("within_noise") else ""
-            versus = (
-                f"{fmt.signed(-gap['mean'])} [{fmt.signed(-gap['high'])}, "
-                f"{fmt.signed(-gap['low'])}]{noise}"
-            )
+            versus = fmt.signed(-gap["mean"])
+            interval = f"[{fmt.signed(-gap['high'])}, {fmt.signed(-gap['low'])}]"
+            interval += " within noise" if gap.get("within_noise") else ""
         else:
             versus = fmt.MISSING
         rows.append(
@@ -97,10 +95,19 @@ def contender_rows(
                 "seconds": fmt.number(scores.get("seconds_per_answer")),
                 "one_off": _one_off(metrics, name, retrieval),
                 "versus": versus,
+                "interval": interval,
                 "is_best": name == best,
             }
         )
     return rows
+
+
+def _top(contenders: dict[str, Any], key: str) -> float | None:
+    """The best value of a score, None when every contender has the same (nothing stands
+    out: all 0 exact matches are no one's win)."""
+    values = [_mapping(c).get(key) for c in contenders.values()]
+    values = [v for v in values if fmt.is_number(v)]
+    return max(values) if values and len(set(values)) > 1 else None
 
 
 def comparison_table(
