@@ -167,32 +167,33 @@ Unit = tuple[str, int]
 
 
 def _units(text: str, size: int, overlap: int) -> list[Unit]:
-    """The text as pieces of at most `size` words: paragraphs, else their sentences, else
-    windows of words (which overlap by `overlap` words)."""
-    units: list[Unit] = []
-    for number, paragraph in enumerate(_PARAGRAPH.split(text)):
-        paragraph = paragraph.strip()
-        if not paragraph:
-            continue
-        if word_count(paragraph) <= size:
-            units.append((paragraph, number))
-            continue
-        for sentence in _SENTENCE_END.split(paragraph):
-            sentence = sentence.strip()
-            if not sentence:
-                continue
-            if word_count(sentence) <= size:
-                units.append((sentence, number))
-                continue
-            spans = [m.span() for m in _WORD.finditer(sentence)]
-            start = 0
-            while True:
-                window = spans[start : start + size]
-                units.append((sentence[window[0][0] : window[-1][1]], number))
-                if start + size >= len(spans):
-                    break
-                start += size - overlap
-    return units
+    """The text as pieces of at most `size` words, each with its paragraph's number."""
+    return [
+        (piece, number)
+        for number, paragraph in enumerate(_PARAGRAPH.split(text))
+        for piece in _pieces(paragraph, size, overlap)
+    ]
+
+
+def _pieces(text: str, size: int, overlap: int) -> list[str]:
+    """`text` whole when it fits, else its sentences (each cut the same way), else windows
+    of words that overlap by `overlap` words."""
+    text = text.strip()
+    if not text:
+        return []
+    if word_count(text) <= size:
+        return [text]
+    sentences = [part for part in _SENTENCE_END.split(text) if part.strip()]
+    if len(sentences) > 1:
+        return [piece for sentence in sentences for piece in _pieces(sentence, size, overlap)]
+    spans = [m.span() for m in _WORD.finditer(text)]
+    windows, start = [], 0
+    while True:
+        window = spans[start : start + size]
+        windows.append(text[window[0][0] : window[-1][1]])
+        if start + size >= len(spans):
+            return windows
+        start += size - overlap
 
 
 def _pack(units: list[Unit], size: int, overlap: int) -> list[str]:
