@@ -152,7 +152,7 @@ def read_prompts(inputs: list[str], data: DataConfig) -> list[list[Message]]:
         path = Path(item)
         if len(item) < 4096 and path.is_file():
             if path.suffix.lower() == ".txt":
-                lines = _read_utf8(path, "predict").splitlines()
+                lines = read_utf8(path, "predict").splitlines()
                 prompts.extend(
                     _with_system([{"role": "user", "content": line.strip()}], data)
                     for line in lines
@@ -182,17 +182,17 @@ def document_names(split: LMSplit) -> list[str]:
     return [f"{folder.name} row {ex.row}" for ex in split.examples]
 
 
-def list_documents(folder: str | Path) -> list[Path]:
-    """The documents a text folder holds: .txt/.md/.markdown/.html/.htm files at any depth,
-    hidden files and folders skipped, sorted by relative path (an example's `row` indexes
-    this list)."""
+def list_documents(folder: str | Path, suffixes: tuple[str, ...] = DOCUMENT_SUFFIXES) -> list[Path]:
+    """The documents a text folder holds: files with one of `suffixes` (default
+    .txt/.md/.markdown/.html/.htm) at any depth, hidden files and folders skipped, sorted by
+    relative path (an example's `row` indexes this list)."""
     folder = Path(folder)
     found = []
     for path in folder.rglob("*"):
         relative = path.relative_to(folder)
         if any(part.startswith(".") for part in relative.parts):
             continue
-        if path.is_file() and path.suffix.lower() in DOCUMENT_SUFFIXES:
+        if path.is_file() and path.suffix.lower() in suffixes:
             found.append(path)
     return sorted(found, key=lambda p: p.relative_to(folder).as_posix())
 
@@ -238,7 +238,7 @@ def _read_documents(folder: Path, role: str) -> list[LMExample]:
     examples = []
     for row, path in enumerate(paths):
         try:
-            raw = _read_utf8(path, role)
+            raw = read_utf8(path, role)
         except UserError as error:
             raise UserError(f"{error}; or remove it from the folder") from None
         text = html_to_text(raw) if path.suffix.lower() in (".html", ".htm") else raw
@@ -250,7 +250,7 @@ def _read_documents(folder: Path, role: str) -> list[LMExample]:
     return examples
 
 
-def _read_utf8(path: Path, role: str) -> str:
+def read_utf8(path: Path, role: str) -> str:
     """A text file's content; not UTF-8 is a UserError naming the line of the first bad byte
     and how to save the file as UTF-8 (a replacement character would train on garbage)."""
     try:

@@ -21,7 +21,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from tunesmith.data.causal import html_to_text
+from tunesmith.data.causal import html_to_text, list_documents, read_utf8
 from tunesmith.errors import UserError
 
 DOCUMENT_SUFFIXES = (".txt", ".md", ".markdown", ".html", ".htm", ".pdf", ".jsonl")
@@ -54,13 +54,7 @@ def read_documents(path: str | Path, role: str = "data.documents") -> list[Docum
     if not path.exists():
         raise UserError(f"{role}: {path} does not exist; give a folder or a file of documents")
     if path.is_dir():
-        files = [
-            p
-            for p in sorted(path.rglob("*"), key=lambda p: p.relative_to(path).as_posix())
-            if p.is_file()
-            and p.suffix.lower() in DOCUMENT_SUFFIXES
-            and not any(part.startswith(".") for part in p.relative_to(path).parts)
-        ]
+        files = list_documents(path, DOCUMENT_SUFFIXES)
         if not files:
             raise UserError(
                 f"{role}: the folder {path} holds no documents ({', '.join(DOCUMENT_SUFFIXES)} "
@@ -98,12 +92,9 @@ def _read_file(file: Path, name: str, role: str) -> list[Document]:
 
 def _utf8(file: Path, role: str) -> str:
     try:
-        return file.read_text(encoding="utf-8-sig")
-    except UnicodeDecodeError as error:
-        raise UserError(
-            f"{role}: {file} is not UTF-8 text (byte {error.start}: {error.reason}); save it "
-            "as UTF-8, or remove it from the knowledge source"
-        ) from None
+        return read_utf8(file, role)
+    except UserError as error:
+        raise UserError(f"{error}; or remove it from the knowledge source") from None
 
 
 def _pdf_text(file: Path, role: str) -> str:
