@@ -8,9 +8,11 @@ import json
 import math
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
+from contextlib import closing
 from pathlib import Path
 
 import optuna
@@ -66,6 +68,22 @@ def read_trials(folder: Path) -> list[dict]:
 def study_of(folder: Path) -> optuna.Study:
     name = f"tunesmith-{folder.name}"
     return optuna.load_study(study_name=name, storage=f"sqlite:///{folder / 'study.db'}")
+
+
+def running_trials(database: Path) -> list[int]:
+    """Numbers of the study's running trials that have reported an evaluation (so have drawn
+    all their values), read without optuna (empty while the study is being made)."""
+    if not database.is_file():
+        return []
+    try:
+        with closing(sqlite3.connect(f"file:{database}?mode=ro", uri=True, timeout=1)) as db:
+            rows = db.execute(
+                "SELECT number FROM trials WHERE state = 'RUNNING' AND trial_id IN "
+                "(SELECT trial_id FROM trial_intermediate_values) ORDER BY number"
+            )
+            return [number for (number,) in rows]
+    except sqlite3.Error:  # the tables are being created
+        return []
 
 
 # --- the space -----------------------------------------------------------------------------
@@ -470,20 +488,13 @@ def test_a_killed_search_resumes_and_finishes_its_trials(search_recipe, tmp_path
         stderr=subprocess.DEVNULL,
     )
     killed_in = None
-    try:
+    try:  # polled with sqlite3 itself: loading the study each time is too slow to catch a trial
         while process.poll() is None and killed_in is None:
-            time.sleep(0.2)
-            if not (folder / "study.db").is_file():
-                continue
-            try:
-                trials = study_of(folder).get_trials()
-            except Exception:  # the study is being created
-                continue
-            done = [t for t in trials if t.state == optuna.trial.TrialState.COMPLETE]
-            running = [t for t in trials if t.state == optuna.trial.TrialState.RUNNING]
-            if done and running and running[0].number >= 1:
+            time.sleep(0.02)
+            running = running_trials(folder / "study.db")
+            if running and running[0] >= 1:  # one worker: trial 0 has finished
                 process.send_signal(signal.SIGKILL)
-                killed_in = running[0].number
+                killed_in = running[0]
     finally:
         process.kill()
         process.wait()
