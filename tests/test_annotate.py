@@ -26,7 +26,6 @@ from fastapi.testclient import TestClient
 
 from tunesmith.annotate.agreement import agreement, cohen_kappa, krippendorff_alpha_nominal
 from tunesmith.annotate.app import create_app
-from tunesmith.annotate.command import bind, make_server
 from tunesmith.annotate.dataset import load_data
 from tunesmith.annotate.export import final_labels
 from tunesmith.annotate.session import open_session
@@ -35,6 +34,7 @@ from tunesmith.annotate.suspects import load_suspects
 from tunesmith.cli import main
 from tunesmith.data.images import _read_folder
 from tunesmith.errors import UserError
+from tunesmith.local_server.listener import bind, make_server
 
 from .conftest import make_image_folder
 

@@ -20,11 +20,12 @@ from fastapi.testclient import TestClient
 from rich.console import Console
 
 from tunesmith.annotate.app import create_app
-from tunesmith.annotate.command import _describe, bind, make_server
-from tunesmith.annotate.guard import allowed_hosts
+from tunesmith.annotate.command import _describe
 from tunesmith.annotate.session import AnnotationSession, open_session
 from tunesmith.cli import main
 from tunesmith.errors import UserError
+from tunesmith.local_server.guard import allowed_hosts
+from tunesmith.local_server.listener import bind, make_server
 
 from .test_annotate import ROWS, write_quality
 

@@ -28,6 +28,15 @@ from rich.text import Text
 Item = TypeVar("Item")
 
 _SHOWN: list[Progress] = []
+_SILENT: list[bool] = []
+
+
+def silence() -> None:
+    """No bars from here on in this process: a server answers requests for hours, and a bar
+    per batch would flood its log (it reports per request instead)."""
+    _SILENT.append(True)
+
+
 """The bars on screen now, innermost last."""
 
 
@@ -67,6 +76,9 @@ def columns() -> tuple:
 def phase(description: str, console: Console | None = None) -> Iterator[None]:
     """A line with a pulsing bar and the time spent while a phase of a command runs (the
     data check, scoring the base model); the loops inside it add their bars under it."""
+    if _SILENT:
+        yield
+        return
     if _SHOWN:
         task = _SHOWN[-1].add_task(description, total=None, unit="", info="")
         try:
@@ -100,6 +112,9 @@ def track(
 ) -> Iterator[Item]:
     """Yield `items` while a bar titled `description` counts `size(item)` of `unit` each
     (e.g. the rows of each batch)."""
+    if _SILENT:
+        yield from items
+        return
     total = sum(size(item) for item in items)
     if _SHOWN:
         yield from _counted(_SHOWN[-1], items, description, size, unit, total)

@@ -11,9 +11,9 @@ from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel
 
 from tunesmith.annotate.export import FORMATS
-from tunesmith.annotate.guard import AllowedHosts, HostGuard, loopback_hosts
 from tunesmith.annotate.session import QUEUES, AnnotationSession
 from tunesmith.errors import UserError
+from tunesmith.local_server.guard import AllowedHosts, HostGuard, loopback_hosts
 
 STATIC = Path(__file__).parent / "static"
 

@@ -2,21 +2,18 @@
 
 from __future__ import annotations
 
-import errno
-import ipaddress
 import socket
 from pathlib import Path
 
-import uvicorn
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
 from tunesmith.annotate.agreement import Agreement
 from tunesmith.annotate.app import create_app
-from tunesmith.annotate.guard import allowed_hosts
 from tunesmith.annotate.session import AnnotationSession, open_session
-from tunesmith.errors import UserError
+from tunesmith.local_server.guard import allowed_hosts
+from tunesmith.local_server.listener import bind, check_port, is_loopback, make_server, url
 
 
 def run_annotate(
@@ -72,7 +69,7 @@ def serve(session: AnnotationSession, host: str, listener: socket.socket, consol
     """Serve the page on a socket from `bind` until Ctrl-C; the socket is closed after."""
     try:  # from here on, Ctrl-C (even before uvicorn takes over the signal) ends cleanly
         _describe(session, console)
-        if not _is_loopback(host):
+        if not is_loopback(host):
             say(console, f"Listening on {host}: anyone who can reach it can read and annotate")
         bound = listener.getsockname()[1]
         say(console, f"Open {url(host, bound)}  (Ctrl-C to stop)")
@@ -84,56 +81,9 @@ def serve(session: AnnotationSession, host: str, listener: socket.socket, consol
     say(console, f"Stopped; every decision is saved in {session.store.path}")
 
 
-def bind(host: str, port: int) -> socket.socket:
-    """A listening socket on host:port (port 0: any free one), so a port in use is a clear
-    error before the server starts, no other program can take it in between, and a browser
-    opened at once waits for the server instead of being refused."""
-    check_port(port)
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    listener = socket.socket(family, socket.SOCK_STREAM)
-    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn does
-    try:
-        listener.bind((host, port))
-    except socket.gaierror:
-        listener.close()
-        raise UserError(f"--host {host}: not an address of this machine; use 127.0.0.1") from None
-    except OSError as error:
-        listener.close()
-        if error.errno == errno.EADDRNOTAVAIL:
-            raise UserError(
-                f"--host {host}: not an address of this machine; use 127.0.0.1, or an address "
-                "of this machine's network interfaces"
-            ) from None
-        why = "in use by another program" if error.errno == errno.EADDRINUSE else error.strerror
-        raise UserError(
-            f"--port {port}: cannot listen on {host}:{port} ({why}); choose another port, "
-            f"e.g. --port {_free_port(host)}"
-        ) from None
-    listener.listen()
-    return listener
-
-
-def check_port(port: int) -> None:
-    """A port out of range is the user's typo, not an OverflowError deep in `socket.bind`."""
-    if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535:
-        raise UserError(f"--port {port}: a port is a number from 0 to 65535 (0: any free port)")
-
-
 def say(console: Console, message: str) -> None:
     """Print `message` as it is: paths, labels and names may hold [markup] or :emoji: codes."""
     console.print(Text(message))
-
-
-def make_server(app) -> uvicorn.Server:
-    """A quiet uvicorn server (no access log); `run(sockets=[bind(...)])` serves until Ctrl-C."""
-    return uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False))
-
-
-def url(host: str, port: int) -> str:
-    shown = "127.0.0.1" if host in ("0.0.0.0", "") else host
-    if ":" in shown:
-        shown = "[::1]" if shown == "::" else f"[{shown}]"
-    return f"http://{shown}:{port}/"
 
 
 def print_agreement(result: Agreement, console: Console) -> None:
@@ -164,23 +114,6 @@ def _describe(session: AnnotationSession, console: Console) -> None:
         f"{progress['to_label']['total']} to label, {len(session.suspects)} suspected label "
         f"error(s); labels {', '.join(session.labels)}; decisions in {session.store.path}",
     )
-
-
-def _is_loopback(host: str) -> bool:
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return host == "localhost"
-
-
-def _free_port(host: str) -> int:
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    try:
-        with socket.socket(family, socket.SOCK_STREAM) as probe:
-            probe.bind((host, 0))
-            return probe.getsockname()[1]
-    except OSError:
-        return 8766
 
 
 def _number(value: float | None) -> str:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ipaddress
 import socket
+from collections.abc import Callable
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
@@ -83,20 +84,34 @@ def normal_name(name: str) -> str:
         return name
 
 
-class HostGuard:
-    """ASGI middleware: 403 with a JSON `detail` for a foreign Host, or a foreign Origin on a
-    request that changes something; everything else goes on to the app."""
+def detail_body(message: str) -> dict:
+    """FastAPI's own error shape: {"detail": message}."""
+    return {"detail": message}
 
-    def __init__(self, app: ASGIApp, allowed: AllowedHosts) -> None:
+
+class HostGuard:
+    """ASGI middleware: 403 with a JSON body (`body(message)`: FastAPI's `detail` by
+    default) for a foreign Host, or a foreign Origin on a request that changes something;
+    everything else goes on to the app."""
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        allowed: AllowedHosts,
+        body: Callable[[str], dict] = detail_body,
+        advice: str = "open the address that `tunesmith annotate` printed",
+    ) -> None:
         self.app = app
         self.allowed = allowed
+        self.body = body
+        self.advice = advice
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         refusal = self.refusal(scope) if scope["type"] == "http" else None
         if refusal is None:
             await self.app(scope, receive, send)
             return
-        await JSONResponse({"detail": refusal}, status_code=403)(scope, receive, send)
+        await JSONResponse(self.body(refusal), status_code=403)(scope, receive, send)
 
     def refusal(self, scope: Scope) -> str | None:
         """Why the request is refused, or None."""
@@ -105,13 +120,16 @@ class HostGuard:
         if len(hosts) != 1 or not self.allowed.allows_host(hosts[0]):
             return (
                 f"Host {', '.join(hosts)!r} is not an address of this server "
-                f"({self.allowed.shown()}); open the address that `tunesmith annotate` printed"
+                f"({self.allowed.shown()}); {self.advice}"
             )
         if scope["method"] in SAFE_METHODS:
             return None
         for origin in headers.getlist("origin"):
             if not self.allowed.allows_origin(origin):
-                return f"Origin {origin!r} is another site; changes come only from this page"
+                return (
+                    f"Origin {origin!r} is another site; only this server's own pages may "
+                    "send it requests that change something"
+                )
         return None
 
 

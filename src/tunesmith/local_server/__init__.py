@@ -1,0 +1,1 @@
+"""What the local web servers (`annotate`, `serve`) share: binding and the Host guard."""

@@ -1,0 +1,1 @@
+"""`tunesmith serve`: a finished run behind an OpenAI-compatible HTTP API."""
