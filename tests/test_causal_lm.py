@@ -160,7 +160,9 @@ def test_export_merges_the_adapter_with_the_same_logits(trained_llm: Path, tmp_p
     from peft import PeftModel
 
     exported = tmp_path / "exported"
-    assert main(["export", str(trained_llm), "--output", str(exported)]) == 2  # needs --merge
+    adapter_only = tmp_path / "adapter-only"  # without --merge: the adapter, PEFT format
+    assert main(["export", str(trained_llm), "--output", str(adapter_only)]) == 0
+    assert (adapter_only / "adapter_config.json").is_file()
     assert main(["export", str(trained_llm), "--merge", "--output", str(exported)]) == 0
     recipe = load_recipe(trained_llm / "recipe.yaml")
     base = AutoModelForCausalLM.from_pretrained(recipe.model).eval()

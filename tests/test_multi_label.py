@@ -317,3 +317,19 @@ def test_data_check_reports_label_sets_and_refuses_leakage(bow_model_dir, tmp_pa
     summary = json.loads((out / "quality.json").read_text())["summary"]
     assert summary["label_counts"]["rare"] == 1
     assert 1.5 < summary["label_cardinality"]["train"]["mean_labels_per_row"] < 2.5
+
+
+def test_serve_classifies_with_the_runs_thresholds(runs):
+    """/v1/classify gives each text the labels `predict` gives it (the tuned thresholds)."""
+    import httpx2 as httpx
+
+    from tunesmith.inference import predict_run
+
+    from .test_serve import serving
+
+    texts = [row["text"] for row in multi_label_rows(8, seed=5)]
+    expected = predict_run(runs["lora"], texts)
+    with serving(runs["lora"]) as url:
+        answer = httpx.post(f"{url}/v1/classify", json={"input": texts}).json()
+    assert [row["labels"] for row in answer["data"]] == [row["labels"] for row in expected]
+    assert any(row["labels"] for row in expected)

@@ -210,6 +210,13 @@ def train_yaml(text: str) -> Callable[[Context], list[str]]:
     return setup
 
 
+def tracking_store_not_sqlite(ctx: Context) -> list[str]:
+    """`tracking.uri` naming a user's file that is not an MLflow store: it is left alone."""
+    notes = ctx.tmp / "notes.db"
+    notes.write_text("my notes\n")
+    return train_recipe(tracking={"backend": "mlflow", "uri": f"sqlite:///{notes}"})(ctx)
+
+
 def resume_without_checkpoint(ctx: Context) -> list[str]:
     run = ctx.copy_run()
     shutil.rmtree(run / "checkpoints")
@@ -415,6 +422,23 @@ def tune_with_a_bad_key(ctx: Context) -> list[str]:
     return ["tune", str(ctx.recipe(tune={"train.learnin_rate": [1e-3]})), "--trials", "1"]
 
 
+def compare_with_damaged_run(ctx: Context) -> list[str]:
+    run = ctx.copy_run()
+    (run / "metrics.json").unlink()
+    return ["compare", str(ctx.run), str(run)]
+
+
+def compare_output_exists(ctx: Context) -> list[str]:
+    output = ctx.tmp / "compare.html"
+    output.write_text("notes of mine")
+    return ["compare", str(ctx.run), str(ctx.copy_run()), "--output", str(output)]
+
+
+def compare_output_in_a_run(ctx: Context) -> list[str]:
+    copy = ctx.copy_run()
+    return ["compare", str(ctx.run), str(copy), "--output", str(copy / "compare.html")]
+
+
 def tune_into_the_data_folder(ctx: Context) -> list[str]:
     folder = ctx.tmp / "data"
     folder.mkdir()
@@ -480,6 +504,17 @@ CASES = [
          says="data.documents"),
     Case("recipe-chunk-overlap-too-big", train_with_set("retrieval.chunk_overlap=500"),
          says="chunk_overlap"),
+    Case("recipe-tracking-typo", train_with_set("tracking=mlfow"), says="did you mean 'mlflow'",
+         leaves=("new-run",)),
+    Case("tracking-server-unreachable",
+         train_with_set("tracking={backend: mlflow, uri: http://127.0.0.1:9}"),
+         says="no MLflow tracking server answers", leaves=("new-run",)),
+    Case("tracking-store-not-sqlite", tracking_store_not_sqlite, says="not an SQLite database",
+         leaves=("new-run",)),
+    Case("tracking-uri-without-backend",
+         plain("train", "{recipe}", "--output", "{tmp}/new-run", "--tracking-uri",
+               "sqlite:///{tmp}/m.db"),
+         says="tracking is none", leaves=("new-run", "m.db")),
     Case("eval-compare-on-a-classifier", plain("eval", "{run}", "--compare", "rag"),
          says="not a contender"),
     Case("predict-rag-on-a-classifier", plain("predict", "{run}", "hello", "--rag"),
@@ -562,8 +597,6 @@ CASES = [
     Case("export-into-nonempty", export_into_nonempty, says="not empty"),
     Case("export-into-run", plain("export", "{run}", "--output", "{run}/export", "--merge"),
          says="inside the run folder"),
-    Case("export-without-merge", plain("export", "{run}", "--output", "{tmp}/exported"),
-         says="--merge", leaves=("exported",)),
     Case("export-damaged-run",
          on_damaged_run("export", truncate("adapter/adapter_model.safetensors"),
                         "--output", "{tmp}/exported", "--merge"),
@@ -587,6 +620,15 @@ CASES = [
     Case("tune-bad-space-key", tune_with_a_bad_key, says="tune.train.learnin_rate",
          leaves=("tunes",)),
     Case("tune-into-the-data-folder", tune_into_the_data_folder, says="input"),
+    # compare: finished run folders, each once; its page never replaces a file unasked
+    Case("compare-one-run", plain("compare", "{run}"), says="two or more"),
+    Case("compare-missing-folder", plain("compare", "{run}", "{tmp}/no-run"),
+         says="no such folder"),
+    Case("compare-the-same-run-twice", plain("compare", "{run}", "{run}/../run"),
+         says="named twice"),
+    Case("compare-unfinished-run", compare_with_damaged_run, says="metrics.json"),
+    Case("compare-output-exists", compare_output_exists, says="--force"),
+    Case("compare-output-in-a-run", compare_output_in_a_run, says="input"),
     # the command line itself
     Case("unknown-command", plain("trian", "{recipe}"), says=""),
     Case("unknown-option", plain("train", "{recipe}", "--epochs", "3"), says=""),

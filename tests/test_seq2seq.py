@@ -472,7 +472,9 @@ def test_a_run_predicts_evaluates_and_exports_the_same_text(
     assert scores["examples"] == 30 and {"rouge_l", "exact_match", "perplexity"} <= set(scores)
 
     exported = tmp_path / "exported"
-    assert main(["export", str(lora_run), "--output", str(exported)]) == 2  # needs --merge
+    adapter_only = tmp_path / "adapter-only"  # without --merge: the adapter, PEFT format
+    assert main(["export", str(lora_run), "--output", str(adapter_only)]) == 0
+    assert (adapter_only / "adapter_config.json").is_file()
     assert main(["export", str(lora_run), "--merge", "--output", str(exported)]) == 0
     model = AutoModelForSeq2SeqLM.from_pretrained(exported).eval()
     tokenizer = AutoTokenizer.from_pretrained(exported)

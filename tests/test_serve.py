@@ -353,3 +353,46 @@ def test_serve_refuses_before_loading(tmp_path, capsys):
     assert "missing" in capsys.readouterr().err
     assert main(["serve", str(tmp_path), "--port", "70000"]) == 2
     assert main(["serve", str(tmp_path), "--max-batch", "8", "--max-queue", "2"]) == 2
+
+
+def test_a_seq2seq_run_answers_chat_and_completions(tmp_path_factory):
+    """The encoder reads the last user message (or the prompt); answers as predict's."""
+    from .test_seq2seq import build_t5, make_pairs
+
+    folder = tmp_path_factory.mktemp("serve-t5")
+    data = folder / "pairs.jsonl"
+    pd.DataFrame(make_pairs(150)).to_json(data, orient="records", lines=True)
+    recipe = {
+        "task": "seq2seq",
+        "model": str(build_t5(folder / "t5")),
+        "data": {"train": str(data)},
+        "method": {"name": "full"},
+        "preprocess": {"max_length": 32},
+        "train": {
+            "epochs": 8,
+            "batch_size": 16,
+            "learning_rate": 1e-2,
+            "precision": "fp32",
+            "early_stopping": None,
+        },
+        "generation": {"max_examples": 4, "samples": 1, "max_new_tokens": 6},
+    }
+    run = train(folder, recipe)
+    source = "red green blue"
+    expected = predict_run(run, [source])[0]["response"]
+    with serving(run) as url:
+        api = client(url)
+        chat = api.chat.completions.create(
+            model=run.name,
+            messages=[
+                {"role": "system", "content": "ignored"},
+                {"role": "user", "content": source},
+            ],
+        )
+        text = api.completions.create(model=run.name, prompt=source)
+        streamed = api.completions.create(model=run.name, prompt=source, stream=True)
+        pieces = "".join(chunk.choices[0].text for chunk in streamed if chunk.choices)
+        with pytest.raises(openai.BadRequestError, match="max_length"):
+            api.completions.create(model=run.name, prompt="red " * 100)
+    assert expected and chat.choices[0].message.content == expected
+    assert text.choices[0].text == expected == pieces

@@ -26,6 +26,37 @@ app = typer.Typer(
 )
 
 
+def package_version() -> str:
+    """The installed distribution's version (what pip reports); the source tree's when
+    tunesmith runs without being installed."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("tunesmith")
+    except PackageNotFoundError:
+        from tunesmith.version import __version__
+
+        return __version__
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        print(f"tunesmith {package_version()}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_print_version, is_eager=True, help="Print the version and exit"
+        ),
+    ] = False,
+) -> None:
+    pass
+
+
 def demo(
     output: Annotated[
         str | None, typer.Option(help="Run folder (default: a new runs/demo, runs/demo-2, ...)")
@@ -59,6 +90,13 @@ def train(
             min=1,
         ),
     ] = 1,
+    tracking_uri: Annotated[
+        str | None,
+        typer.Option(
+            help="Where the recipe's `tracking` records the run: an MLflow tracking URI "
+            "(http://host:5000, sqlite:///mlflow.db) or a TensorBoard log folder"
+        ),
+    ] = None,
 ) -> None:
     """Train with validation and early stopping, test, compare with cheaper options, report."""
     from tunesmith.recipe import load_recipe
@@ -67,19 +105,25 @@ def train(
 
     loaded = load_recipe(recipe, set_ or [])
     if nproc > 1 and "WORLD_SIZE" not in os.environ:
+        from tunesmith.tracking import plan_tracking
         from tunesmith.train.device import resolve_device
         from tunesmith.train.distributed import launch_local
 
         # the checks that need no data: a mistake stops here, before any process starts
         prepare_output(loaded, Path(output or loaded.output_dir or "runs/run"), resume, overwrite)
+        plan_tracking(loaded.tracking, tracking_uri)
         argv = ["train", str(recipe), "--nproc", str(nproc)]
         argv += [arg for item in set_ or [] for arg in ("--set", item)]
         argv += ["--output", output] if output else []
         argv += ["--resume"] if resume else []
         argv += ["--overwrite"] if overwrite else []
+        argv += ["--tracking-uri", tracking_uri] if tracking_uri else []
         code = launch_local(nproc, argv, resolve_device(loaded.train.device).type)
         raise typer.Exit(code)
-    run_train(loaded, output_dir=output, resume=resume, overwrite=overwrite, console=console)
+    run_train(
+        loaded, output_dir=output, resume=resume, overwrite=overwrite, console=console,
+        tracking_uri=tracking_uri,
+    )  # fmt: skip
 
 
 def data_check(
@@ -329,19 +373,67 @@ def _write_predictions(predictions: list[dict], output: Path) -> None:
 
 def export(
     run_dir: Annotated[Path, typer.Argument(help="A run folder written by `tunesmith train`")],
-    output: Annotated[Path, typer.Option(help="New folder for the standalone model")],
+    output: Annotated[Path, typer.Option(help="New folder for the exported model")],
     merge: Annotated[
-        bool, typer.Option(help="Fold a LoRA/DoRA/IA3 adapter into the base weights")
+        bool,
+        typer.Option(
+            help="Fold a LoRA/DoRA/IA3 adapter into the base weights: a standalone model "
+            "(image adapters need it); without it an adapter run exports its adapter"
+        ),
     ] = False,
 ) -> None:
-    """A standalone transformers model folder (adapter merged, tokenizer and chat template)."""
+    """A model folder that loads without tunesmith, with a README.md model card (base model,
+    method, data, scores, preprocessing, the loading lines). A run that saved a whole model,
+    or --merge: a standalone transformers model (tokenizer and chat template, or the image
+    processor). An adapter run without --merge: the adapter in PEFT format naming its base
+    model by Hub id (built-ins too), with the tokenizer."""
     from tunesmith.export import export_run
 
     folder = export_run(run_dir, output, merge)
     console.print(
-        f"Exported to {folder}: load it with transformers' from_pretrained({str(folder)!r})",
+        f"Exported to {folder}: {folder / 'README.md'} shows how to load it without tunesmith",
         markup=False,
     )
+
+
+def serve(
+    run_dir: Annotated[Path, typer.Argument(help="A run folder written by `tunesmith train`")],
+    host: Annotated[
+        str, typer.Option(help="Address to listen on (default: this machine only)")
+    ] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port (0: any free port)")] = 8000,
+    api_key: Annotated[
+        str | None,
+        typer.Option(help="Bearer key every request must carry (default: $TUNESMITH_API_KEY)"),
+    ] = None,
+    timeout: Annotated[
+        float, typer.Option(help="Seconds a request may wait and run before a 408", min=1)
+    ] = 120.0,
+    max_batch: Annotated[
+        int, typer.Option(help="Most answers (or inputs) in one model call", min=1)
+    ] = 8,
+    max_queue: Annotated[
+        int, typer.Option(help="Most rows waiting; more get 429 with Retry-After", min=1)
+    ] = 64,
+    max_body_kb: Annotated[
+        int, typer.Option(help="Largest request body in KiB; larger get 413", min=1)
+    ] = 1024,
+    rag: Annotated[
+        bool | None,
+        typer.Option(
+            "--rag/--no-rag",
+            help="LLM runs: lead each question with passages from the run's retrieval index "
+            "(default: when the run's verdict chose the fine-tuned model with RAG)",
+        ),
+    ] = None,
+) -> None:
+    """HTTP API: OpenAI-compatible chat/completions for LLM and seq2seq runs, /v1/classify
+    for classifiers; /health and Prometheus /metrics. Dynamic batching, bounded queue."""
+    from tunesmith.serve.app import ServeOptions
+    from tunesmith.serve.command import batch_options, run_serve
+
+    options = ServeOptions(None, timeout, max_body_kb * 1024, batch_options(max_batch, max_queue))
+    run_serve(run_dir, host, port, api_key, options, rag, console)
 
 
 def annotate(
@@ -426,6 +518,13 @@ def tune(
         list[str] | None,
         typer.Option("--set", help="Override a recipe key: --set train.seed=1 (repeatable)"),
     ] = None,
+    tracking_uri: Annotated[
+        str | None,
+        typer.Option(
+            help="Where the recipe's `tracking` records the search (one run, a nested run "
+            "per trial): an MLflow tracking URI or a TensorBoard log folder"
+        ),
+    ] = None,
     worker: Annotated[int | None, typer.Option(hidden=True)] = None,
     deadline: Annotated[float | None, typer.Option(hidden=True)] = None,
 ) -> None:
@@ -435,8 +534,9 @@ def tune(
 
     if worker is not None:  # worker K of --workers (or one joining from another machine)
         run_worker(
-            recipe, set_ or [], console, trials, storage, output, memory_budget, deadline, worker
-        )
+            recipe, set_ or [], console, trials, storage, output, memory_budget, deadline, worker,
+            tracking_uri=tracking_uri,
+        )  # fmt: skip
         return
     run_tune(
         recipe,
@@ -449,7 +549,38 @@ def tune(
         output=output,
         overwrite=overwrite,
         memory_budget=memory_budget,
+        tracking_uri=tracking_uri,
     )
+
+
+def compare_(
+    run_dirs: Annotated[
+        list[Path],
+        typer.Argument(
+            help="Two or more finished run folders (also a tune's trials/NNNN and best/)"
+        ),
+    ],
+    output: Annotated[
+        Path | None, typer.Option(help="Also write the comparison as an HTML page (compare.html)")
+    ] = None,
+    force: Annotated[bool, typer.Option(help="Replace the --output file if it exists")] = False,
+) -> None:
+    """Runs side by side: the recipe keys that differ, test metrics (the best run marked),
+    cost and what the guards did; names the best run and whether its lead is noise."""
+    from tunesmith.report.runs import build_comparison, read_runs
+    from tunesmith.report.runs_view import print_comparison, write_comparison
+    from tunesmith.safe_files import check_output_file
+
+    runs = read_runs(run_dirs)
+    if output is not None:
+        if output.suffix.lower() not in (".html", ".htm"):
+            raise UserError(f"--output {output}: use an .html file name, e.g. compare.html")
+        check_output_file(output, "--output", inputs=run_dirs, force=force)
+    comparison = build_comparison(runs)
+    print_comparison(comparison, console)
+    if output is not None:
+        write_comparison(comparison, output)
+        console.print(f"Comparison page: {escape(str(output))}", highlight=False)
 
 
 COMMANDS = {
@@ -459,8 +590,10 @@ COMMANDS = {
     "eval": eval_,
     "predict": predict,
     "export": export,
+    "serve": serve,
     "annotate": annotate,
     "tune": tune,
+    "compare": compare_,
 }
 for _name, _function in COMMANDS.items():
     app.command(_name)(_function)

@@ -422,6 +422,28 @@ TuneValue = Annotated[
 """A `tune:` key's value: a list of candidates, or a range (a mapping)."""
 
 
+TRACKING_BACKENDS: tuple[str, ...] = ("none", "mlflow", "tensorboard")
+
+
+class TrackingConfig(StrictModel):
+    """Experiment tracking: the resolved recipe as parameters, every evaluation's metrics
+    by step, the final metrics, and metrics.json and the report as artifacts, recorded in
+    MLflow or TensorBoard beside the run folder (which stays the record tunesmith reads).
+    `tracking: mlflow` is short for `tracking: {backend: mlflow}`; a `tunesmith tune`
+    search is one run with a nested run per trial."""
+
+    backend: Literal["none", "mlflow", "tensorboard"] = "none"
+    """none: nothing beyond the run folder; mlflow: an MLflow run (a local SQLite store by
+    default, or any tracking server); tensorboard: event files for `tensorboard --logdir`."""
+    uri: str | None = None
+    """mlflow: the tracking URI (http://host:5000, sqlite:///path/mlflow.db, databricks,
+    ...); default $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db in the working directory.
+    tensorboard: the log folder that gets one subfolder per run; default RUN/tensorboard.
+    `--tracking-uri` overrides it."""
+    experiment: str = Field("tunesmith", min_length=1, max_length=500)
+    """mlflow: the experiment the runs are recorded in (made when missing)."""
+
+
 class Recipe(StrictModel):
     task: str = "text-classification"
     """The task kind: text-classification, causal-lm, image-classification, or any kind
@@ -441,6 +463,7 @@ class Recipe(StrictModel):
     of data.documents, else of the training pairs), fine-tuned, fine-tuned+rag. Default:
     all of them for instruction data; [] scores only base and fine-tuned."""
     retrieval: RetrievalConfig = Field(default_factory=RetrievalConfig)
+    tracking: TrackingConfig = Field(default_factory=TrackingConfig)
     tune: dict[str, TuneValue] | None = None
     """`tunesmith tune`'s search space: recipe keys in dotted form (model, method.name,
     method.r, train.learning_rate, train.epochs, train.batch_size, preprocess.max_length,
@@ -463,6 +486,29 @@ class Recipe(StrictModel):
             else v
             for key, v in value.items()
         }
+
+    @field_validator("tracking", mode="before")
+    @classmethod
+    def _tracking_shorthand(cls, value: Any) -> Any:
+        """`tracking: mlflow` is `{backend: mlflow}`; null or false (YAML's bare `off`) is
+        none; a misspelt backend names the close one."""
+        if value is None or value is False:
+            return {"backend": "none"}
+        if not isinstance(value, str):
+            if isinstance(value, dict | TrackingConfig):
+                return value
+            raise ValueError(
+                f"expected {', '.join(TRACKING_BACKENDS)} or a mapping {{backend, uri, "
+                f"experiment}} (got {value!r})"
+            )
+        if value not in TRACKING_BACKENDS:
+            close = difflib.get_close_matches(value, TRACKING_BACKENDS, n=1)
+            hint = f"did you mean {close[0]!r}? " if close else ""
+            raise ValueError(
+                f"unknown tracking backend {value!r}; {hint}choose one of "
+                f"{', '.join(TRACKING_BACKENDS)}"
+            )
+        return {"backend": value}
 
     _source: Path | None = PrivateAttr(default=None)
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import copy
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -37,6 +37,7 @@ from tunesmith.run_folder import (
 from tunesmith.safe_files import fingerprint
 from tunesmith.tasks.family import Family, prepare
 from tunesmith.tasks.registry import get_task
+from tunesmith.tracking import NO_TRACKING, Tracker, Tracking, plan_tracking
 from tunesmith.train.allocator import keep_freed_memory
 from tunesmith.train.checkpoint import has_checkpoint, refuse_pickled, trainable_state
 from tunesmith.train.device import peak_memory_mb, resolve_device, resolve_precision
@@ -57,10 +58,12 @@ def prepare_output(recipe: Recipe, output: Path, resume: bool, overwrite: bool) 
 
 RESUMABLE_CHANGES = frozenset(
     {"output_dir", "train.max_steps", "train.epochs", "train.keep_checkpoints"}
+    | {"tracking", "tracking.backend", "tracking.uri", "tracking.experiment"}
 )
-"""Keys --resume may change: where the run lives (a folder may be moved), and how long it
-trains (continue a run that stopped at max_steps for more steps). Anything else would make
-the continued run a different run."""
+"""Keys --resume may change: where the run lives (a folder may be moved), how long it
+trains (continue a run that stopped at max_steps for more steps), and where it is tracked
+(the model is the same wherever it is recorded). Anything else would make the continued
+run a different run."""
 
 
 def check_resumable(recipe: Recipe, folder: RunFolder) -> None:
@@ -105,6 +108,16 @@ class SearchTrial:
     check_cost: Callable[[dict | None], None] | None = None
     """Sees the analytic estimate (estimate.json's `predicted`) before the first step; it
     raises to skip a trial that would not fit the budgets."""
+    tracking: Tracking | None = None
+    """Where the search records its trials (each a child of the search's run); None: the
+    trial is not tracked, whatever its recipe says (the search decides)."""
+    run_name: str | None = None
+    """The trial's name in the tracker (trial-0003)."""
+    tags: dict[str, str] = field(default_factory=dict)
+    """More tags of the trial's tracked run (its number)."""
+    stopped: tuple[type[BaseException], ...] = ()
+    """Exceptions that stop a trial on purpose (pruned, skipped): its tracked run ends
+    KILLED, not FAILED."""
 
 
 def train(
@@ -114,18 +127,23 @@ def train(
     overwrite: bool = False,
     console: Console | None = None,
     trial: SearchTrial | None = None,
+    tracking_uri: str | None = None,
 ) -> dict:
     """Fine-tune as the recipe says and write the run folder; returns metrics.json's content.
 
     Started several times by `--nproc N` or torchrun, each process trains its share of every
     batch; process 0 alone checks the data, writes the run folder and prints, and the
-    others return an empty dict. `trial`: a run inside `tunesmith tune` (see SearchTrial)."""
+    others return an empty dict. `trial`: a run inside `tunesmith tune` (see SearchTrial).
+    `tracking_uri` (--tracking-uri): where the recipe's `tracking` records the run."""
     clock = PhaseClock()
     keep_freed_memory()  # the next step reuses this step's memory: no page faults
     device = resolve_device(recipe.train.device)
     cluster = Distributed.from_environment(recipe.train.distributed, device.type)
     try:
-        return _train(recipe, output_dir, resume, overwrite, console, device, cluster, clock, trial)
+        return _train(
+            recipe, output_dir, resume, overwrite, console, device, cluster, clock, trial,
+            tracking_uri,
+        )  # fmt: skip
     finally:
         cluster.close()
 
@@ -159,6 +177,7 @@ def _train(
     cluster: Distributed,
     clock: PhaseClock,
     trial: SearchTrial | None = None,
+    tracking_uri: str | None = None,
 ) -> dict:
     main = cluster.is_main
     console = console if main and console is not None else Console(quiet=not main)
@@ -167,6 +186,8 @@ def _train(
     plan = cluster.broadcast(
         cluster.on_main(lambda: prepare_output(recipe, output, resume, overwrite))
     )
+    # the tracker is checked here, before any work (a search checked its own once)
+    tracking = cluster.on_main(lambda: _tracking(recipe, tracking_uri, trial)) or Tracking()
     seed_everything(recipe.train.seed)
     if device.type == "cuda" and cluster.enabled:
         device = torch.device("cuda", cluster.local_rank)
@@ -202,11 +223,16 @@ def _train(
 
     # every check has passed: from here on a failure removes what this run created
     run = plan.create() if main else RunFolder(plan.work)
+    tracker = NO_TRACKING
     try:
-        return _fit_and_write(
-            recipe, plan, run, family, method, quality, fingerprints, runtime_mb, console,
-            device, dtype, cluster, clock, trial,
-        )  # fmt: skip
+        if main:
+            tracker = start_tracker(tracking, recipe, plan, run, console, trial)
+        clock.lap("setup")
+        with tracker.recording(trial.stopped if trial is not None else ()):
+            return _fit_and_write(
+                recipe, plan, run, family, method, quality, fingerprints, runtime_mb, console,
+                device, dtype, cluster, clock, trial, tracker,
+            )  # fmt: skip
     except KeyboardInterrupt:
         if main:
             _say_how_to_resume(recipe, plan, console)
@@ -219,6 +245,37 @@ def _train(
         if main and not has_checkpoint(run / RunFolder.CHECKPOINTS):
             plan.abandon()
         raise
+
+
+def _tracking(recipe: Recipe, uri: str | None, trial: SearchTrial | None) -> Tracking:
+    """Where this run is recorded, checked: a trial's comes from its search."""
+    if trial is not None:
+        return trial.tracking or Tracking()
+    return plan_tracking(recipe.tracking, uri)
+
+
+def start_tracker(
+    tracking: Tracking,
+    recipe: Recipe,
+    plan: OutputPlan,
+    run: RunFolder,
+    console: Console,
+    trial: SearchTrial | None,
+) -> Tracker:
+    """The run's tracker, started with the resolved recipe as its parameters (the recipe
+    is complete here: preprocess.max_length auto has its number)."""
+    name = (trial.run_name if trial is not None else None) or plan.final.name
+    tracker = tracking.open(console, name, run.path)
+    tags = {
+        "tunesmith.command": "tune" if trial is not None else "train",
+        "tunesmith.task": recipe.task,
+        "tunesmith.method": recipe.method.name,
+        "tunesmith.model": str(recipe.model),
+        "tunesmith.run_folder": str(plan.final.absolute()),
+        **(trial.tags if trial is not None else {}),
+    }
+    tracker.start(yaml.safe_load(recipe.to_yaml()), tags)
+    return tracker
 
 
 @dataclass
@@ -236,6 +293,8 @@ class RunContext:
     cluster: Distributed
     clock: PhaseClock
     trial: SearchTrial | None = None
+    tracker: Tracker = NO_TRACKING
+    """Records the run (tracking.py): every history line, then the final metrics and files."""
 
     @property
     def main(self) -> bool:
@@ -257,12 +316,14 @@ def _fit_and_write(
     cluster: Distributed,
     clock: PhaseClock,
     trial: SearchTrial | None = None,
+    tracker: Tracker = NO_TRACKING,
 ) -> dict:
     """The phases after every check passed: score before, apply the method, fit, score
     after, write. Processes other than 0 train their share and return an empty dict."""
     ctx = RunContext(
-        recipe, plan, run, family, method, console, device, dtype, cluster, clock, trial
-    )
+        recipe, plan, run, family, method, console, device, dtype, cluster, clock, trial,
+        tracker,
+    )  # fmt: skip
     with phase("Scoring the cheaper options and the base model", console):
         before, forgetting = score_before(ctx)
     clock.lap("score_before")
@@ -363,6 +424,7 @@ def fit_model(
         guards=guards,
         cluster=ctx.cluster,
         on_evaluation=ctx.trial.on_evaluation if ctx.trial is not None else None,
+        on_record=lambda record: ctx.tracker.log_metrics(record, record["step"]),
     )
     ctx.console.print(result.stop_reason)
     return result, guards
@@ -467,6 +529,11 @@ def write_run(
     metrics["phase_seconds"] = dict(clock.seconds)
     metrics["wall_seconds"] = clock.total()
     run.write_json(RunFolder.METRICS, metrics)
+    ctx.tracker.log_final(metrics, result.steps)
+    ctx.tracker.log_artifacts(
+        run / n for n in (RunFolder.RECIPE, RunFolder.METRICS, RunFolder.REPORT)
+    )
+    ctx.tracker.end()  # before the swap: TensorBoard's files are closed when they move
     final = ctx.plan.commit()
     if ctx.trial is None:
         print_comparison(ctx.console, metrics, ctx.family.headline)
@@ -475,6 +542,9 @@ def write_run(
     ctx.console.print(f"Run folder: {final}{shown}", highlight=False, markup=False)
     phases = ", ".join(f"{name} {sec:.1f} s" for name, sec in clock.seconds.items())
     ctx.console.print(f"Wall time {metrics['wall_seconds']:.1f} s ({phases})", highlight=False)
+    where = ctx.tracker.where((run.path, final))
+    if where:
+        ctx.console.print(where, highlight=False, markup=False)
     return metrics
 
 

@@ -41,9 +41,11 @@ class RunFolder:
     RETRIEVAL = "retrieval"
     """The retrieval indexes of the RAG and few-shot contenders (no pickles: JSON, NumPy
     arrays loaded without pickle, a faiss index)."""
+    TENSORBOARD = "tensorboard"
+    """`tracking: tensorboard` without a uri: the run's event files (tracking.py)."""
     ENTRIES = frozenset(
         {MARKER, RECIPE, QUALITY, ESTIMATE, HISTORY, METRICS, GENERATIONS, REPORT}
-        | {CHECKPOINTS, MODEL, ADAPTER, RETRIEVAL}
+        | {CHECKPOINTS, MODEL, ADAPTER, RETRIEVAL, TENSORBOARD}
     )
     """Everything train writes: a folder holding only these is recognisably a run."""
 

@@ -154,7 +154,7 @@ def read_prompts(inputs: list[str], data: DataConfig) -> list[list[Message]]:
             if path.suffix.lower() == ".txt":
                 lines = read_utf8(path, "predict").splitlines()
                 prompts.extend(
-                    _with_system([{"role": "user", "content": line.strip()}], data)
+                    with_system_prompt([{"role": "user", "content": line.strip()}], data)
                     for line in lines
                     if line.strip()
                 )
@@ -167,7 +167,7 @@ def read_prompts(inputs: list[str], data: DataConfig) -> list[list[Message]]:
                 )
             prompts.extend(_file_prompts(path, data))
         elif item.strip():
-            prompts.append(_with_system([{"role": "user", "content": item.strip()}], data))
+            prompts.append(with_system_prompt([{"role": "user", "content": item.strip()}], data))
     if not prompts:
         raise UserError("predict: nothing to predict; give prompts or files of prompts")
     return prompts
@@ -369,7 +369,7 @@ def _frame_examples(
             empty.append(row)
             continue
         if example.messages is not None:
-            example.messages = _with_system(example.messages, data)
+            example.messages = with_system_prompt(example.messages, data)
         if sources is not None:
             example.source = _cell_text(sources[row], data.source_column) or None
         examples.append(example)
@@ -590,7 +590,7 @@ def _file_prompts(path: Path, data: DataConfig) -> list[list[Message]]:
     return [example.messages or [] for example in examples]
 
 
-def _with_system(messages: list[Message], data: DataConfig) -> list[Message]:
+def with_system_prompt(messages: list[Message], data: DataConfig) -> list[Message]:
     """data.system_prompt first, unless the conversation has its own system message."""
     system = (data.system_prompt or "").strip()
     if not system or any(m["role"] == "system" for m in messages):

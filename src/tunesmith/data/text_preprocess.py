@@ -146,6 +146,23 @@ class TextPreprocessor:
             parts.append(f"stop words: {self.stop_words}{extra}")
         return ", ".join(parts) if parts else "none (texts used as given)"
 
+    def portable_settings(self) -> dict[str, Any]:
+        """These settings with the word lists they use, as JSON: what the standalone
+        `preprocess.py` of an export (models/portable/preprocess.py) reads to do exactly
+        what `process` does, without tunesmith."""
+        return {
+            "unicode": self.unicode,
+            "lowercase": self.lowercase,
+            "stop_words": self.stop_words,
+            "extra_stop_words": sorted(self.extra_stop_words),
+            "english_stop_words": sorted(ENGLISH) if self.removes_words else [],
+            "japanese_stop_words": sorted(JAPANESE) if self.removes_words else [],
+            "japanese_dropped_pos": list(JAPANESE_DROPPED_POS),
+            "japanese_negations": sorted(JAPANESE_NEGATIONS),
+            "punctuation": _PUNCTUATION,
+            "japanese_script": _JAPANESE_SCRIPT.pattern,
+        }
+
     def __call__(self, text: str) -> str:
         return self.process(text)[0]
 

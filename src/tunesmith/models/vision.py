@@ -224,6 +224,86 @@ class VisionClassifier(nn.Module):
         load_model(model, str(folder / WEIGHTS_FILE), strict=True, device="cpu")
         return model.eval()
 
+    def save_portable(self, folder: Path, preprocessing: dict[str, Any]) -> None:
+        """A folder that transformers loads without tunesmith: config.json (with `auto_map`)
+        and model.safetensors for `AutoModelForImageClassification.from_pretrained(folder,
+        trust_remote_code=True)`, the custom code it names (models/portable/), and
+        preprocessor_config.json for `AutoImageProcessor` from `preprocessing` (size,
+        image_mean, image_std, crop_fraction, denoise, denoise_size). vision_config.json is
+        written too, so `VisionClassifier.load` reads the same folder."""
+        import shutil
+
+        from tunesmith.models.portable import VISION_FILES, source
+        from tunesmith.models.portable.configuration_tunesmith_vision import (
+            TunesmithVisionConfig,
+        )
+        from tunesmith.models.portable.image_processing_tunesmith_vision import (
+            TunesmithVisionImageProcessor,
+        )
+        from tunesmith.models.portable.modeling_tunesmith_vision import (
+            TunesmithVisionForImageClassification,
+        )
+
+        folder = Path(folder)
+        labels = list(self.config.labels)
+        config = TunesmithVisionConfig(
+            architecture=self.config.kind,
+            feature_dim=self.feature_dim,
+            pooling=self.config.pooling,
+            dropout=self.config.dropout,
+            id2label=dict(enumerate(labels)),
+            label2id={name: i for i, name in enumerate(labels)},
+            **self._portable_architecture(),
+        )
+        config.auto_map = {
+            "AutoConfig": "configuration_tunesmith_vision.TunesmithVisionConfig",
+            "AutoModelForImageClassification": (
+                "modeling_tunesmith_vision.TunesmithVisionForImageClassification"
+            ),
+        }
+        portable = TunesmithVisionForImageClassification(config)
+        portable.load_state_dict(self.state_dict(), strict=True)  # the same module names
+        portable.save_pretrained(folder)
+        self.save_config(folder)
+        processor = TunesmithVisionImageProcessor(**preprocessing)
+        processor.auto_map = {
+            "AutoImageProcessor": "image_processing_tunesmith_vision.TunesmithVisionImageProcessor"
+        }
+        processor.save_pretrained(folder)
+        for name in VISION_FILES:
+            shutil.copy(source(name), folder / name)
+
+    def _portable_architecture(self) -> dict[str, Any]:
+        """What the portable model needs to rebuild this backbone (see
+        models/portable/configuration_tunesmith_vision.py)."""
+        if self.config.kind == TRANSFORMERS:
+            return {"backbone_config": self.backbone.model.config.to_dict()}
+        net = self.backbone
+        blocks = []
+        for block in net._blocks:
+            args = block._block_args
+            blocks.append(
+                {
+                    "in": args.input_filters,
+                    "out": args.output_filters,
+                    "expand": args.expand_ratio,
+                    "kernel": block._depthwise_conv.kernel_size[0],
+                    "stride": block._depthwise_conv.stride[0],
+                    # the package's own test: a list-valued stride never skips
+                    "skip": bool(
+                        args.id_skip
+                        and args.stride == 1
+                        and args.input_filters == args.output_filters
+                    ),
+                }
+            )
+        return {
+            "stem_channels": net._conv_stem.out_channels,
+            "head_channels": net._conv_head.out_channels,
+            "blocks": blocks,
+            "batch_norm_eps": net._bn0.eps,
+        }
+
 
 _IGNORED_FLAGS = {"return_dict", "output_attentions", "output_hidden_states"}
 
@@ -346,12 +426,12 @@ def vision_kind(reference: str, folder: Path) -> str:
             "ConvNeXt, ...)"
         )
     config_path = Path(folder) / "config.json"
+    if (Path(folder) / CONFIG_FILE).is_file():  # a run's model/ or an export (config.json too)
+        raise UserError(
+            f"model: {reference} is a model saved by tunesmith; start from the pre-trained "
+            "model it was trained from, or use `tunesmith predict` on its run"
+        )
     if not config_path.is_file():
-        if (Path(folder) / CONFIG_FILE).is_file():
-            raise UserError(
-                f"model: {reference} is a model saved by tunesmith; start from the pre-trained "
-                "model it was trained from, or use `tunesmith predict` on its run"
-            )
         raise UserError(
             f"model: {folder} has no config.json; give a Hugging Face image model folder or "
             f"builtin:{EFFICIENTNET_LITE0}"

@@ -39,6 +39,12 @@ def placed(run: TrainedRun) -> tuple[torch.device, torch.dtype | None]:
     return device, resolve_precision(run.recipe.train.precision, device)
 
 
+def refuse_retrieval(run: TrainedRun, retrieval: bool | None) -> None:
+    """--rag on a kind that answers without retrieval."""
+    if retrieval:
+        raise UserError(f"--rag: {run.recipe.task} runs answer without retrieval")
+
+
 def check_same_labels(run: TrainedRun, label_names: list[str], what: str) -> None:
     if label_names != run.label_names:
         raise UserError(
@@ -220,10 +226,223 @@ def token_loss_metrics(task: Any, model: torch.nn.Module, split: str) -> dict:
     return {"loss": loss, "perplexity": math.exp(min(loss, 50.0))}
 
 
-def save_transformers(model: torch.nn.Module, run: TrainedRun, folder: Path) -> None:
-    """A transformers model folder with the run's tokenizer (and chat template)."""
+def save_transformers(
+    model: torch.nn.Module, run: TrainedRun, folder: Path, max_length: int | None = None
+) -> None:
+    """A transformers model folder with the run's tokenizer (and chat template); for a peft
+    model, its adapter (PEFT format) with the tokenizer. `max_length`: the saved tokenizer's
+    `model_max_length`, so `truncation=True` cuts inputs where the run does."""
     model.save_pretrained(folder)
-    run.tokenizer.save_pretrained(folder)
+    tokenizer = run.tokenizer
+    if max_length is not None:
+        import copy
+
+        tokenizer = copy.deepcopy(tokenizer)
+        tokenizer.model_max_length = max_length
+    tokenizer.save_pretrained(folder)
+
+
+def is_peft_model(model: Any) -> bool:
+    """True for a peft model (an adapter that `export` was not asked to merge)."""
+    return hasattr(model, "peft_config") and hasattr(model, "get_base_model")
+
+
+def prefix_caveat(method: str) -> str:
+    """What a generative export's card must say of a prefix-tuning adapter ("" otherwise)."""
+    if method != "prefix":
+        return ""
+    return (
+        " Prefix tuning: peft 0.21's own `generate` loses the prefix on transformers 5 (its "
+        "forward is right), so the loading lines answer without it; `tunesmith predict` "
+        "passes the prefix as a pre-filled cache and answers with it."
+    )
+
+
+PREPROCESS_SETTINGS = "preprocess.json"
+"""A text classifier export's text preprocessing (settings, word lists, what the tokenizer
+already does)."""
+NORMALISATION_PROBES = (
+    "ＡＢＣ　テスト ｶﾀｶﾅ Ｆｏｏｔｂａｌｌ",
+    "Hello WORLD ① ﬁle Ⅻ",
+    "café Straße",
+)
+"""Texts an export's folded tokenizer must read exactly as the run's preprocessing + tokenizer
+do (full-width, half-width, compatibility characters, case)."""
+
+
+def export_text_classifier(
+    model: torch.nn.Module, run: TrainedRun, folder: Path, tail: str
+) -> tuple[str, str, dict[str, str]]:
+    """The shared part of a text classifier's export: the model (or adapter, with the config
+    holding the run's labels), its tokenizer with the run's Unicode NFKC and lowercasing
+    folded into its normalizer and `model_max_length` set to the run's max_length (so plain
+    `AutoTokenizer` reads texts as `tunesmith predict` does), and preprocess.json (plus
+    preprocess.py where stop words are removed, which no normalizer can do).
+
+    Returns the loader (the lines that load the folder and tokenise `texts`, then `tail`, the
+    kind's lines from `logits` to predictions), the preprocessing prose and the files
+    written."""
+    from tunesmith.models.portable import TEXT_PREPROCESS_FILE
+    from tunesmith.models.portable import source as portable_source
+
+    save_transformers(model, run, folder)
+    adapter = is_peft_model(model)
+    if adapter:  # the head's size and label names, for the base model the adapter goes on
+        model.get_base_model().config.save_pretrained(folder)
+    preprocessor = TextPreprocessor.from_config(run.recipe.preprocess)
+    max_length = int(run.recipe.preprocess.max_length)
+    folded = _fold_into_tokenizer(run.tokenizer, preprocessor, folder, max_length)
+    needs_prepare = preprocessor.removes_words or (preprocessor.normalises and not folded)
+    normalising = ["nfkc"] * (preprocessor.unicode == "nfkc") + ["lowercase"] * bool(
+        preprocessor.lowercase
+    )
+    settings = preprocessor.portable_settings() | {
+        "in_tokenizer": normalising if folded else [],
+        "needs_prepare": needs_prepare,
+        "max_length": max_length,
+    }
+    (folder / PREPROCESS_SETTINGS).write_text(json_text(settings), encoding="utf-8")
+    files = {
+        "tokenizer.json, tokenizer_config.json": "the tokenizer, doing the run's normalisation",
+        PREPROCESS_SETTINGS: "the text preprocessing of training (settings and word lists)",
+    }
+    if needs_prepare:
+        import shutil
+
+        shutil.copy(portable_source(TEXT_PREPROCESS_FILE), folder / TEXT_PREPROCESS_FILE)
+        files[TEXT_PREPROCESS_FILE] = (
+            "`prepare(text)`: the preprocessing the tokenizer cannot do (stop words), "
+            "standard library only (janome for Japanese)"
+        )
+    loader = _text_classifier_loader(adapter, needs_prepare) + tail
+    return loader, _text_preprocessing_prose(preprocessor, folded, needs_prepare, max_length), files
+
+
+def json_text(value: Any) -> str:
+    """`value` as indented JSON text, non-ASCII kept, ending with a newline."""
+    import json
+
+    return json.dumps(value, indent=2, ensure_ascii=False) + "\n"
+
+
+def _fold_into_tokenizer(
+    tokenizer: Any, preprocessor: TextPreprocessor, folder: Path, max_length: int
+) -> bool:
+    """Put NFKC and lowercasing in front of the saved tokenizer's normalizer (a fast
+    tokenizer's backend) and save it with `model_max_length = max_length`; True when the
+    reloaded tokenizer then reads the probes exactly as preprocessing + the run's tokenizer
+    do. A tokenizer class that rebuilds its normalizer from its settings on loading (BERT's,
+    in transformers 5) is saved as the generic PreTrainedTokenizerFast, which keeps
+    tokenizer.json as it is."""
+    import copy
+    import json
+
+    from tokenizers import normalizers
+    from transformers import AutoTokenizer
+
+    steps = ([normalizers.NFKC()] if preprocessor.unicode == "nfkc" else []) + (
+        [normalizers.Lowercase()] if preprocessor.lowercase else []
+    )
+    saved = copy.deepcopy(tokenizer)
+    saved.model_max_length = max_length
+    backend = getattr(saved, "backend_tokenizer", None)
+    if not steps or backend is None:
+        saved.save_pretrained(folder)
+        return not steps
+    existing = backend.normalizer
+    backend.normalizer = normalizers.Sequence(steps + ([existing] if existing else []))
+    saved.save_pretrained(folder)
+    probes = list(NORMALISATION_PROBES)
+    normalise = TextPreprocessor(unicode=preprocessor.unicode, lowercase=preprocessor.lowercase)
+    expected = tokenizer(normalise.apply(probes))["input_ids"]
+
+    def reads_alike() -> bool:
+        reloaded = AutoTokenizer.from_pretrained(folder)
+        return reloaded(probes)["input_ids"] == expected
+
+    if reads_alike():
+        return True
+    config_path = folder / "tokenizer_config.json"
+    config = json.loads(config_path.read_text(encoding="utf-8"))
+    config["tokenizer_class"] = "PreTrainedTokenizerFast"
+    config_path.write_text(json_text(config), encoding="utf-8")
+    return reads_alike()
+
+
+def _text_classifier_loader(adapter: bool, needs_prepare: bool) -> str:
+    """The model card's lines that load a text classifier export and turn `texts` into
+    `logits` without tunesmith."""
+    if adapter:
+        lines = [
+            "import torch",
+            "from peft import PeftModel",
+            "from transformers import AutoConfig, AutoModelForSequenceClassification, "
+            "AutoTokenizer",
+            "",
+            "tokenizer = AutoTokenizer.from_pretrained(folder)",
+            "config = AutoConfig.from_pretrained(folder)  # the base model's, with this run's "
+            "labels",
+            "model = AutoModelForSequenceClassification.from_pretrained(",
+            "    base, config=config, ignore_mismatched_sizes=True  # the head comes from the "
+            "adapter",
+            ")",
+            "model = PeftModel.from_pretrained(model, folder).eval()",
+        ]
+    else:
+        lines = [
+            "import torch",
+            "from transformers import AutoModelForSequenceClassification, AutoTokenizer",
+            "",
+            "tokenizer = AutoTokenizer.from_pretrained(folder)  # NFKC/lowercase in its normalizer",
+            "model = AutoModelForSequenceClassification.from_pretrained(folder).eval()",
+        ]
+    if needs_prepare:
+        lines += [
+            "",
+            "import sys",
+            "sys.path.insert(0, folder)",
+            "from preprocess import prepare  # stop words, as in training (preprocess.json)",
+            "texts = [prepare(text) for text in texts]",
+        ]
+    lines += [
+        "",
+        "with torch.no_grad():",
+        '    inputs = tokenizer(texts, padding=True, truncation=True, return_tensors="pt")',
+        "    logits = model(**inputs).logits",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def _text_preprocessing_prose(
+    preprocessor: TextPreprocessor, folded: bool, needs_prepare: bool, max_length: int
+) -> str:
+    steps = preprocessor.describe()
+    parts = [f"Training read every text after this preprocessing: {steps}."]
+    if preprocessor.normalises:
+        named = " and ".join(
+            ["Unicode NFKC"] * (preprocessor.unicode == "nfkc")
+            + ["lowercasing"] * bool(preprocessor.lowercase)
+        )
+        parts.append(
+            f"{named} live in the saved tokenizer (in front of its normalizer), so "
+            "`AutoTokenizer` applies them: full-width ＡＢＣ reads as ABC, half-width ｶﾀｶﾅ as "
+            "カタカナ."
+            if folded
+            else f"This tokenizer has no normalizer to hold {named}, so `prepare` applies it."
+        )
+    if preprocessor.removes_words:
+        parts.append(
+            "Stop-word removal cannot live in a tokenizer: call `prepare(text)` from "
+            "`preprocess.py` (its word lists are in `preprocess.json`) before tokenising, as "
+            "the loading lines below do; a text left empty keeps its normalised form."
+        )
+    elif not needs_prepare:
+        parts.append("Nothing else happens outside the saved tokenizer.")
+    parts.append(
+        f"Texts are cut to {max_length} tokens, as in training: the tokenizer's "
+        "`model_max_length`, applied by `truncation=True`."
+    )
+    return " ".join(parts)
 
 
 TextTask = TypeVar("TextTask", bound="TokenisedTextTask")

@@ -69,8 +69,16 @@ class TaskImplementation(Protocol):
         """One prediction per input (text, file row, image, prompt)."""
         ...
 
-    def export(self, model: Any, run: Any, folder: Path) -> None:
-        """Write the standalone model (merged where it was an adapter) into `folder`."""
+    def serving_model(self, run: Any, retrieval: bool | None) -> Any:
+        """What `tunesmith serve` calls: a `GenerativeModel` or a `LabelModel` (see
+        tasks/serving.py); `retrieval` (kinds with contenders; None: as the run's verdict
+        chose) leads each prompt with retrieved passages."""
+        ...
+
+    def export(self, model: Any, run: Any, folder: Path) -> ExportDetails:
+        """Write the model into `folder` so it loads without tunesmith: a transformers model
+        (an adapter already merged), or, where `model` is still a peft model, its adapter in
+        PEFT format; and say what the model card should tell about it."""
         ...
 
     def check_data(self, recipe: Recipe, console: Console, label_issues: bool | None) -> Any:
@@ -106,6 +114,27 @@ class SearchDefaults:
 
 
 @dataclass(frozen=True)
+class ExportDetails:
+    """What a kind's `export` wrote, for the exported folder's model card (model_card.py)."""
+
+    loader: str
+    """Python lines that load the folder and predict without tunesmith (tested verbatim). They
+    read `folder` (the export) and, for an adapter, `base` (its base model), and the inputs
+    named by `inputs`; they leave the predictions in `probabilities` (classifiers) or `answers`
+    (generative kinds)."""
+    inputs: str
+    """The loader's first line: the example inputs (`texts = [...]`, `images = [...]`, ...)."""
+    preprocessing: str
+    """What happens to an input before the model sees it, and where that lives in the folder."""
+    files: dict[str, str]
+    """The kind's own files in the folder (name -> what it holds)."""
+    library_name: str = "transformers"
+    """The card's `library_name`: transformers, or peft for an adapter."""
+    requires: tuple[str, ...] = ("torch", "transformers")
+    """The packages the loader imports."""
+
+
+@dataclass(frozen=True)
 class TaskKind:
     """A task kind as the shared code sees it; the rest lives in its folder."""
 
@@ -137,6 +166,9 @@ class TaskKind:
     contenders: tuple[str, ...] = ()
     """The options `compare` may score beside the fine-tune (and its default): base,
     few-shot, rag, fine-tuned, fine-tuned+rag; () for a kind without them."""
+    pipeline_tag: str = ""
+    """The Hugging Face pipeline an exported model serves (text-classification,
+    text-generation, ...): the model card's `pipeline_tag`."""
 
     def load(self) -> ModuleType:
         return importlib.import_module(self.implementation)

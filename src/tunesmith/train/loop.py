@@ -147,6 +147,7 @@ def fit(
     score_start: bool = False,
     guards: Sequence[Guard] = (),
     cluster: Distributed | None = None,
+    on_record: Callable[[dict], None] | None = None,
 ) -> FitResult:
     """Train `model` in place; on return it holds the best weights seen on validation.
 
@@ -156,11 +157,13 @@ def fit(
     `guards` (forgetting, overfitting) see every evaluation: they add to its history line,
     may end the run, and may bar weights from becoming the best.
     `cluster`: this process's place among several (see `train.distributed`); process 0
-    alone writes to `run_dir`."""
+    alone writes to `run_dir`. `on_record` sees every history line once it is written
+    (process 0, the step-0 line included): experiment tracking records it."""
     loop = _set_up(
         model, task, config, learning_rate, device, dtype, run_dir, console or Console(),
         on_evaluation, head, head_learning_rate, guards, cluster or Distributed(),
     )  # fmt: skip
+    loop.on_record = on_record
     _start_or_resume(loop, resume)
     if score_start and loop.state.step == 0:
         record = {"step": 0, "epoch": 0.0}
@@ -193,6 +196,8 @@ class _Loop:
     state: LoopState
     records: list[dict] = field(default_factory=list)
     """Every evaluation's history line, in order."""
+    on_record: Callable[[dict], None] | None = None
+    """Sees each history line as it is written (process 0)."""
 
     @property
     def checkpoints(self) -> Path:
@@ -283,6 +288,8 @@ def _evaluate(loop: _Loop, record: dict, out: Console) -> bool:
     if cluster.is_main:
         with loop.history.open("a") as handle:
             handle.write(json.dumps(record) + "\n")
+        if loop.on_record is not None:
+            loop.on_record(record)
     return improved
 
 

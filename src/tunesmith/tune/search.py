@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import gc
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +22,13 @@ from tunesmith.progress import phase
 from tunesmith.recipe import Recipe, load_recipe
 from tunesmith.run import check_data_quality, complete_on_test
 from tunesmith.run_folder import RunFolder, inputs_of
+from tunesmith.tracking import (
+    NO_TRACKING,
+    PARENT_RUN_ATTR,
+    Tracker,
+    Tracking,
+    plan_tracking,
+)
 from tunesmith.tune.budget import Budget
 from tunesmith.tune.folder import AskLock, TuneFolder, prepare_folder
 from tunesmith.tune.report import write_trials_csv, write_tune_report
@@ -59,6 +66,9 @@ class Search:
     resume: bool
     worker: int = 0
     """This process's worker number (0 for the search's own process)."""
+    tracking: Tracking = field(default_factory=Tracking)
+    """Where the search and its trials are recorded (the recipe's `tracking`, checked);
+    once the search's own run exists, where its trials are: nested under it."""
 
     @property
     def direction(self) -> str:
@@ -80,8 +90,9 @@ class Search:
 
     def objective(self) -> Objective:
         return Objective(
-            self.space, base_mapping(self.recipe), self.folder, self.budget, self.metric
-        )
+            self.space, base_mapping(self.recipe), self.folder, self.budget, self.metric,
+            self.tracking,
+        )  # fmt: skip
 
 
 def plan_search(
@@ -95,9 +106,10 @@ def plan_search(
     memory_budget: str | None,
     deadline: float | None = None,
     worker: int | None = None,
+    tracking_uri: str | None = None,
 ) -> Search:
-    """The recipe, its space, the folder and the budgets, all checked (a UserError names the
-    key, file or option); nothing is written yet."""
+    """The recipe, its space, the folder, the budgets and the tracker, all checked (a
+    UserError names the key, file or option); nothing is written yet."""
     recipe = load_recipe(recipe_path, overrides)
     if trials is not None and trials < 1:
         raise UserError("--trials must be 1 or more")
@@ -110,6 +122,7 @@ def plan_search(
     space = build_space(recipe, trials, seconds)
     stopping = recipe.train.early_stopping
     metric = stopping.metric if stopping and stopping.metric else "loss"
+    tracking = plan_tracking(recipe.tracking, tracking_uri)
     output = Path(output or Path("tunes") / recipe_path.stem)
     if worker is not None:
         folder, resume = TuneFolder(output), True
@@ -126,6 +139,7 @@ def plan_search(
         metric=metric,
         resume=resume,
         worker=0 if worker is None else worker + 1,
+        tracking=tracking,
     )
 
 
@@ -140,14 +154,17 @@ def run_tune(
     output: Path | None = None,
     overwrite: bool = False,
     memory_budget: str | None = None,
+    tracking_uri: str | None = None,
 ) -> dict[str, Any]:
     """The whole search; returns its summary (also in tune.html). Exit 1 (GateFailed) when
-    the data gate fails or no trial could be chosen."""
+    the data gate fails or no trial could be chosen. `tracking_uri` (--tracking-uri): where
+    the recipe's `tracking` records the search (one run, a child run per trial)."""
     if workers < 1:
         raise UserError("--workers must be 1 or more")
     search = plan_search(
-        recipe_path, overrides, budget, trials, storage, output, overwrite, memory_budget
-    )
+        recipe_path, overrides, budget, trials, storage, output, overwrite, memory_budget,
+        tracking_uri=tracking_uri,
+    )  # fmt: skip
     folder = search.folder
     with folder.locked():
         if search.resume and overwrite:
@@ -155,12 +172,14 @@ def run_tune(
             search.resume = False
         folder.mark()
         study = _start_study(search, overwrite, console)
-        _check_data_once(search, console)
-        contenders = _contenders_once(search, study, console)
-        _say_plan(search, workers, console)
-        ended = _run_trials(search, study, workers, recipe_path, overrides, console)
-        console.print(f"Search ended: {ended}")
-        return finish(search, study, contenders, console)
+        tracker = _start_tracking(search, study, console)
+        with tracker.recording():
+            _check_data_once(search, console)
+            contenders = _contenders_once(search, study, console)
+            _say_plan(search, workers, console)
+            ended = _run_trials(search, study, workers, recipe_path, overrides, console)
+            console.print(f"Search ended: {ended}")
+            return finish(search, study, contenders, console, tracker)
 
 
 def run_worker(
@@ -173,13 +192,18 @@ def run_worker(
     memory_budget: str | None,
     deadline: float | None,
     worker: int,
+    tracking_uri: str | None = None,
 ) -> None:
-    """Worker `worker` of --workers: trials until the budget ends the search."""
+    """Worker `worker` of --workers: trials until the budget ends the search (each one a
+    child of the search's tracked run, which the search's own process started)."""
     search = plan_search(
         recipe_path, overrides, None, trials, storage, output, False, memory_budget,
-        deadline=deadline, worker=worker,
+        deadline=deadline, worker=worker, tracking_uri=tracking_uri,
     )  # fmt: skip
     study = search.open()
+    if search.tracking.enabled:
+        parent = study.user_attrs.get(PARENT_RUN_ATTR)
+        search.tracking = search.tracking.child(parent, search.folder.path.name)
     lock = AskLock(search.folder / TuneFolder.ASK_LOCK)
     reason = work(study, search.objective(), search.budget, lock)
     console.print(f"worker done: {reason}")
@@ -219,6 +243,37 @@ def _start_study(search: Search, overwrite: bool, console: Console) -> optuna.St
     if done:
         console.print(f"Resuming the study in {search.storage}: {len(done)} trial(s) finished")
     return study
+
+
+def _start_tracking(search: Search, study: optuna.Study, console: Console) -> Tracker:
+    """The search's own tracked run (reopened when a killed search resumes), its id kept in
+    the study so that every worker's trials become its children."""
+    tracking = search.tracking
+    if not tracking.enabled:
+        return NO_TRACKING
+    name = search.folder.path.name
+    resumed = study.user_attrs.get(PARENT_RUN_ATTR)
+    tracker = tracking.open_search(console, name, search.folder / TuneFolder.TRIALS, resumed)
+    budget = search.budget
+    params = base_mapping(search.recipe) | {
+        "search": {
+            "space": search.space.describe(),
+            "metric": search.metric,
+            "direction": search.direction,
+            "trials": budget.trials,
+            "memory_budget_mb": budget.memory_mb,
+        }
+    }
+    tags = {
+        "tunesmith.command": "tune",
+        "tunesmith.task": search.recipe.task,
+        "tunesmith.tune_folder": str(search.folder.path.absolute()),
+    }
+    tracker.start(params, tags)
+    if tracker.run_id is not None and tracker.run_id != resumed:
+        study.set_user_attr(PARENT_RUN_ATTR, tracker.run_id)
+    search.tracking = tracking.child(tracker.run_id, name)
+    return tracker
 
 
 def _check_data_once(search: Search, console: Console) -> None:
@@ -294,7 +349,10 @@ def _run_trials(
             return work(study, search.objective(), search.budget, lock)
         finally:
             watch.stop(thread)
-    argv = worker_command(recipe_path, overrides, search.folder, search.storage, search.budget)
+    argv = worker_command(
+        recipe_path, overrides, search.folder, search.storage, search.budget,
+        search.tracking.uri if search.tracking.enabled else None,
+    )  # fmt: skip
     processes = start_workers(argv, workers, search.folder)
     try:
         watch.follow(lambda: all(p.poll() is not None for p in processes))
@@ -304,10 +362,15 @@ def _run_trials(
 
 
 def finish(
-    search: Search, study: optuna.Study, contenders: dict[str, dict], console: Console
+    search: Search,
+    study: optuna.Study,
+    contenders: dict[str, dict],
+    console: Console,
+    tracker: Tracker = NO_TRACKING,
 ) -> dict[str, Any]:
     """trials.csv; the best eligible trial completed on test as best/ (once per choice);
-    best-recipe.yaml; tune.html. GateFailed (exit 1) when no trial can be chosen."""
+    best-recipe.yaml; tune.html; the search's tracked run completed. GateFailed (exit 1)
+    when no trial can be chosen."""
     folder, metric = search.folder, search.metric
     write_trials_csv(folder, study, metric, search.keys)
     choice = choose(study, metric)
@@ -327,12 +390,44 @@ def finish(
     write_tune_report(folder, study, metric, search.keys, summary, importances(study))
     console.print(summary["verdict"], highlight=False)
     console.print(f"Tune folder: {folder.path}  (trials.csv, tune.html)", highlight=False)
+    _record_search(tracker, search, study, counts, best, console)
     if best is None:
         raise GateFailed(
             "no trial can be chosen (every trial was skipped, pruned, failed or marked by a "
             f"guard); see {folder / TuneFolder.TRIALS_CSV}" + _what_to_change(study)
         )
     return summary
+
+
+def _record_search(
+    tracker: Tracker,
+    search: Search,
+    study: optuna.Study,
+    counts: dict[str, int],
+    best: optuna.trial.FrozenTrial | None,
+    console: Console,
+) -> None:
+    """The search's run: trials per outcome, the chosen trial and its scores (validation,
+    and test from best/), tune.html, trials.csv and best-recipe.yaml. It ends FINISHED when
+    a trial was chosen; else the GateFailed that follows ends it FAILED."""
+    folder = search.folder
+    final: dict[str, Any] = {"trials": counts}
+    if best is not None:
+        final |= {"best_trial": best.number, f"best_validation_{search.metric}": best.value}
+        metrics = folder / TuneFolder.BEST / RunFolder.METRICS
+        if metrics.is_file():
+            scores = RunFolder(metrics.parent).read_json(RunFolder.METRICS)
+            final["best"] = {
+                k: scores[k] for k in ("fine_tuned", "base", "baseline") if k in scores
+            }
+    tracker.log_final(final, len(study.get_trials(deepcopy=False)))
+    names = (TuneFolder.REPORT, TuneFolder.TRIALS_CSV, TuneFolder.BEST_RECIPE)
+    tracker.log_artifacts(folder / name for name in names)
+    if best is not None:
+        tracker.end()
+    where = tracker.where()
+    if where:
+        console.print(where, highlight=False, markup=False)
 
 
 def _what_to_change(study: optuna.Study) -> str:

@@ -13,7 +13,7 @@ import math
 import shutil
 import time
 import traceback
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import optuna
@@ -25,6 +25,7 @@ from tunesmith.progress import shown
 from tunesmith.recipe import load_recipe
 from tunesmith.run import SearchTrial, train
 from tunesmith.run_folder import RunFolder
+from tunesmith.tracking import Tracking
 from tunesmith.train.device import reset_peak_memory
 from tunesmith.tune.budget import Budget
 from tunesmith.tune.folder import TuneFolder
@@ -47,6 +48,8 @@ class Objective:
     budget: Budget
     metric: str
     """The validation metric searched (the recipe's early-stopping metric)."""
+    tracking: Tracking = field(default_factory=Tracking)
+    """Where each trial is recorded: a child of the search's tracked run."""
 
     def __call__(self, trial: optuna.Trial) -> float:
         started = time.time()
@@ -54,7 +57,14 @@ class Objective:
         trial.set_user_attr("values", values)
         run_dir = self.folder.trial_dir(trial.number)
         reset_peak_memory()  # this trial's peak, not the worker's since its first trial
-        hooks = SearchTrial(on_evaluation=self._pruner(trial), check_cost=self._fits)
+        hooks = SearchTrial(
+            on_evaluation=self._pruner(trial),
+            check_cost=self._fits,
+            tracking=self.tracking if self.tracking.enabled else None,
+            run_name=f"trial-{trial.number:04d}",
+            tags={"tunesmith.trial": str(trial.number)},
+            stopped=(optuna.TrialPruned, TrialSkipped),
+        )
         with self.folder.log(f"{trial.number:04d}").open("w", encoding="utf-8") as log:
             console = Console(file=log, width=100, soft_wrap=True)
             console.print(f"trial {trial.number}: {values}", markup=False)

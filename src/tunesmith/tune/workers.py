@@ -40,10 +40,15 @@ def work(study: optuna.Study, objective: Objective, budget: Budget, lock: AskLoc
 
 
 def worker_command(
-    recipe: Path, overrides: list[str], folder: TuneFolder, storage: str, budget: Budget
+    recipe: Path,
+    overrides: list[str],
+    folder: TuneFolder,
+    storage: str,
+    budget: Budget,
+    tracking_uri: str | None = None,
 ) -> list[str]:
-    """The command line of a local worker (its number follows): the same recipe, overrides
-    and budgets."""
+    """The command line of a local worker (its number follows): the same recipe, overrides,
+    budgets and tracking destination (resolved, so a worker records where the search does)."""
     argv = [sys.executable, "-m", "tunesmith", "tune", str(recipe)]
     argv += [arg for item in overrides for arg in ("--set", item)]
     argv += ["--output", str(folder.path), "--storage", storage]
@@ -53,6 +58,8 @@ def worker_command(
         argv += ["--deadline", f"{budget.deadline:.3f}"]
     if budget.memory_mb is not None:
         argv += ["--memory-budget", f"{budget.memory_mb:.0f}MB"]
+    if tracking_uri is not None:
+        argv += ["--tracking-uri", tracking_uri]
     return [*argv, "--worker"]
 
 

@@ -37,6 +37,7 @@ register(
         # of a 135M model costs a few times LoRA's memory, so lora and dora are searched
         search=SearchDefaults(methods=("lora", "dora"), epochs=(1, 4)),
         contenders=("base", "few-shot", "rag", "fine-tuned", "fine-tuned+rag"),
+        pipeline_tag="text-generation",
         description="an LLM that answers (instruction tuning, chat, domain text)",
     )
 )

@@ -211,6 +211,11 @@ class Contenders:
                 return messages, kept
             kept.pop()
 
+    def rag_prompt(self, prompt: list[Message], budget: int) -> tuple[list[Message], list[Hit]]:
+        """One prompt led by the passages its last question retrieves (serve's requests)."""
+        hits = self.knowledge.search([_question(prompt)], self.config.top_k)[0]
+        return self._rag(prompt, hits, budget)
+
     def _rag(
         self, prompt: list[Message], hits: list[Hit], budget: int
     ) -> tuple[list[Message], list[Hit]]:

@@ -3,6 +3,7 @@ loss, perplexity and generated answers, answer prompts, export."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -30,8 +31,10 @@ from tunesmith.recipe import Recipe
 from tunesmith.run_folder import RunFolder
 from tunesmith.tasks.causal_lm.contenders import ContenderRun, Contenders, summarise
 from tunesmith.tasks.causal_lm.family import CausalLMFamily, read_questions, training_documents
+from tunesmith.tasks.causal_lm.serving import ChatServing
 from tunesmith.tasks.causal_lm.task import CausalLMTask, render
-from tunesmith.tasks.common import placed, save_transformers
+from tunesmith.tasks.common import is_peft_model, placed, prefix_caveat, save_transformers
+from tunesmith.tasks.registry import ExportDetails
 from tunesmith.trained_run import TrainedRun
 
 
@@ -183,8 +186,113 @@ def answer_with_retrieval(
     ]
 
 
-def export(model: torch.nn.Module, run: TrainedRun, folder: Path) -> None:
-    save_transformers(model, run, folder)
+def serving_model(run: TrainedRun, retrieval: bool | None) -> ChatServing:
+    if retrieval is None:
+        verdict = RunFolder(run.folder).read_json(RunFolder.METRICS).get("verdict") or {}
+        retrieval = verdict.get("cheapest_within_noise") == "fine-tuned+rag"
+    return ChatServing(run, retrieval)
+
+
+def export(model: torch.nn.Module, run: TrainedRun, folder: Path) -> ExportDetails:
+    """A transformers causal LM (or its PEFT adapter) with the run's tokenizer and chat
+    template, and generation_config.json holding `tunesmith predict`'s decoding (greedy unless
+    generation.do_sample, max_new_tokens, the end-of-turn tokens), so a plain `generate`
+    answers as predict does."""
+    import copy
+
+    adapter = is_peft_model(model)
+    empty = LMSplit([], "")
+    task = run_task(run, LMSplits(empty, empty, empty, format="chat"))
+    generation = copy.deepcopy((model.get_base_model() if adapter else model).generation_config)
+    settings = run.recipe.generation
+    sampling = (
+        {"do_sample": True, "temperature": settings.temperature, "top_p": settings.top_p}
+        if settings.do_sample
+        else {"do_sample": False, "temperature": None, "top_p": None, "top_k": None}
+    )
+    generation.update(
+        max_new_tokens=settings.max_new_tokens,
+        eos_token_id=task.stop_ids(model),
+        pad_token_id=task.pad_id,
+        **sampling,
+    )
+    if adapter:
+        save_transformers(model, run, folder)
+        generation.save_pretrained(folder)
+    else:
+        model.generation_config = generation
+        save_transformers(model, run, folder)
+    preprocess = run.recipe.preprocess
+    return ExportDetails(
+        loader=_chat_loader(adapter, run.recipe.data.system_prompt, preprocess.unicode),
+        inputs='prompts = ["Your first question", "and another one"]',
+        preprocessing=(
+            "Each prompt is rendered with the tokenizer's chat template (saved with it), the "
+            "assistant's turn opened"
+            + (
+                ", after Unicode NFKC (the loading lines apply it)"
+                if preprocess.unicode == "nfkc"
+                else ""
+            )
+            + f"; a prompt longer than {preprocess.max_length} tokens keeps its last "
+            f"{preprocess.max_length}. Answers are decoded as generation_config.json says "
+            f"({'sampled' if settings.do_sample else 'greedy'}, at most "
+            f"{settings.max_new_tokens} new tokens, ending at the end-of-turn token)."
+        )
+        + prefix_caveat(run.recipe.method.name),
+        files={
+            "generation_config.json": "the decoding `tunesmith predict` uses (and its stop tokens)",
+            "tokenizer.json, tokenizer_config.json": "the tokenizer, with the chat template",
+        },
+        library_name="peft" if adapter else "transformers",
+        requires=("torch", "transformers", "peft") if adapter else ("torch", "transformers"),
+    )
+
+
+def _chat_loader(adapter: bool, system_prompt: str | None, unicode: str | None) -> str:
+    """The model card's lines that answer `prompts` with the export, without tunesmith."""
+    nfkc = unicode == "nfkc"
+    system = (system_prompt or "").strip()
+    if system and nfkc:
+        import unicodedata
+
+        system = unicodedata.normalize("NFKC", system)
+    lines = ["import torch"] + (["import unicodedata"] if nfkc else [])
+    if adapter:
+        lines += [
+            "from peft import PeftModel",
+            "from transformers import AutoModelForCausalLM, AutoTokenizer, GenerationConfig",
+            "",
+            "tokenizer = AutoTokenizer.from_pretrained(folder)  # with the run's chat template",
+            "model = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(base), "
+            "folder).eval()",
+            "generation = GenerationConfig.from_pretrained(folder)  # the run's decoding",
+        ]
+    else:
+        lines += [
+            "from transformers import AutoModelForCausalLM, AutoTokenizer",
+            "",
+            "tokenizer = AutoTokenizer.from_pretrained(folder)  # with the run's chat template",
+            "model = AutoModelForCausalLM.from_pretrained(folder).eval()",
+        ]
+    content = 'unicodedata.normalize("NFKC", prompt)' if nfkc else "prompt"
+    messages = '{"role": "user", "content": ' + content + "}"
+    if system:
+        messages = '{"role": "system", "content": ' + json.dumps(system) + "}, " + messages
+    lines += [
+        "answers = []",
+        "for prompt in prompts:",
+        f"    messages = [{messages}]",
+        "    inputs = tokenizer.apply_chat_template(",
+        '        messages, add_generation_prompt=True, return_tensors="pt", return_dict=True',
+        "    )",
+        "    with torch.no_grad():",
+        "        output = model.generate(**inputs"
+        + (", generation_config=generation)" if adapter else ")  # generation_config.json"),
+        '    new_tokens = output[0, inputs["input_ids"].shape[1] :]',
+        "    answers.append(tokenizer.decode(new_tokens, skip_special_tokens=True).strip())",
+    ]
+    return "\n".join(lines) + "\n"
 
 
 def check_data(recipe: Recipe, console: Console, label_issues: bool | None) -> QualityReport:

@@ -17,7 +17,7 @@ from dataclasses import dataclass, replace
 import torch
 import torch.nn.functional as F
 from torch import nn
-from transformers import PreTrainedTokenizerBase
+from transformers import PreTrainedTokenizerBase, StoppingCriteriaList
 
 from tunesmith.data.causal import LMExample, LMSplit, LMSplits, Message
 from tunesmith.data.text import SPLITS
@@ -396,6 +396,31 @@ class CausalLMTask:
         """Answers to one batch of encoded prompts, left-padded, each stopping at a `stop`
         token; with prefix tuning, `virtual` leading slots stand for the prefix."""
         config = self.generation
+        sampling = (
+            {"do_sample": True, "temperature": config.temperature, "top_p": config.top_p}
+            if config.do_sample
+            else {"do_sample": False, "temperature": None, "top_p": None, "top_k": None}
+        )
+        output, width = self.generate_ids(model, rows, limit, stop, virtual, sampling)
+        return [
+            self.tokenizer.decode(output[r, width:].tolist(), skip_special_tokens=True).strip()
+            for r in range(len(rows))
+        ]
+
+    def generate_ids(
+        self,
+        model: nn.Module,
+        rows: list[list[int]],
+        limit: int,
+        stop: list[int],
+        virtual: int,
+        sampling: dict,
+        criteria: list | None = None,
+    ) -> tuple[torch.Tensor, int]:
+        """transformers' generate on encoded prompts, left-padded, each row ending at a
+        `stop` token: (the ids, prompt included; the width where new tokens start). With
+        prefix tuning, `virtual` leading slots stand for the prefix; `criteria` are extra
+        stopping criteria (serve's per-row streaming)."""
         width = virtual + max(len(ids) for ids in rows)
         input_ids = torch.full((len(rows), width), self.pad_id, dtype=torch.long)
         mask = torch.zeros((len(rows), width), dtype=torch.long)
@@ -407,11 +432,8 @@ class CausalLMTask:
         if virtual:
             generator = model.get_base_model()
             extra["past_key_values"] = model.get_prompt(len(rows), max_cache_len=width + limit)
-        sampling = (
-            {"do_sample": True, "temperature": config.temperature, "top_p": config.top_p}
-            if config.do_sample
-            else {"do_sample": False, "temperature": None, "top_p": None, "top_k": None}
-        )
+        if criteria:
+            extra["stopping_criteria"] = StoppingCriteriaList(criteria)
         with autocast(self.device, self.dtype):
             output = generator.generate(
                 input_ids=input_ids.to(self.device),
@@ -422,10 +444,15 @@ class CausalLMTask:
                 **sampling,
                 **extra,
             )
-        return [
-            self.tokenizer.decode(output[r, width:].tolist(), skip_special_tokens=True).strip()
-            for r in range(len(rows))
-        ]
+        return output, width
+
+    def virtual_tokens(self, model: nn.Module) -> int:
+        """Leading slots a prefix-tuned model's prompts need (see `_prefix_tokens`)."""
+        return _prefix_tokens(model)
+
+    def stop_ids(self, model: nn.Module) -> list[int]:
+        """The tokens that end an answer (the tokenizer's and the generation config's)."""
+        return _stop_ids(self.tokenizer, model)
 
 
 def _preprocessed(splits: LMSplits, preprocessor: TextPreprocessor) -> LMSplits:

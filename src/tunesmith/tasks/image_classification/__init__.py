@@ -13,6 +13,7 @@ register(
         headline=("accuracy", "macro_f1"),
         inputs="image",
         methods=("full", "lora", "dora", "ia3", "selective", "linear-probe"),
+        pipeline_tag="image-classification",
         description="one label per image (defects, medical, satellite photos)",
     )
 )

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import json
 import shutil
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -21,6 +23,7 @@ from tunesmith.data.images import (
 )
 from tunesmith.data.quality import KindChecks, QualityReport, run_checks
 from tunesmith.data.quality.items import SPLITS, CheckData
+from tunesmith.errors import UserError
 from tunesmith.models.resolve import resolve_model
 from tunesmith.models.vision import (
     VisionClassifier,
@@ -33,14 +36,18 @@ from tunesmith.run_folder import RunFolder
 from tunesmith.tasks.common import (
     check_same_labels,
     classifier_eval_batch_size,
+    is_peft_model,
     label_rows,
     placed,
+    refuse_retrieval,
 )
 from tunesmith.tasks.image_classification.family import (
     ImageClassificationFamily,
     image_transforms,
 )
 from tunesmith.tasks.image_classification.task import ImageClassificationTask
+from tunesmith.tasks.registry import ExportDetails
+from tunesmith.tasks.serving import ClassifierServing
 from tunesmith.train.device import resolve_device
 from tunesmith.trained_run import TrainedRun
 
@@ -96,11 +103,90 @@ def predict_run(
     return label_rows("image", paths, task.predict_proba(run.model, paths), run.label_names)
 
 
-def export(model: torch.nn.Module, run: TrainedRun, folder: Path) -> None:
-    """tunesmith's own format (safetensors + vision_config.json) with its preprocess.json."""
-    model.save(folder)
+def serving_model(run: TrainedRun, retrieval: bool | None) -> ClassifierServing:
+    """Images come as binary file objects (uploads), read as `predict` reads files."""
+    refuse_retrieval(run, retrieval)
+    empty = ImageExamples([], [], [], "")
+    task = run_task(run, ImageSplits(empty, empty, empty, run.label_names, []))
+
+    def predict(images: Sequence[Any]) -> list[dict]:
+        probabilities = task.predict_proba(run.model, list(images))
+        return label_rows("image", [str(i) for i in images], probabilities, run.label_names)
+
+    return ClassifierServing(run.folder.name, "image", run.label_names, predict)
+
+
+def export(model: torch.nn.Module, run: TrainedRun, folder: Path) -> ExportDetails:
+    """A transformers custom model (config.json with auto_map, model.safetensors, the code in
+    models/portable/) and an image processor doing the run's evaluation transform, both
+    loaded with trust_remote_code; tunesmith's own vision_config.json and preprocess.json
+    too. An unmerged adapter is refused: its base is tunesmith's own classifier class."""
+    if is_peft_model(model):
+        raise UserError(
+            f"export: {run.folder} holds a {run.recipe.method.name} adapter of tunesmith's own "
+            "image classifier, which peft cannot rebuild without tunesmith; add --merge to "
+            "fold it into the weights (a folder transformers loads on its own)"
+        )
+    transform: ImageTransform = run.tokenizer
+    model.save_portable(
+        folder,
+        {
+            "size": transform.size,
+            "image_mean": list(transform.mean),
+            "image_std": list(transform.std),
+            "crop_fraction": transform.crop_fraction,
+            "denoise": transform.denoise,
+            "denoise_size": transform.denoise_size,
+        },
+    )
     weights = run.folder / (RunFolder.ADAPTER if run.is_adapter else RunFolder.MODEL)
     shutil.copy(weights / PREPROCESS_FILE, folder / PREPROCESS_FILE)
+    denoise = (
+        f"a {transform.denoise} filter (size {transform.denoise_size}), then "
+        if transform.denoise != "none"
+        else ""
+    )
+    return ExportDetails(
+        loader=(
+            "import torch\n"
+            "from transformers import AutoImageProcessor, AutoModelForImageClassification\n"
+            "\n"
+            "# trust_remote_code runs the three small .py files in this folder (torch and\n"
+            "# transformers only): tunesmith's classifier and its evaluation transform\n"
+            "processor = AutoImageProcessor.from_pretrained(folder, trust_remote_code=True)\n"
+            "model = AutoModelForImageClassification.from_pretrained(\n"
+            "    folder, trust_remote_code=True\n"
+            ").eval()\n"
+            "with torch.no_grad():\n"
+            '    logits = model(**processor(images, return_tensors="pt")).logits\n'
+            "probabilities = logits.softmax(-1)\n"
+            "labels = [model.config.id2label[int(i)] for i in probabilities.argmax(-1)]\n"
+        ),
+        inputs='images = ["photo.jpg", "another.png"]  # file paths or PIL images',
+        preprocessing=(
+            "Each image is read as RGB (transparency on white, EXIF orientation applied), "
+            f"then {denoise}the centre square that a resize of the shorter side to "
+            f"{round(transform.size / transform.crop_fraction)} pixels and a "
+            f"{transform.size}x{transform.size} centre crop would keep is resampled once "
+            "(bicubic), and normalised with mean "
+            f"{[round(v, 4) for v in transform.mean]} and std "
+            f"{[round(v, 4) for v in transform.std]} (pixels in 0-1): the run's evaluation "
+            "transform, done by `image_processing_tunesmith_vision.py` "
+            "(preprocessor_config.json), so the pixels are the ones `tunesmith predict` sees."
+        ),
+        files={
+            "config.json": "the architecture and labels, with `auto_map` naming the code below",
+            "model.safetensors": "the weights (an adapter already merged)",
+            "configuration_tunesmith_vision.py, modeling_tunesmith_vision.py": (
+                "the classifier as a transformers custom model (torch and transformers only)"
+            ),
+            "image_processing_tunesmith_vision.py, preprocessor_config.json": (
+                "the evaluation transform as an image processor (numpy and Pillow)"
+            ),
+            "vision_config.json, preprocess.json": "the same model and transform in "
+            "tunesmith's own format",
+        },
+    )
 
 
 def check_data(recipe: Recipe, console: Console, label_issues: bool | None) -> QualityReport:

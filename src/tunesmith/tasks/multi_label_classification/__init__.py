@@ -18,6 +18,7 @@ register(
         methods=("full", "lora", "dora", "ia3", "selective", "linear-probe"),
         default_max_length="auto",
         default_unicode="nfkc",
+        pipeline_tag="text-classification",
         description="any number of labels per text (tags, topics, ticket categories)",
     )
 )

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -18,10 +19,12 @@ from tunesmith.recipe import Recipe
 from tunesmith.run_folder import RunFolder
 from tunesmith.tasks.common import (
     check_same_labels,
+    export_text_classifier,
+    is_peft_model,
     load_sequence_classifier,
     note_fallbacks,
     read_text_inputs,
-    save_transformers,
+    refuse_retrieval,
     with_test_details,
 )
 from tunesmith.tasks.multi_label_classification import thresholds as threshold_file
@@ -35,6 +38,8 @@ from tunesmith.tasks.multi_label_classification.family import MultiLabelFamily
 from tunesmith.tasks.multi_label_classification.quality import check_multi_label_data
 from tunesmith.tasks.multi_label_classification.task import MultiLabelTask
 from tunesmith.tasks.multi_label_classification.thresholds import Thresholds
+from tunesmith.tasks.registry import ExportDetails
+from tunesmith.tasks.serving import ClassifierServing
 from tunesmith.trained_run import TrainedRun
 
 
@@ -98,6 +103,21 @@ def predict_run(
     return prediction_rows(texts, probabilities, names, task.thresholds)
 
 
+def serving_model(run: TrainedRun, retrieval: bool | None) -> ClassifierServing:
+    refuse_retrieval(run, retrieval)
+    names = run.label_names
+    empty = empty_examples(names)
+    task = run_task(run, MultiLabelSplits(empty, empty, empty, names))
+    assert task.thresholds is not None
+    thresholds = task.thresholds
+
+    def predict(texts: Sequence[str]) -> list[dict]:
+        probabilities = task.predict_proba(run.model, list(texts))
+        return prediction_rows(list(texts), probabilities, names, thresholds)
+
+    return ClassifierServing(run.folder.name, "text", names, predict)
+
+
 def prediction_rows(
     texts: list[str], probabilities: np.ndarray, names: list[str], thresholds: Thresholds
 ) -> list[dict]:
@@ -119,11 +139,37 @@ def prediction_rows(
     return rows
 
 
-def export(model: torch.nn.Module, run: TrainedRun, folder: Path) -> None:
-    """A transformers folder (problem_type multi_label_classification) with thresholds.json."""
-    save_transformers(model, run, folder)
+def export(model: torch.nn.Module, run: TrainedRun, folder: Path) -> ExportDetails:
+    """A transformers folder (problem_type multi_label_classification), or its PEFT adapter,
+    with thresholds.json; the tokenizer does the run's normalisation, preprocess.py its stop
+    words."""
+    tail = (
+        "import json\n"
+        "\n"
+        f'with open(f"{{folder}}/{threshold_file.FILE}") as file:\n'
+        '    thresholds = json.load(file)["per_label"]  # tuned on the validation split\n'
+        "probabilities = logits.sigmoid()\n"
+        "labels = [\n"
+        "    [name for i, name in model.config.id2label.items() if row[i] >= thresholds[name]]\n"
+        "    for row in probabilities.tolist()\n"
+        "]\n"
+    )
+    loader, preprocessing, files = export_text_classifier(model, run, folder, tail)
     weights = run.folder / (RunFolder.ADAPTER if run.is_adapter else RunFolder.MODEL)
     shutil.copy(weights / threshold_file.FILE, folder / threshold_file.FILE)
+    files[threshold_file.FILE] = (
+        "each label's decision threshold (a label is predicted when its probability reaches "
+        "it), tuned on the validation split"
+    )
+    adapter = is_peft_model(model)
+    return ExportDetails(
+        loader=loader,
+        inputs='texts = ["The first text to tag", "and another one"]',
+        preprocessing=preprocessing,
+        files=files,
+        library_name="peft" if adapter else "transformers",
+        requires=("torch", "transformers", "peft") if adapter else ("torch", "transformers"),
+    )
 
 
 def check_data(recipe: Recipe, console: Console, label_issues: bool | None) -> QualityReport:

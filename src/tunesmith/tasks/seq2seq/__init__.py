@@ -23,6 +23,7 @@ register(
         relative_min_delta=0.01,
         default_unicode="none",
         search=SearchDefaults(methods=("lora", "full"), epochs=(1, 4)),
+        pipeline_tag="text2text-generation",
         description="an encoder-decoder that rewrites text (summaries, translation, answers)",
     )
 )

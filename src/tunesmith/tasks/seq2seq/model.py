@@ -28,6 +28,7 @@ from transformers import (
     DynamicCache,
     PreTrainedModel,
     PreTrainedTokenizerBase,
+    StoppingCriteriaList,
 )
 from transformers import GenerationConfig as Settings
 
@@ -159,10 +160,15 @@ def generate(
     input_ids: torch.Tensor,
     attention_mask: torch.Tensor,
     settings: Settings,
+    stopping_criteria: list | None = None,
 ) -> torch.Tensor:
-    """(B, T) generated ids, starting with the decoder's start token."""
+    """(B, T) generated ids, starting with the decoder's start token; `stopping_criteria`:
+    extra per-row criteria (serve's streaming)."""
+    extra = (
+        {"stopping_criteria": StoppingCriteriaList(stopping_criteria)} if stopping_criteria else {}
+    )
     return _base(model).generate(
-        **encoder_inputs(model, input_ids, attention_mask), generation_config=settings
+        **encoder_inputs(model, input_ids, attention_mask), generation_config=settings, **extra
     )
 
 

@@ -24,6 +24,7 @@ register(
         ),
         default_max_length="auto",
         default_unicode="nfkc",
+        pipeline_tag="text-classification",
         description="one label per text (support tickets, intents, topics)",
     )
 )

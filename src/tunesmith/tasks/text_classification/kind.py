@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -22,14 +23,18 @@ from tunesmith.recipe import Recipe
 from tunesmith.tasks.common import (
     check_same_labels,
     classifier_eval_batch_size,
+    export_text_classifier,
+    is_peft_model,
     label_rows,
     load_sequence_classifier,
     model_length_limit,
     note_fallbacks,
     read_text_inputs,
-    save_transformers,
+    refuse_retrieval,
     with_test_details,
 )
+from tunesmith.tasks.registry import ExportDetails
+from tunesmith.tasks.serving import ClassifierServing
 from tunesmith.tasks.text_classification.family import TextClassificationFamily
 from tunesmith.tasks.text_classification.task import TextClassificationTask
 from tunesmith.train.device import resolve_device
@@ -77,8 +82,35 @@ def predict_run(
     return label_rows("text", texts, probabilities, run.label_names)
 
 
-def export(model: torch.nn.Module, run: TrainedRun, folder: Path) -> None:
-    save_transformers(model, run, folder)
+def serving_model(run: TrainedRun, retrieval: bool | None) -> ClassifierServing:
+    refuse_retrieval(run, retrieval)
+    empty = TextExamples([], [], [], "")
+    task = run_task(run, TextSplits(empty, empty, empty, run.label_names))
+
+    def predict(texts: Sequence[str]) -> list[dict]:
+        probabilities = task.predict_proba(run.model, list(texts))
+        return label_rows("text", list(texts), probabilities, run.label_names)
+
+    return ClassifierServing(run.folder.name, "text", run.label_names, predict)
+
+
+def export(model: torch.nn.Module, run: TrainedRun, folder: Path) -> ExportDetails:
+    """A transformers sequence classifier (or its PEFT adapter) whose tokenizer does the
+    run's normalisation; stop words, where the run removes them, in preprocess.py."""
+    tail = (
+        "probabilities = logits.softmax(-1)\n"
+        "labels = [model.config.id2label[int(i)] for i in probabilities.argmax(-1)]\n"
+    )
+    loader, preprocessing, files = export_text_classifier(model, run, folder, tail)
+    adapter = is_peft_model(model)
+    return ExportDetails(
+        loader=loader,
+        inputs='texts = ["The first text to classify", "and another one"]',
+        preprocessing=preprocessing,
+        files=files,
+        library_name="peft" if adapter else "transformers",
+        requires=("torch", "transformers", "peft") if adapter else ("torch", "transformers"),
+    )
 
 
 def check_data(recipe: Recipe, console: Console, label_issues: bool | None) -> QualityReport:
