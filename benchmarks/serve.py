@@ -54,6 +54,8 @@ def train_runs(folder: Path) -> tuple[Path, Path]:
             "train": {"max_steps": 30, "batch_size": 8},
             "generation": {"max_new_tokens": 32, "max_examples": 8},
             "compare": [],
+            # the FAQ repeats a few questions across splits; serving speed does not mind
+            "guards": {"data_quality": "warn"},
         }
         train_in_subprocess(recipe, folder / "llm.yaml", llm, [])
     return classifier, llm

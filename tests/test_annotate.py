@@ -3,11 +3,8 @@ command line (bad input, busy port, Ctrl-C) and the page itself in a real headle
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import os
 import re
-import shutil
 import signal
 import socket
 import subprocess
@@ -36,6 +33,7 @@ from tunesmith.data.images import _read_folder
 from tunesmith.errors import UserError
 from tunesmith.local_server.listener import bind, make_server
 
+from .browser import FLAGS, chromium_or_skip
 from .conftest import make_image_folder
 
 ROWS = [
@@ -436,24 +434,6 @@ def test_ctrl_c_stops_the_server_cleanly(topics_csv: Path) -> None:
 # --- the page in a headless browser ------------------------------------------------------------
 
 
-def chromium_or_skip() -> str:
-    """Debian's chromium for Playwright; skipped where missing, unless TUNESMITH_REQUIRE_BROWSER=1
-    (the test setup that installs it) makes a missing browser a failure."""
-    path = shutil.which("chromium") or "/usr/bin/chromium"
-    reason = None
-    if not Path(path).is_file():
-        reason = (
-            "Debian's chromium is not installed (apt-get install chromium): no /usr/bin/chromium"
-        )
-    elif importlib.util.find_spec("playwright") is None:
-        reason = "Python Playwright is not installed (pip install playwright)"
-    if reason is None:
-        return path
-    if os.environ.get("TUNESMITH_REQUIRE_BROWSER") == "1":
-        pytest.fail(f"TUNESMITH_REQUIRE_BROWSER=1 but {reason}")
-    pytest.skip(reason)
-
-
 @contextmanager
 def serving(app) -> Iterator[str]:
     """The app served by uvicorn on a free port in a background thread, as the CLI serves it."""
@@ -477,10 +457,8 @@ def test_label_review_and_export_in_a_browser(topics_csv: Path, tmp_path: Path) 
 
     session = open_session(topics_csv, suspects=write_quality(tmp_path, topics_csv))
     idle = 'body[data-busy="false"]'
-    flags = ["--no-sandbox", "--disable-gpu", "--disable-background-networking"]
-    flags += ["--disable-component-update", "--disable-sync", "--no-first-run"]
     with serving(create_app(session)) as url, sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=executable, args=flags)
+        browser = playwright.chromium.launch(executable_path=executable, args=FLAGS)
         page = browser.new_page()
         page.goto(url)
         page.wait_for_selector('body[data-ready="true"] #card[data-row="2"]')

@@ -3,9 +3,7 @@ refusals (missing, unfinished or repeated folders, an --output that exists), and
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import os
 import re
 import shutil
 from html.parser import HTMLParser
@@ -27,6 +25,7 @@ from tunesmith.report.runs import (
     unique_names,
 )
 
+from .browser import FLAGS, chromium_or_skip
 from .conftest import make_rows
 
 RUNS = {
@@ -223,22 +222,6 @@ LAYOUT = """() => {
 }"""
 
 
-def chromium_or_skip() -> str:
-    """Debian's chromium for Playwright (as in test_annotate.py); skipped where missing,
-    unless TUNESMITH_REQUIRE_BROWSER=1 makes a missing browser a failure."""
-    path = shutil.which("chromium") or "/usr/bin/chromium"
-    reason = None
-    if not Path(path).is_file():
-        reason = "Debian's chromium is not installed (apt-get install chromium)"
-    elif importlib.util.find_spec("playwright") is None:
-        reason = "Python Playwright is not installed"
-    if reason is None:
-        return path
-    if os.environ.get("TUNESMITH_REQUIRE_BROWSER") == "1":
-        pytest.fail(f"TUNESMITH_REQUIRE_BROWSER=1 but {reason}")
-    pytest.skip(reason)
-
-
 def test_the_page_fits_a_desktop_and_a_phone(runs, tmp_path, capsys):
     """No element is wider than the window at 1280 and 390 px: wide tables scroll inside
     their own box (.scroll), long run names and paths wrap."""
@@ -250,10 +233,8 @@ def test_the_page_fits_a_desktop_and_a_phone(runs, tmp_path, capsys):
     output = tmp_path / "compare.html"
     code, out = compare_output(capsys, *map(str, runs), str(long_name), "--output", str(output))
     assert code == 0, out
-    flags = ["--no-sandbox", "--disable-gpu", "--disable-background-networking"]
-    flags += ["--disable-component-update", "--disable-sync", "--no-first-run"]
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=executable, args=flags)
+        browser = playwright.chromium.launch(executable_path=executable, args=FLAGS)
         try:
             for width in (1280, 390):
                 page = browser.new_page(viewport={"width": width, "height": 900})

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -12,6 +13,7 @@ from rich.console import Console
 from tunesmith.cli import main
 from tunesmith.errors import UserError
 from tunesmith.estimate import estimate
+from tunesmith.estimate.command import show
 from tunesmith.estimate.memory import RUN_GROWTH
 from tunesmith.estimate.profile import profile_example
 from tunesmith.estimate.recommend import (
@@ -22,6 +24,7 @@ from tunesmith.estimate.recommend import (
     parse_memory,
 )
 from tunesmith.recipe import load_recipe
+from tunesmith.run import print_comparison, print_contenders
 
 QUIET = Console(quiet=True)
 
@@ -187,3 +190,67 @@ def test_train_writes_predicted_and_measured(tiny_recipe, tmp_path):
         "Predicted" in (output / "report.html").read_text()
         or "predicted" in (output / "report.html").read_text()
     )
+
+
+# --- the terminal tables fit 80 columns ---------------------------------------------------
+
+
+def _lines(console: Console) -> list[str]:
+    return console.export_text(clear=False).splitlines()
+
+
+def test_the_estimate_table_fits_80_columns_and_says_why_in_words(analytic, tiny_recipe):
+    console = Console(width=80, record=True)
+    chosen = judge(analytic, memory_mb=1e9, time_s=None)
+
+    show(analytic, console, 1e9, True, None, chosen, [])
+
+    lines = _lines(console)
+    assert max(len(line) for line in lines) <= 80
+    text = console.export_text(clear=False)
+    assert "Error" not in text and "Traceback" not in text and "past key values" not in text
+    assert analytic.method("prefix").not_applicable == "needs a key-value cache (decoders only)"
+    assert "key-value cache" in " ".join(line.strip("│ ") for line in lines)
+    # the model is named by its folder, not by its whole temporary path
+    assert Path(tiny_recipe["model"]).name in text and tiny_recipe["model"] not in text
+    # numbers never wrap: each method's row holds its whole peak ("848 MB", never "848\nMB")
+    assert all(re.search(r"\d+ MB", line) for line in lines if line.startswith("│ lora"))
+
+
+def test_the_train_summary_fits_80_columns():
+    metrics = {
+        "method": "lora",
+        "model": "/tmp/pytest-of-someone/pytest-123/a-rather-long-folder-name/tiny-bert0",
+        "baseline": {
+            "accuracy": 0.75,
+            "macro_f1": 0.7,
+            "description": "TF-IDF (word 1-2 + char 2-5 grams) + logistic regression",
+        },
+        "base": {
+            "accuracy": 0.8,
+            "macro_f1": 0.78,
+            "description": "frozen pre-trained encoder (mean-pooled) + logistic regression",
+        },
+        "fine_tuned": {"accuracy": 0.9, "macro_f1": 0.88},
+        "contenders": {
+            name: {
+                "rouge_l": 0.3,
+                "token_f1": 0.4,
+                "prompt_tokens": 812.0,
+                "seconds_per_answer": 3.2,
+            }
+            for name in ("base", "few-shot", "rag", "fine-tuned", "fine-tuned+rag")
+        },
+    }
+    console = Console(width=80, record=True)
+
+    print_comparison(console, metrics, ("accuracy", "macro_f1"))
+    lm = ("perplexity", "rouge_l", "exact_match", "token_f1")
+    print_comparison(console, {**metrics, "fine_tuned": dict.fromkeys(lm, 12.3456)}, lm)
+    print_contenders(console, metrics)
+
+    text = console.export_text()
+    assert max(len(line) for line in text.splitlines()) <= 80
+    assert "lora fine-tuning of tiny-bert0" in text and "pytest-of-someone" not in text
+    assert "0.9000" in text and "12.3456" in text and "fine-tuned+rag" in text
+    assert "regression" in text  # descriptions wrap at words, not one letter a line

@@ -357,26 +357,15 @@ def test_serve_refuses_before_loading(tmp_path, capsys):
 
 def test_a_seq2seq_run_answers_chat_and_completions(tmp_path_factory):
     """The encoder reads the last user message (or the prompt); answers as predict's."""
-    from .test_seq2seq import build_t5, make_pairs
+    from .test_seq2seq import _recipe, build_t5, make_pairs
 
     folder = tmp_path_factory.mktemp("serve-t5")
     data = folder / "pairs.jsonl"
     pd.DataFrame(make_pairs(150)).to_json(data, orient="records", lines=True)
-    recipe = {
-        "task": "seq2seq",
-        "model": str(build_t5(folder / "t5")),
-        "data": {"train": str(data)},
-        "method": {"name": "full"},
-        "preprocess": {"max_length": 32},
-        "train": {
-            "epochs": 8,
-            "batch_size": 16,
-            "learning_rate": 1e-2,
-            "precision": "fp32",
-            "early_stopping": None,
-        },
-        "generation": {"max_examples": 4, "samples": 1, "max_new_tokens": 6},
-    }
+    recipe = _recipe(
+        build_t5(folder / "t5"), data, folder / "unused", generation={"max_new_tokens": 6}
+    )
+    del recipe["output_dir"]  # train() below names the folder
     run = train(folder, recipe)
     source = "red green blue"
     expected = predict_run(run, [source])[0]["response"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+from enum import Enum
 from pathlib import Path
 from typing import Annotated
 
@@ -18,6 +19,15 @@ from tunesmith.errors import GateFailed, UserError
 from tunesmith.libraries import quiet_libraries
 
 console = Console(soft_wrap=True)
+
+
+class Language(str, Enum):
+    """The languages of the pages tunesmith writes (tunesmith.i18n.LANGUAGES)."""
+
+    en = "en"
+    ja = "ja"
+
+
 app = typer.Typer(
     add_completion=False,
     no_args_is_help=True,
@@ -468,6 +478,7 @@ def annotate(
     agreement: Annotated[
         bool, typer.Option(help="Print agreement between annotators; no page")
     ] = False,
+    lang: Annotated[Language, typer.Option("--lang", help="Language of the page")] = Language.en,
 ) -> None:
     """A local web page to label rows and review suspected label errors (decisions in SQLite)."""
     from tunesmith.annotate.command import run_annotate
@@ -486,6 +497,7 @@ def annotate(
         agreement=agreement,
         console=console,
         force=force,
+        lang=lang.value,
     )
 
 
@@ -564,9 +576,13 @@ def compare_(
         Path | None, typer.Option(help="Also write the comparison as an HTML page (compare.html)")
     ] = None,
     force: Annotated[bool, typer.Option(help="Replace the --output file if it exists")] = False,
+    lang: Annotated[
+        Language, typer.Option("--lang", help="Language of the --output page (en, ja)")
+    ] = Language.en,
 ) -> None:
     """Runs side by side: the recipe keys that differ, test metrics (the best run marked),
-    cost and what the guards did; names the best run and whether its lead is noise."""
+    cost and what the guards did; names the best run and whether its lead is noise. The
+    terminal tables are in English; --lang sets the language of the --output page."""
     from tunesmith.report.runs import build_comparison, read_runs
     from tunesmith.report.runs_view import print_comparison, write_comparison
     from tunesmith.safe_files import check_output_file
@@ -579,8 +595,31 @@ def compare_(
     comparison = build_comparison(runs)
     print_comparison(comparison, console)
     if output is not None:
-        write_comparison(comparison, output)
+        from tunesmith.i18n import language
+
+        with language(lang.value):  # the page's text is built in its language
+            write_comparison(build_comparison(runs), output)
         console.print(f"Comparison page: {escape(str(output))}", highlight=False)
+
+
+def report_(
+    run_dir: Annotated[Path, typer.Argument(help="A finished run folder (with metrics.json)")],
+    lang: Annotated[
+        Language | None,
+        typer.Option("--lang", help="Language of the report (default: the recipe's)"),
+    ] = None,
+    output: Annotated[
+        Path | None,
+        typer.Option(help="HTML file (default RUN_DIR/report.html, or report.LANG.html)"),
+    ] = None,
+    force: Annotated[bool, typer.Option(help="Replace the --output file if it exists")] = False,
+) -> None:
+    """Re-render a finished run's report from its files, e.g. in Japanese (--lang ja),
+    without loading the model or training again."""
+    from tunesmith.report import rerender
+
+    path = rerender(run_dir, lang.value if lang else None, output, force)
+    console.print(f"Report: {escape(str(path))}", highlight=False)
 
 
 COMMANDS = {
@@ -594,6 +633,7 @@ COMMANDS = {
     "annotate": annotate,
     "tune": tune,
     "compare": compare_,
+    "report": report_,
 }
 for _name, _function in COMMANDS.items():
     app.command(_name)(_function)

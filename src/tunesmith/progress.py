@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
+from pathlib import Path
 from typing import TypeVar
 
 from rich.console import Console
@@ -24,6 +25,9 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 from rich.text import Text
+
+TABLE_WIDTH = 80
+"""The terminal width every table tunesmith prints fits (estimate, the train summary)."""
 
 Item = TypeVar("Item")
 
@@ -139,3 +143,12 @@ def _counted(
             progress.advance(task, size(item))
     finally:
         progress.remove_task(task)
+
+
+def short_model_name(model: str) -> str:
+    """A model as a terminal table names it: a local folder by its last part
+    ('/tmp/pytest-1/tiny-bert0' -> 'tiny-bert0'); a hub id ('org/name') or a builtin
+    name as it is."""
+    text = str(model)
+    local = text.startswith(("/", ".", "~")) or "\\" in text or text.count("/") > 1
+    return Path(text.rstrip("/\\")).name or text if local else text

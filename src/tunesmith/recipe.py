@@ -422,6 +422,23 @@ TuneValue = Annotated[
 """A `tune:` key's value: a list of candidates, or a range (a mapping)."""
 
 
+REPORT_LANGUAGES: tuple[str, ...] = ("en", "ja")
+
+
+class ReportConfig(StrictModel):
+    """The run's report.html: its language and what an hour of compute costs."""
+
+    language: Literal["en", "ja"] = "en"
+    """en: English; ja: Japanese (日本語). Every page tunesmith writes for the run (report,
+    tune, compare) uses it; `tunesmith report RUN --lang ja` re-renders a finished run in
+    another language without training."""
+    price_per_hour: float | None = Field(None, ge=0)
+    """The price of an hour of the machine the run used (in the reader's currency); when
+    set, Cost turns wall time into money."""
+    currency: str = Field("USD", min_length=1, max_length=8)
+    """The currency of price_per_hour (USD, EUR, JPY, ...), as ISO 4217 writes it."""
+
+
 TRACKING_BACKENDS: tuple[str, ...] = ("none", "mlflow", "tensorboard")
 
 
@@ -464,6 +481,7 @@ class Recipe(StrictModel):
     all of them for instruction data; [] scores only base and fine-tuned."""
     retrieval: RetrievalConfig = Field(default_factory=RetrievalConfig)
     tracking: TrackingConfig = Field(default_factory=TrackingConfig)
+    report: ReportConfig = Field(default_factory=ReportConfig)
     tune: dict[str, TuneValue] | None = None
     """`tunesmith tune`'s search space: recipe keys in dotted form (model, method.name,
     method.r, train.learning_rate, train.epochs, train.batch_size, preprocess.max_length,

@@ -17,6 +17,7 @@ import yaml
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
 from tunesmith.data.quality import QualityReport, check_data, gate
 from tunesmith.errors import GateFailed, UserError
@@ -25,7 +26,7 @@ from tunesmith.method_registry import Method
 from tunesmith.methods import count_parameters, get_method
 from tunesmith.models.resolve import resolve_model
 from tunesmith.preflight import check_gradient_checkpointing, check_max_length, check_method_fits
-from tunesmith.progress import phase
+from tunesmith.progress import phase, short_model_name
 from tunesmith.recipe import Recipe, load_recipe
 from tunesmith.run_folder import (
     OutputPlan,
@@ -59,6 +60,7 @@ def prepare_output(recipe: Recipe, output: Path, resume: bool, overwrite: bool) 
 RESUMABLE_CHANGES = frozenset(
     {"output_dir", "train.max_steps", "train.epochs", "train.keep_checkpoints"}
     | {"tracking", "tracking.backend", "tracking.uri", "tracking.experiment"}
+    | {"report", "report.language", "report.price_per_hour", "report.currency"}
 )
 """Keys --resume may change: where the run lives (a folder may be moved), how long it
 trains (continue a run that stopped at max_steps for more steps), and where it is tracked
@@ -464,6 +466,7 @@ def score_after(
         "tokens_per_second": round(result.tokens_per_second, 1),
         "peak_memory_mb": round(peak_memory_mb(ctx.device), 1),
         "steps": result.steps,
+        "planned_epochs": planned_epochs(recipe, family.task),
         "best_step": result.best_step,
         "stopped_early": result.stopped_early,
         "stop_reason": result.stop_reason,
@@ -487,7 +490,9 @@ def guard_summaries(
         if forgetting.finish(model, result.restored_best):
             kept = None  # back to the starting weights
         measured = (kept or {}).get(f"forgetting_{forgetting.measure.name}")
-        reference = recipe.guards.forgetting.reference
+        # what was measured on: vision measures its own photos, whatever the recipe names
+        measured_on = getattr(forgetting.measure, "reference", None)
+        reference = measured_on or recipe.guards.forgetting.reference
         summaries["forgetting"] = forgetting.summary(model, reference, measured)
         console.print(describe_forgetting(summaries["forgetting"]))
     overfit = next((g for g in guards if isinstance(g, OverfittingMonitor)), None)
@@ -524,7 +529,7 @@ def write_run(
     report = None
     if ctx.trial is None:  # a trial's report is written once it is chosen and tested
         with phase("Writing the report", ctx.console):
-            report = _write_report(run.path)
+            report = _write_report(run.path, recipe.report.language)
     clock.lap("report")
     metrics["phase_seconds"] = dict(clock.seconds)
     metrics["wall_seconds"] = clock.total()
@@ -567,7 +572,7 @@ def complete_on_test(folder: Path, console: Console) -> dict:
         metrics |= family.finish(trained.model, run.path) | before
     run.write_json(RunFolder.METRICS, metrics)
     with phase("Writing the report", console):
-        _write_report(run.path)
+        _write_report(run.path, recipe.report.language)
     print_comparison(console, metrics, family.headline)
     print_contenders(console, metrics)
     return metrics
@@ -628,8 +633,9 @@ def forgetting_monitor(
         return None
     monitor = ForgettingMonitor(family.forgetting_measure(config.reference), config)
     before = monitor.start(family.model)
+    reference = getattr(monitor.measure, "reference", None) or config.reference
     console.print(
-        f"Forgetting guard: {monitor.measure.name} on {config.reference} is {before:.4g} before "
+        f"Forgetting guard: {monitor.measure.name} on {reference} is {before:.4g} before "
         f"training; action {config.action} past an increase of {monitor.threshold:g}"
     )
     return monitor
@@ -690,6 +696,15 @@ def predict_cost(
     return predicted
 
 
+def planned_epochs(recipe: Recipe, task: object) -> float:
+    """The epochs the loop planned (train.epochs, `auto` resolved; max_steps counted), for
+    the report's setup: what was used, not what the recipe left to the defaults."""
+    from tunesmith.train.loop import plan_steps
+
+    plan = plan_steps(-(-len(task.lengths("train")) // recipe.train.batch_size), recipe.train)
+    return round(plan.total_steps / plan.steps_per_epoch, 3)
+
+
 def measured_cost(metrics: dict, result: object, task: object, recipe: Recipe) -> dict:
     from tunesmith.train.loop import plan_steps
 
@@ -724,23 +739,31 @@ def write_estimate(run: RunFolder, predicted: dict | None, measured: dict | None
     run.write_json(RunFolder.ESTIMATE, {"predicted": predicted, "measured": measured})
 
 
-def _write_report(output: Path) -> Path | None:
+def _write_report(output: Path, language: str) -> Path | None:
     from tunesmith.report import write_report
 
-    return write_report(output)
+    return write_report(output, language)
 
 
 def print_comparison(console: Console, metrics: dict, names: tuple[str, ...]) -> None:
+    """The test scores of the cheaper options and the fine-tune, readable at 80 columns: the
+    scores never wrap, the descriptions wrap at word boundaries in the first column."""
     table = Table(title="Test split: fine-tuned vs cheaper options")
-    table.add_column("model")
+    table.add_column("model", min_width=14, overflow="fold")
     for name in names:
-        table.add_column(name, justify="right")
+        table.add_column(name, justify="right", no_wrap=True)
+    model = short_model_name(metrics.get("model") or "")
+    described = {
+        "baseline": "a classical model",
+        "base": f"{model}, untuned",
+        "fine_tuned": f"{metrics.get('method')} fine-tuning of {model}",
+    }
     for key, label in (("baseline", "baseline"), ("base", "base"), ("fine_tuned", "fine-tuned")):
         scores = metrics.get(key)
         if scores:
-            description = scores.get("description", f"{metrics['method']} fine-tuning")
+            description = scores.get("description") or described[key]
             cells = [f"{scores[n]:.4f}" if n in scores else "-" for n in names]
-            table.add_row(f"{label}: {description}", *cells)
+            table.add_row(Text.assemble((label, "bold"), "\n", (description, "dim")), *cells)
     console.print(table)
 
 
@@ -750,8 +773,9 @@ def print_contenders(console: Console, metrics: dict) -> None:
     if len(contenders) < 2:
         return
     table = Table(title="Test prompts: fine-tune or retrieve?")
-    for column in ("option", "ROUGE-L", "token F1", "prompt tok", "s/answer"):
-        table.add_column(column, justify="left" if column == "option" else "right")
+    table.add_column("option", overflow="fold")
+    for column in ("ROUGE-L", "token F1", "prompt tok", "s/answer"):
+        table.add_column(column, justify="right", no_wrap=True)
     for name, scores in contenders.items():
         table.add_row(
             name,

@@ -31,10 +31,12 @@ def run_annotate(
     agreement: bool,
     console: Console,
     force: bool = False,
+    lang: str = "en",
 ) -> None:
     """Answer --export / --agreement without a server, else serve the page until Ctrl-C.
 
-    `force` lets --export replace an existing file (never DATA, --db or --suspects)."""
+    `force` lets --export replace an existing file (never DATA, --db or --suspects); `lang`:
+    the page's language."""
     check_port(port)
     serving = export is None and not agreement
     # the address first, before the database is created: a bad --host/--port leaves nothing
@@ -60,12 +62,18 @@ def run_annotate(
         if agreement:
             print_agreement(session.agreement(), console)
         if listener is not None:
-            serve(session, host, listener, console)
+            serve(session, host, listener, console, lang)
     finally:
         session.store.close()
 
 
-def serve(session: AnnotationSession, host: str, listener: socket.socket, console: Console) -> None:
+def serve(
+    session: AnnotationSession,
+    host: str,
+    listener: socket.socket,
+    console: Console,
+    lang: str = "en",
+) -> None:
     """Serve the page on a socket from `bind` until Ctrl-C; the socket is closed after."""
     try:  # from here on, Ctrl-C (even before uvicorn takes over the signal) ends cleanly
         _describe(session, console)
@@ -73,7 +81,7 @@ def serve(session: AnnotationSession, host: str, listener: socket.socket, consol
             say(console, f"Listening on {host}: anyone who can reach it can read and annotate")
         bound = listener.getsockname()[1]
         say(console, f"Open {url(host, bound)}  (Ctrl-C to stop)")
-        make_server(create_app(session, allowed_hosts(host, bound))).run(sockets=[listener])
+        make_server(create_app(session, allowed_hosts(host, bound), lang)).run(sockets=[listener])
     except KeyboardInterrupt:
         pass  # uvicorn shut down gracefully, then re-raised the Ctrl-C it caught
     finally:

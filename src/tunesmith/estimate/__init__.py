@@ -400,9 +400,24 @@ def _calibrate(result: Estimate) -> None:
     )
 
 
+NOT_APPLICABLE = (
+    ("past key values", "needs a key-value cache (decoders only)"),
+    ("past_key_values", "needs a key-value cache (decoders only)"),
+    ("target modules", "finds no layers to adapt in this model"),
+    ("target_modules", "finds no layers to adapt in this model"),
+    ("not supported", "does not support this model's architecture"),
+)
+"""Why a method does not apply, in words, by what the library's refusal says (first match);
+the library's own text never reaches the table."""
+
+
 def _reason(error: Exception) -> str:
-    lines = str(error).strip().splitlines()
-    return f"{type(error).__name__}: {lines[0] if lines else ''}".rstrip(": ")
+    """A short human reason for a method that cannot be applied to (or run on) the model."""
+    text = str(error).lower()
+    return next(
+        (reason for pattern, reason in NOT_APPLICABLE if pattern in text),
+        "this model's architecture does not support it",
+    )
 
 
 def _with(recipe: Recipe, **changes: Any) -> Recipe:

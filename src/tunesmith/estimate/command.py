@@ -20,6 +20,7 @@ from tunesmith.estimate.recommend import (
     parse_duration,
     parse_memory,
 )
+from tunesmith.progress import TABLE_WIDTH, short_model_name
 from tunesmith.recipe import Recipe
 
 
@@ -59,42 +60,14 @@ def show(
 ) -> None:
     costs, recipe = result.costs, result.recipe
     console.print(
-        f"{recipe.model} · {recipe.task} · batch {costs.batch_size} · "
+        f"{short_model_name(recipe.model)} · {recipe.task} · batch {costs.batch_size} · "
         f"{costs.steps_per_epoch} steps/epoch x {costs.epochs:g} epochs · {costs.device}, "
         f"{'bf16' if costs.bf16 else 'fp32'} · budget {_size(budget)}"
         + (" (free now)" if free else "")
-        + (f", {_duration(time_s)}" if time_s else "")
+        + (f", {_duration(time_s)}" if time_s else ""),
+        highlight=False,
     )
-    peak = "peak (RSS)" if costs.device == "cpu" else "peak (CUDA)"
-    other = "on CUDA" if costs.device == "cpu" else "CPU RSS"
-    table = Table(title="Every method on this recipe's data")
-    columns = (
-        "method",
-        "trainable",
-        peak,
-        "with checkpointing",
-        other,
-        "s/epoch",
-        "run",
-        "verdict",
-    )
-    for column in columns:
-        table.add_column(column, justify="left" if column in ("method", "verdict") else "right")
-    for item in result.methods:
-        if item.memory is None:
-            table.add_row(item.method, "-", "-", "-", "-", "-", "-", item.verdict)
-            continue
-        table.add_row(
-            item.method + (" (recipe)" if item.method == recipe.method.name else ""),
-            f"{item.trainable_params:,}",
-            _size(item.memory.peak_mb),
-            _size(item.checkpointing_peak_mb) if item.checkpointing_peak_mb else "-",
-            _size(item.other_device_peak_mb) if item.other_device_peak_mb else "-",
-            f"{item.seconds_per_epoch:.1f}" if item.seconds_per_epoch else "-",
-            _duration(item.total_seconds) if item.total_seconds else "-",
-            item.verdict,
-        )
-    console.print(table)
+    console.print(methods_table(result), width=min(console.width, TABLE_WIDTH))
     own = result.method(recipe.method.name)
     if own.memory:
         parts = own.memory.to_dict()
@@ -121,21 +94,10 @@ def show(
     else:
         console.print("[dim]Analytic estimate (no dry run): memory within about 35%")
     if comparisons:
-        models = Table(title=f"Candidate models with {recipe.method.name}")
-        for column in ("model", "parameters", "trainable", peak, "s/epoch"):
-            models.add_column(column, justify="left" if column == "model" else "right")
-        for model, item in comparisons:
+        console.print(models_table(recipe, comparisons, result.costs.device))
+        for model, item in comparisons:  # whole, below the table: a path must not fold
             if isinstance(item, str):
-                models.add_row(model, "-", "-", "-", item)
-            else:
-                models.add_row(
-                    model,
-                    f"{item.total_params:,}",
-                    f"{item.trainable_params:,}",
-                    _size(item.peak_mb or 0),
-                    f"{item.seconds_per_epoch:.1f}" if item.seconds_per_epoch else "-",
-                )
-        console.print(models)
+                console.print(f"{model}: {item}", highlight=False, markup=False)
     if chosen is not None:
         same = chosen.method == recipe.method.name
         keeps = same and chosen.batch_size == recipe.train.batch_size
@@ -147,6 +109,76 @@ def show(
             + (f", about {_duration(chosen.total_seconds)}" if chosen.total_seconds else "")
             + f"): {why}"
         )
+
+
+def _checkpointing_helps(item: Any) -> bool:
+    """Whether gradient checkpointing saves a noticeable share (5%) of this method's peak."""
+    saved = item.checkpointing_peak_mb
+    return bool(item.memory and saved and saved < 0.95 * item.memory.peak_mb)
+
+
+def methods_table(result: Estimate) -> Table:
+    """Every method's cost, readable at 80 columns: numbers never wrap, the verdict wraps at
+    words; a column that would say nothing (checkpointing saving no memory) is left out."""
+    peak = "peak (RSS)" if result.costs.device == "cpu" else "peak (CUDA)"
+    checkpointing = any(_checkpointing_helps(item) for item in result.methods)
+    table = Table(
+        title="Every method on this recipe's data",
+        caption="* the recipe's method",
+        caption_justify="left",
+    )
+    table.add_column("method", no_wrap=True)
+    for column in ("trained", peak, *(["checkpointed"] if checkpointing else []), "s/epoch"):
+        table.add_column(column, justify="right", no_wrap=True)
+    table.add_column("run", justify="right", no_wrap=True)
+    table.add_column("verdict", overflow="fold", min_width=16)
+    for item in result.methods:
+        name = item.method + (" *" if item.method == result.recipe.method.name else "")
+        if item.memory is None:
+            table.add_row(name, *["-"] * (5 if checkpointing else 4), item.verdict)
+            continue
+        saved = item.checkpointing_peak_mb
+        table.add_row(
+            name,
+            _count(item.trainable_params),
+            _size(item.memory.peak_mb),
+            *([_size(saved) if _checkpointing_helps(item) else "-"] if checkpointing else []),
+            f"{item.seconds_per_epoch:.1f}" if item.seconds_per_epoch else "-",
+            _duration(item.total_seconds) if item.total_seconds else "-",
+            item.verdict,
+        )
+    return table
+
+
+def models_table(recipe: Recipe, comparisons: list, device: str) -> Table:
+    """The recipe's method on each candidate model; one that cannot be estimated reads as
+    dashes (why is printed below the table)."""
+    table = Table(title=f"Candidate models with {recipe.method.name}")
+    table.add_column("model", overflow="fold", min_width=12)
+    peak = "peak (RSS)" if device == "cpu" else "peak (CUDA)"
+    for column in ("parameters", "trainable", peak, "s/epoch"):
+        table.add_column(column, justify="right", no_wrap=True)
+    for model, item in comparisons:
+        if isinstance(item, str):
+            table.add_row(short_model_name(model), "-", "-", "-", "-")
+            continue
+        table.add_row(
+            short_model_name(model),
+            _count(item.total_params),
+            _count(item.trainable_params),
+            _size(item.peak_mb or 0),
+            f"{item.seconds_per_epoch:.1f}" if item.seconds_per_epoch else "-",
+        )
+    return table
+
+
+def _count(value: int) -> str:
+    """Parameters in K/M/B: '4.7K' reads faster than '4,739' in a narrow column."""
+    for size, suffix in ((1e9, "B"), (1e6, "M"), (1e3, "K")):
+        if value >= size:
+            digits = 1 if value < 100 * size else 0
+            return f"{value / size:.{digits}f}{suffix}"
+    return str(value)
 
 
 def _why_not(result: Estimate, budget: float, time_s: float | None) -> str:

@@ -21,6 +21,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from tunesmith.evaluate.generation import exact_match, rouge_l, token_f1
+from tunesmith.i18n import N_, _
+from tunesmith.i18n import number as localized
 
 VERDICT_METRIC = "rouge_l"
 """The per-prompt score the verdict compares (the headline generation metric)."""
@@ -170,31 +172,47 @@ def verdict_sentence(
 ) -> str:
     """One sentence a business reader can act on: who wins, by how much, or which cheaper
     option is as good within the noise of this many test prompts."""
-    shown = METRIC_NAMES.get(metric, metric)
+    shown = _(METRIC_NAMES[metric]) if metric in METRIC_NAMES else metric
+
+    def score(name: str) -> str:
+        return localized(f"{means[name]:.3f}")
+
     if runner_up is None:
-        return f"Only {best} was scored ({shown} {means[best]:.3f})."
+        return _("Only {best} was scored ({metric} {score}).").format(
+            best=best, metric=shown, score=score(best)
+        )
     gap = against[runner_up]
-    interval = f"95% interval {gap.low:+.3f} to {gap.high:+.3f}, {prompts} prompts"
+    interval = _("95% interval {low} to {high}, {prompts} prompts").format(
+        low=localized(f"{gap.low:+.3f}"), high=localized(f"{gap.high:+.3f}"), prompts=prompts
+    )
     tied = [name for name, difference in against.items() if difference.within_noise]
     if cheapest != best:
-        return (
-            f"{_sentence_start(_label(best))} scored best ({shown} {means[best]:.3f}), but "
-            f"{_label(cheapest)} is within noise of it ({means[cheapest]:.3f}; paired "
-            f"bootstrap over {prompts} prompts) and costs less: choose {_label(cheapest)}."
-        )
+        return _(
+            "{best} scored best ({metric} {score}), but {cheapest} is within noise of it "
+            "({cheapest_score}; paired bootstrap over {prompts} prompts) and costs less: "
+            "choose {cheapest}."
+        ).format(
+            best=_sentence_start(_label(best)), metric=shown, score=score(best),
+            cheapest=_label(cheapest), cheapest_score=score(cheapest), prompts=prompts,
+        )  # fmt: skip
     if tied:
-        others = _listed([f"{_label(name)} ({means[name]:.3f})" for name in tied])
-        return (
-            f"{_sentence_start(_label(best))} scored best ({shown} {means[best]:.3f}), and is the "
-            f"cheapest of the options within noise of it: {others} "
-            f"({interval} for the next best). Choose {_label(best)}; more test prompts would "
-            "be needed to separate them."
-        )
-    return (
-        f"{_what_wins(best)} wins: {_label(best)} scored {shown} {means[best]:.3f} against "
-        f"{means[runner_up]:.3f} for {_label(runner_up)}, the next best ({gap.mean:+.3f}, "
-        f"{interval}); every other option is further behind."
-    )
+        others = _listed([f"{_label(name)} ({score(name)})" for name in tied])
+        return _(
+            "{best} scored best ({metric} {score}), and is the cheapest of the options within "
+            "noise of it: {others} ({interval} for the next best). Choose {chosen}; more test "
+            "prompts would be needed to separate them."
+        ).format(
+            best=_sentence_start(_label(best)), metric=shown, score=score(best), others=others,
+            interval=interval, chosen=_label(best),
+        )  # fmt: skip
+    return _(
+        "{what} wins: {best} scored {metric} {score} against {next_score} for {next}, the next "
+        "best ({gap}, {interval}); every other option is further behind."
+    ).format(
+        what=_what_wins(best), best=_label(best), metric=shown, score=score(best),
+        next_score=score(runner_up), next=_label(runner_up),
+        gap=localized(f"{gap.mean:+.3f}"), interval=interval,
+    )  # fmt: skip
 
 
 def _sentence_start(text: str) -> str:
@@ -202,21 +220,21 @@ def _sentence_start(text: str) -> str:
 
 
 def _listed(items: list[str]) -> str:
-    return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
+    return items[0] if len(items) == 1 else _(", ").join(items[:-1]) + _(" and ") + items[-1]
 
 
 def _what_wins(name: str) -> str:
     if name == "fine-tuned+rag":
-        return "Fine-tuning and retrieval together"
+        return _("Fine-tuning and retrieval together")
     if name == "fine-tuned":
-        return "Fine-tuning"
+        return _("Fine-tuning")
     if name in ("rag", "few-shot"):
-        return "Retrieval without fine-tuning"
-    return "The untuned model"
+        return _("Retrieval without fine-tuning")
+    return _("The untuned model")
 
 
 def _label(name: str) -> str:
-    return LABELS.get(name, name)
+    return _(LABELS[name]) if name in LABELS else name
 
 
 def _cost_rank(name: str) -> int:
@@ -224,10 +242,10 @@ def _cost_rank(name: str) -> int:
 
 
 LABELS = {
-    "base": "the base model",
-    "few-shot": "few-shot prompting",
-    "rag": "RAG on the base model",
-    "fine-tuned": "the fine-tuned model",
-    "fine-tuned+rag": "the fine-tuned model with RAG",
+    "base": N_("the base model"),
+    "few-shot": N_("few-shot prompting"),
+    "rag": N_("RAG on the base model"),
+    "fine-tuned": N_("the fine-tuned model"),
+    "fine-tuned+rag": N_("the fine-tuned model with RAG"),
 }
-METRIC_NAMES = {"rouge_l": "ROUGE-L", "token_f1": "token F1", "exact_match": "exact match"}
+METRIC_NAMES = {"rouge_l": "ROUGE-L", "token_f1": N_("token F1"), "exact_match": N_("exact match")}

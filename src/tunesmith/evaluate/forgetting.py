@@ -91,6 +91,9 @@ class Measure(Protocol):
     """perplexity, representation_drift or imagenet_disagreement."""
     relative: bool
     """True: `increase` is after / before - 1; False: the measure itself is the change."""
+    reference: str | None
+    """What it is measured on when that is not guards.forgetting.reference (vision: the
+    reference photos, whatever the recipe names); None: the recipe's reference."""
 
     def __call__(self, model: nn.Module) -> float: ...
 
@@ -102,6 +105,7 @@ class LanguageModelPerplexity:
     task: Any  # a CausalLMTask over the reference text (format text)
     name: str = "perplexity"
     relative: bool = True
+    reference: str | None = None
 
     def __call__(self, model: nn.Module) -> float:
         return float(self.task.evaluate(model, "test")["perplexity"])
@@ -114,8 +118,9 @@ class RepresentationDrift:
     name = "representation_drift"
     relative = False
 
-    def __init__(self, embed: Any, model: nn.Module) -> None:
+    def __init__(self, embed: Any, model: nn.Module, reference: str | None = None) -> None:
         self.embed = embed
+        self.reference = reference
         self.before = embed(model)
 
     def __call__(self, model: nn.Module) -> float:
@@ -128,9 +133,12 @@ class ImageNetDisagreement:
     name = "imagenet_disagreement"
     relative = False
 
-    def __init__(self, features: Any, head: nn.Linear, model: nn.Module) -> None:
+    def __init__(
+        self, features: Any, head: nn.Linear, model: nn.Module, reference: str | None = None
+    ) -> None:
         self.features = features
         self.head = head
+        self.reference = reference
         self.before = self._predict(model)
 
     @torch.no_grad()  # not inference_mode: FSDP reuses buffers made here while training
@@ -158,6 +166,10 @@ def increase(measure: Measure, before: float, after: float) -> float:
     if measure.relative:
         return after / before - 1 if before > 0 and math.isfinite(before) else float("nan")
     return after
+
+
+REFERENCE_PHOTOS = "builtin:sample-photos"
+"""The name forgetting summaries give the reference photos (reference_photos())."""
 
 
 def reference_photos(count: int = 64, seed: int = 0) -> list[Any]:

@@ -3,27 +3,88 @@
 Figures are built with the object-oriented API on an Agg canvas rather than pyplot: nothing is
 registered in pyplot's global figure list, the user's backend is left alone, and a figure is freed
 as soon as it goes out of scope.
+
+Text is drawn in any script: matplotlib's own DejaVu Sans first and, glyph by glyph, the CJK font
+of the `japanize-matplotlib` package (IPAexGothic, installed by `make setup`) for what DejaVu
+lacks (Japanese class names, a translated page's labels). Without that package pictures still
+render, with a warning in the log, and such characters come out as boxes.
 """
 
 from __future__ import annotations
 
 import base64
+import functools
 import io
-from collections.abc import Sequence
-from typing import Any
+import logging
+from collections.abc import Callable, Sequence
+from importlib import metadata
+from pathlib import Path
+from typing import Any, ParamSpec, TypeVar
 
+import matplotlib
+from matplotlib import font_manager
 from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from tunesmith.i18n import N_, _
 from tunesmith.report import fmt
 
-_LOSS_NAMES = {"train_loss": "training", "val_loss": "validation"}
-_PERPLEXITY_NAMES = {"train_perplexity": "training", "val_perplexity": "validation"}
+_LOSS_NAMES = {"train_loss": N_("training"), "val_loss": N_("validation")}
+_PERPLEXITY_NAMES = {"train_perplexity": N_("training"), "val_perplexity": N_("validation")}
 _SERIES_NAMES = {**_LOSS_NAMES, **_PERPLEXITY_NAMES}
 # Perplexity of an untuned model can start orders of magnitude above where it ends.
 _LOG_SCALE_RATIO = 20.0
 _MAX_ANNOTATED_LABELS = 20
+# The CJK font: a registry package that ships the file (pinned in the Makefile, installed
+# with --no-deps). It is never imported: importing it changes matplotlib's global settings.
+CJK_FONT_PACKAGE = "japanize-matplotlib"
+CJK_FONT_FILE = "ipaexg.ttf"
+_LATIN_FONT = "DejaVu Sans"
+
+log = logging.getLogger(__name__)
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
+
+
+def cjk_font_path() -> Path | None:
+    """The CJK font file of CJK_FONT_PACKAGE, found through its installed files; None when the
+    package is not installed."""
+    try:
+        files = metadata.distribution(CJK_FONT_PACKAGE).files or []
+    except metadata.PackageNotFoundError:
+        return None
+    found = [file for file in files if file.name == CJK_FONT_FILE]
+    path = Path(found[0].locate()) if found else None
+    return path if path and path.is_file() else None
+
+
+@functools.cache
+def font_family() -> tuple[str, ...]:
+    """The font.family every picture is drawn with: DejaVu Sans, then the CJK font, which
+    matplotlib (>= 3.6) uses glyph by glyph for what DejaVu Sans lacks."""
+    path = cjk_font_path()
+    if path is None:
+        log.warning(
+            "No CJK font: Japanese, Chinese and Korean text in pictures will show as boxes; "
+            "install it with `make setup` (pip install --no-deps %s).",
+            CJK_FONT_PACKAGE,
+        )
+        return (_LATIN_FONT,)
+    font_manager.fontManager.addfont(str(path))
+    return (_LATIN_FONT, font_manager.FontProperties(fname=path).get_name())
+
+
+def any_script(draw: Callable[_P, _R]) -> Callable[_P, _R]:
+    """Decorate a function that builds and saves a figure, so its text is drawn with
+    font_family(); matplotlib's global settings are left as they were."""
+
+    @functools.wraps(draw)
+    def drawn(*args: _P.args, **kwargs: _P.kwargs) -> _R:
+        with matplotlib.rc_context({"font.family": list(font_family())}):
+            return draw(*args, **kwargs)
+
+    return drawn
 
 
 def _to_base64(fig: Figure) -> str:
@@ -45,7 +106,9 @@ def _plain(text: str) -> str:
 
 def _legend(key: str) -> str:
     """'val_macro_f1' -> 'Macro-F1': the panel title already says these are validation scores."""
-    return _plain(_SERIES_NAMES.get(key) or fmt.label(key.removeprefix("val_")))
+    return _plain(
+        _(_SERIES_NAMES[key]) if key in _SERIES_NAMES else fmt.label(key.removeprefix("val_"))
+    )
 
 
 def _series(history: Sequence[dict[str, Any]], key: str) -> tuple[list[float], list[float]]:
@@ -62,10 +125,10 @@ def _draw(ax: Axes, history: Sequence[dict[str, Any]], keys: Sequence[str], titl
     for key in keys:
         steps, values = _series(history, key)
         ax.plot(steps, values, marker="o", markersize=3, linewidth=1.6, label=_legend(key))
-    ax.set_title(title, fontsize=11)
+    ax.set_title(_(title), fontsize=11)
     if set(keys) <= set(_PERPLEXITY_NAMES) and _spans_orders_of_magnitude(history, keys):
         ax.set_yscale("log")
-    ax.set_xlabel("step")
+    ax.set_xlabel(_("step"))
     ax.grid(alpha=0.3)
     ax.spines[["top", "right"]].set_visible(False)
 
@@ -97,14 +160,15 @@ def _panels(history: Sequence[dict[str, Any]]) -> list[tuple[list[str], str]]:
         - {"forgetting_increase"}
     )
     candidates = (
-        (_plotted(history, list(_LOSS_NAMES)), "Loss"),
-        (_plotted(history, list(_PERPLEXITY_NAMES)), "Perplexity"),
-        (_plotted(history, other_keys), "Validation metrics"),
-        (_plotted(history, forgetting), "Forgetting (reference data)"),
+        (_plotted(history, list(_LOSS_NAMES)), N_("Loss")),
+        (_plotted(history, list(_PERPLEXITY_NAMES)), N_("Perplexity")),
+        (_plotted(history, other_keys), N_("Validation metrics")),
+        (_plotted(history, forgetting), N_("Forgetting (reference data)")),
     )
     return [(keys, title) for keys, title in candidates if keys]
 
 
+@any_script
 def learning_curves(history: Sequence[dict[str, Any]], best_step: Any = None) -> str | None:
     """Losses, perplexities and validation metrics side by side, so overfitting shows at a
     glance; None when the history has nothing to draw."""
@@ -117,7 +181,7 @@ def learning_curves(history: Sequence[dict[str, Any]], best_step: Any = None) ->
     ):
         _draw(ax, history, keys, title)
         if fmt.is_number(best_step):
-            ax.axvline(best_step, color="0.4", linestyle="--", linewidth=1, label="best step")
+            ax.axvline(best_step, color="0.4", linestyle="--", linewidth=1, label=_("best step"))
         ax.legend(fontsize=8, frameon=False)
     return _to_base64(fig)
 
@@ -139,6 +203,7 @@ def _annotate(ax: Axes, matrix: list[list[float]], shares: list[list[float]]) ->
             ax.text(j, i, f"{cell:g}", ha="center", va="center", fontsize=size, color=colour)
 
 
+@any_script
 def confusion_matrix(matrix: Any, labels: Sequence[Any] | None = None) -> str | None:
     """Counts per (true, predicted) pair; colour is the share of each true class, so that
     small classes' mistakes stay visible next to big ones."""
@@ -152,12 +217,12 @@ def confusion_matrix(matrix: Any, labels: Sequence[Any] | None = None) -> str | 
     fig = Figure(figsize=(side + 1.2, side), layout="constrained")
     ax = fig.subplots()
     image = ax.imshow(shares, cmap="Blues", vmin=0, vmax=1)
-    fig.colorbar(image, ax=ax, shrink=0.8, label="share of true class")
+    fig.colorbar(image, ax=ax, shrink=0.8, label=_("share of true class"))
     tick_size = max(5, 10 - n // 6)
     ax.set_xticks(range(n), names, rotation=45, ha="right", fontsize=tick_size)
     ax.set_yticks(range(n), names, fontsize=tick_size)
-    ax.set_xlabel("predicted")
-    ax.set_ylabel("true")
+    ax.set_xlabel(_("predicted"))
+    ax.set_ylabel(_("true"))
     if n <= _MAX_ANNOTATED_LABELS:
         _annotate(ax, matrix, shares)
     return _to_base64(fig)

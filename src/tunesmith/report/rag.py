@@ -6,23 +6,25 @@ from __future__ import annotations
 
 from typing import Any
 
+from tunesmith.evaluate.contenders import Difference, verdict_sentence
+from tunesmith.i18n import N_, _
 from tunesmith.report import fmt
 
 LABELS = {
-    "base": "Base model",
-    "few-shot": "Few-shot prompt",
-    "rag": "RAG (base model)",
-    "fine-tuned": "Fine-tuned",
-    "fine-tuned+rag": "Fine-tuned + RAG",
+    "base": N_("Base model"),
+    "few-shot": N_("Few-shot prompt"),
+    "rag": N_("RAG (base model)"),
+    "fine-tuned": N_("Fine-tuned"),
+    "fine-tuned+rag": N_("Fine-tuned + RAG"),
 }
 DESCRIPTIONS = {
-    "base": "the untuned model, the question alone",
-    "few-shot": "the untuned model, the most similar training pairs before the question",
-    "rag": "the untuned model, retrieved passages before the question",
-    "fine-tuned": "the tuned model, the question alone",
-    "fine-tuned+rag": "the tuned model, retrieved passages before the question",
+    "base": N_("the untuned model, the question alone"),
+    "few-shot": N_("the untuned model, the most similar training pairs before the question"),
+    "rag": N_("the untuned model, retrieved passages before the question"),
+    "fine-tuned": N_("the tuned model, the question alone"),
+    "fine-tuned+rag": N_("the tuned model, retrieved passages before the question"),
 }
-SCORES = (("rouge_l", "ROUGE-L"), ("token_f1", "Token F1"), ("exact_match", "Exact match"))
+SCORES = (("rouge_l", "ROUGE-L"), ("token_f1", N_("Token F1")), ("exact_match", N_("Exact match")))
 
 
 def _mapping(value: Any) -> dict[str, Any]:
@@ -37,13 +39,36 @@ def rag_section(metrics: dict[str, Any]) -> dict[str, Any] | None:
     verdict = _mapping(metrics.get("verdict"))
     retrieval = _mapping(metrics.get("retrieval"))
     return {
-        "sentence": str(verdict.get("sentence") or ""),
+        "sentence": sentence(verdict),
         "table": comparison_table(metrics, contenders, retrieval),
-        "columns": [title for _, title in SCORES],
+        "columns": [_(title) for _key, title in SCORES],
         "rows": contender_rows(metrics, contenders, verdict),
         "retrieval": retrieval_rows(retrieval),
         "prompts": fmt.value(verdict.get("prompts")),
     }
+
+
+def sentence(verdict: dict[str, Any]) -> str:
+    """The verdict's sentence written again from its numbers, in the language being written
+    (metrics.json keeps the English one); the stored sentence when the numbers are missing."""
+    stored = str(verdict.get("sentence") or "")
+    try:
+        against = {
+            name: Difference(float(d["mean"]), float(d["low"]), float(d["high"]))
+            for name, d in verdict["differences"].items()
+        }
+        means = {name: float(value) for name, value in verdict["means"].items()}
+        return verdict_sentence(
+            verdict["best"],
+            verdict.get("runner_up"),
+            verdict.get("cheapest_within_noise") or verdict["best"],
+            means,
+            against,
+            str(verdict.get("metric") or "rouge_l"),
+            int(verdict["prompts"]),
+        )
+    except (KeyError, TypeError, ValueError, AttributeError):
+        return stored
 
 
 def _one_off(metrics: dict[str, Any], name: str, retrieval: dict[str, Any]) -> str:
@@ -54,10 +79,10 @@ def _one_off(metrics: dict[str, Any], name: str, retrieval: dict[str, Any]) -> s
     train = _mapping(metrics.get("phase_seconds")).get("training") or metrics.get("train_seconds")
     parts = []
     if name in ("fine-tuned", "fine-tuned+rag") and fmt.is_number(train):
-        parts.append(f"training {fmt.quantity(train)} s")
+        parts.append(_("training {time}").format(time=fmt.unit(train, "s")))
     if name in ("rag", "few-shot", "fine-tuned+rag") and fmt.is_number(index):
-        parts.append(f"index {fmt.quantity(index)} s")
-    return " + ".join(parts) or "none"
+        parts.append(_("index {time}").format(time=fmt.unit(index, "s")))
+    return " + ".join(parts) or _("none")
 
 
 def contender_rows(
@@ -66,30 +91,30 @@ def contender_rows(
     best = verdict.get("best")
     differences = _mapping(verdict.get("differences"))
     retrieval = _mapping(metrics.get("retrieval"))
-    top = {key: _top(contenders, key) for key, _ in SCORES}
+    top = {key: _top(contenders, key) for key, _title in SCORES}
     rows = []
     for name, scores in contenders.items():
         scores = _mapping(scores)
         gap = _mapping(differences.get(name))
         interval = ""
         if name == best:
-            versus = "best"
+            versus = _("best")
         elif gap:
             versus = fmt.signed(-gap["mean"])
             interval = f"[{fmt.signed(-gap['high'])}, {fmt.signed(-gap['low'])}]"
-            interval += " within noise" if gap.get("within_noise") else ""
+            interval += " " + _("within noise") if gap.get("within_noise") else ""
         else:
             versus = fmt.MISSING
         rows.append(
             {
-                "label": LABELS.get(name, name),
-                "description": DESCRIPTIONS.get(name, ""),
+                "label": _(LABELS[name]) if name in LABELS else name,
+                "description": _(DESCRIPTIONS[name]) if name in DESCRIPTIONS else "",
                 "cells": [
                     {
                         "text": fmt.number(scores.get(key)),
                         "best": fmt.is_number(scores.get(key)) and scores.get(key) == top[key],
                     }
-                    for key, _ in SCORES
+                    for key, _title in SCORES
                 ],
                 "prompt_tokens": fmt.quantity(scores.get("prompt_tokens")),
                 "seconds": fmt.number(scores.get("seconds_per_answer")),
@@ -115,41 +140,43 @@ def comparison_table(
 ) -> list[tuple[str, str, str]]:
     """The source document's table of fine-tuning against RAG, with this run's numbers."""
     tuned, rag = _mapping(contenders.get("fine-tuned")), _mapping(contenders.get("rag"))
-    source = retrieval.get("source") or "the knowledge source"
+    source = retrieval.get("source") or _("the knowledge source")
     passages = retrieval.get("passages")
     index = (
-        f"an index of {fmt.count(passages)} passages of {source}"
+        _("an index of {count} passages of {source}").format(
+            count=fmt.count(passages), source=source
+        )
         if fmt.is_number(passages)
-        else f"an index of {source}"
+        else _("an index of {source}").format(source=source)
     )
     rows = [
         (
-            "What changes",
-            f"the model's weights ({_trainable(metrics)} trained)",
-            f"nothing in the model: {index} is searched at answer time",
+            _("What changes"),
+            _("the model's weights ({trainable} trained)").format(trainable=_trainable(metrics)),
+            _("nothing in the model: {index} is searched at answer time").format(index=index),
         ),
         (
-            "Knowledge",
-            "what the training data taught, fixed until the next training run",
-            "whatever the documents say now: update them and rebuild the index, no training",
+            _("Knowledge"),
+            _("what the training data taught, fixed until the next training run"),
+            _("whatever the documents say now: update them and rebuild the index, no training"),
         ),
         (
-            "Suited to",
-            "a task's behaviour, style, format and vocabulary",
-            "facts, fresh information, answers traceable to a source",
+            _("Suited to"),
+            _("a task's behaviour, style, format and vocabulary"),
+            _("facts, fresh information, answers traceable to a source"),
         ),
         (
-            "One-off cost",
+            _("One-off cost"),
             _one_off(metrics, "fine-tuned", retrieval),
             _one_off(metrics, "rag", retrieval),
         ),
         (
-            "Cost per answer",
+            _("Cost per answer"),
             _per_answer(tuned),
             _per_answer(rag),
         ),
         (
-            "Quality here (ROUGE-L)",
+            _("Quality here (ROUGE-L)"),
             fmt.number(tuned.get("rouge_l")),
             fmt.number(rag.get("rouge_l")),
         ),
@@ -160,32 +187,43 @@ def comparison_table(
 def _trainable(metrics: dict[str, Any]) -> str:
     params = _mapping(metrics.get("params"))
     trainable = params.get("trainable")
-    return f"{fmt.count(trainable)} parameters" if fmt.is_number(trainable) else "parameters"
+    if fmt.is_number(trainable):
+        return _("{count} parameters").format(count=fmt.count(trainable))
+    return _("parameters")
 
 
 def _per_answer(scores: dict[str, Any]) -> str:
     tokens, seconds = scores.get("prompt_tokens"), scores.get("seconds_per_answer")
     if not fmt.is_number(tokens):
         return fmt.MISSING
-    timing = f", {fmt.number(seconds)} s" if fmt.is_number(seconds) else ""
-    return f"{fmt.quantity(tokens)} prompt tokens{timing}"
+    text = _("{count} prompt tokens").format(count=fmt.quantity(tokens))
+    if fmt.is_number(seconds):
+        text += ", " + _("{value} s").format(value=fmt.number(seconds))
+    return text
 
 
 def retrieval_rows(retrieval: dict[str, Any]) -> list[tuple[str, str]]:
     if not retrieval:
         return []
-    rows = [("Knowledge source", fmt.value(retrieval.get("source")))]
+    rows = [(_("Knowledge source"), fmt.value(retrieval.get("source")))]
     documents, passages = retrieval.get("documents"), retrieval.get("passages")
     if fmt.is_number(passages):
-        rows.append(("Passages", f"{fmt.count(passages)} from {fmt.count(documents)} documents"))
+        text = _("{passages} from {documents} documents").format(
+            passages=fmt.count(passages), documents=fmt.count(documents)
+        )
+        rows.append((_("Passages"), text))
     ranking = str(retrieval.get("ranking") or "")
     if retrieval.get("embedder"):
         ranking += f" ({retrieval['embedder']})"
-    rows.append(("Ranking", ranking or fmt.MISSING))
-    rows.append(("Passages per prompt", fmt.value(retrieval.get("top_k"))))
+    rows.append((_("Ranking"), ranking or fmt.MISSING))
+    rows.append((_("Passages per prompt"), fmt.value(retrieval.get("top_k"))))
     if fmt.is_number(retrieval.get("recall_at_k")):
         asked = retrieval.get("recall_questions")
-        on = f" on {fmt.count(asked)} questions that name their document" if asked else ""
+        on = (
+            " " + _("on {count} questions that name their document").format(count=fmt.count(asked))
+            if asked
+            else ""
+        )
         rows.append(
             (
                 f"Recall@{retrieval.get('top_k')}",
@@ -194,6 +232,6 @@ def retrieval_rows(retrieval: dict[str, Any]) -> list[tuple[str, str]]:
         )
     build = retrieval.get("build_seconds")
     if fmt.is_number(build):
-        reused = " (reused)" if retrieval.get("reused") else ""
-        rows.append(("Index build time", f"{fmt.quantity(build)} s{reused}"))
+        reused = " " + _("(reused)") if retrieval.get("reused") else ""
+        rows.append((_("Index build time"), fmt.unit(build, "s") + reused))
     return rows

@@ -12,7 +12,9 @@ from typing import Any
 
 import jinja2
 
+from tunesmith import i18n
 from tunesmith.evaluate.generation import rouge_l
+from tunesmith.i18n import N_, _
 from tunesmith.report import fmt, load, plots
 from tunesmith.report.compare import compare, is_generative, verdict
 from tunesmith.report.rag import rag_section
@@ -29,12 +31,12 @@ _FIRST_LABELS = 20
 _MAX_SAMPLES = 100
 # The answers shown for each sample, in reading order: what was wanted, then before and after.
 _SAMPLE_ANSWERS = (
-    ("reference", "Reference answer", "reference"),
-    ("base", "Base model", "base"),
-    ("few_shot", "Few-shot prompt", "base"),
-    ("rag", "RAG (base model)", "base"),
-    ("fine_tuned", "Fine-tuned", "fine-tuned"),
-    ("fine_tuned_rag", "Fine-tuned + RAG", "fine-tuned"),
+    ("reference", N_("Reference answer"), "reference"),
+    ("base", N_("Base model"), "base"),
+    ("few_shot", N_("Few-shot prompt"), "base"),
+    ("rag", N_("RAG (base model)"), "base"),
+    ("fine_tuned", N_("Fine-tuned"), "fine-tuned"),
+    ("fine_tuned_rag", N_("Fine-tuned + RAG"), "fine-tuned"),
 )
 _MAX_PASSAGE_CHARS = 600
 
@@ -68,8 +70,11 @@ def _truncated_text(count: Any, max_length: Any) -> str | None:
     """'3 truncated to 512 tokens' when any example of the split was cut short."""
     if not fmt.is_number(count) or count <= 0:
         return None
-    limit = f" to {fmt.value(max_length)} tokens" if fmt.is_number(max_length) else ""
-    return f"{fmt.value(count)} truncated{limit}"
+    if fmt.is_number(max_length):
+        return _("{count} truncated to {limit} tokens").format(
+            count=fmt.value(count), limit=fmt.value(max_length)
+        )
+    return _("{count} truncated").format(count=fmt.value(count))
 
 
 def _data_rows(recipe: dict[str, Any], metrics: dict[str, Any]) -> Rows:
@@ -81,15 +86,24 @@ def _data_rows(recipe: dict[str, Any], metrics: dict[str, Any]) -> Rows:
         cut = _truncated_text(truncated.get(split), max_length)
         if split in data or split in splits or cut:
             parts = [str(data[split])] if data.get(split) else []
-            parts += [f"{fmt.value(splits[split])} examples"] if split in splits else []
+            examples = _("{count} examples").format(count=fmt.value(splits.get(split)))
+            parts += [examples] if split in splits else []
             parts += [cut] if cut else []
-            rows.append((f"Data: {split}", " · ".join(parts)))
+            rows.append((_("Data: {split}").format(split=_split(split)), " · ".join(parts)))
     columns = {key: val for key, val in data.items() if key not in _DATA_KEYS}
     if columns:
-        rows.append(("Data: options", _settings(columns)))
+        rows.append((_("Data: options"), _settings(columns)))
     elif metrics.get("format"):
-        rows.append(("Data: format", fmt.value(metrics["format"])))
+        rows.append((_("Data: format"), fmt.value(metrics["format"])))
     return rows
+
+
+SPLITS = {"train": N_("train"), "validation": N_("validation"), "test": N_("test")}
+
+
+def _split(name: str) -> str:
+    """A split's name in the language written ('test' -> 'テスト'); others as they are."""
+    return _(SPLITS[name]) if name in SPLITS else name
 
 
 def _recipe_section_rows(recipe: dict[str, Any], metrics: dict[str, Any]) -> Rows:
@@ -97,32 +111,52 @@ def _recipe_section_rows(recipe: dict[str, Any], metrics: dict[str, Any]) -> Row
     rows = []
     preprocess = _mapping(recipe.get("preprocess"))
     if preprocess:
-        rows.append(("Preprocessing", _settings(preprocess, ("max_length",))))
+        rows.append((_("Preprocessing"), _settings(preprocess, ("max_length",))))
     generation = _mapping(recipe.get("generation"))
     task = recipe.get("task") or metrics.get("task")
     if generation and is_generative(metrics, task):
-        rows.append(("Generation", _settings(generation, ("max_new_tokens", "do_sample"))))
+        rows.append((_("Generation"), _settings(generation, ("max_new_tokens", "do_sample"))))
     return rows
+
+
+def _training_used(train: dict[str, Any], metrics: dict[str, Any]) -> dict[str, Any]:
+    """The training settings as used: defaults the recipe left open resolved from what the
+    run recorded (the method's learning rate, the planned epochs of `auto`, the precision
+    and device chosen); keys left unset (null) are left out."""
+    used = {key: val for key, val in train.items() if val is not None}
+    if not train:
+        return used
+    if "learning_rate" not in used and fmt.is_number(metrics.get("learning_rate")):
+        used["learning_rate"] = metrics["learning_rate"]
+    if used.get("epochs") == "auto" and fmt.is_number(metrics.get("planned_epochs")):
+        epochs = fmt.quantity(metrics["planned_epochs"])
+        used["epochs"] = _("{epochs} (auto)").format(epochs=epochs)
+    for key in ("precision", "device"):
+        if used.get(key) == "auto" and metrics.get(key):
+            used[key] = _("{value} (auto)").format(value=metrics[key])
+    return used
 
 
 def setup_rows(recipe: dict[str, Any], metrics: dict[str, Any]) -> Rows:
     """What was trained on what; the recipe wins, metrics.json fills in when it is missing."""
     rows = [
-        ("Task", fmt.value(recipe.get("task") or metrics.get("task"))),
-        ("Model", fmt.value(recipe.get("model") or metrics.get("model"))),
-        ("Method", _method_text(recipe, metrics)),
+        (_("Task"), fmt.value(recipe.get("task") or metrics.get("task"))),
+        (_("Model"), fmt.value(recipe.get("model") or metrics.get("model"))),
+        (_("Method"), _method_text(recipe, metrics)),
     ]
-    train = _mapping(recipe.get("train"))
+    train = _training_used(_mapping(recipe.get("train")), metrics)
     if train:
-        rows.append(("Training", _settings(train, _TRAIN_KEYS)))
+        rows.append((_("Training"), _settings(train, _TRAIN_KEYS)))
     rows += _recipe_section_rows(recipe, metrics)
     rows += _data_rows(recipe, metrics)
     labels = metrics.get("labels")
     if isinstance(labels, list) and labels:
-        more = f", … (+{len(labels) - _FIRST_LABELS} more)" if len(labels) > _FIRST_LABELS else ""
-        rows.append((f"Labels ({len(labels)})", fmt.value(labels[:_FIRST_LABELS]) + more))
+        extra = len(labels) - _FIRST_LABELS
+        more = _(", … (+{count} more)").format(count=extra) if extra > 0 else ""
+        title = _("Labels ({count})").format(count=len(labels))
+        rows.append((title, fmt.value(labels[:_FIRST_LABELS]) + more))
     if recipe.get("output_dir"):
-        rows.append(("Output folder", fmt.value(recipe["output_dir"])))
+        rows.append((_("Output folder"), fmt.value(recipe["output_dir"])))
     return rows
 
 
@@ -130,16 +164,16 @@ def training_rows(metrics: dict[str, Any], history: list[dict[str, Any]]) -> Row
     """How training ended: which checkpoint was kept and why it stopped."""
     rows = []
     if "best_step" in metrics:
-        rows.append(("Best step (kept)", fmt.value(metrics["best_step"])))
+        rows.append((_("Best step (kept)"), fmt.value(metrics["best_step"])))
     if "early_stopping_metric" in metrics:
-        rows.append(("Early-stopping metric", fmt.value(metrics["early_stopping_metric"])))
+        rows.append((_("Early-stopping metric"), fmt.value(metrics["early_stopping_metric"])))
     if "stopped_early" in metrics:
-        rows.append(("Stopped early", fmt.value(metrics["stopped_early"])))
+        rows.append((_("Stopped early"), fmt.value(metrics["stopped_early"])))
     if metrics.get("stop_reason"):
-        rows.append(("Stop reason", str(metrics["stop_reason"])))
+        rows.append((_("Stop reason"), str(metrics["stop_reason"])))
     epochs = [row["epoch"] for row in history if fmt.is_number(row.get("epoch"))]
     if epochs:
-        rows.append(("Epochs run", fmt.quantity(max(epochs))))
+        rows.append((_("Epochs run"), fmt.quantity(max(epochs))))
     return rows
 
 
@@ -151,49 +185,121 @@ def _median_of(history: list[dict[str, Any]], key: str) -> float | None:
 def _params_text(params: dict[str, Any]) -> str | None:
     total, trainable = params.get("total"), params.get("trainable")
     if fmt.is_number(total) and fmt.is_number(trainable) and total > 0:
-        return f"{fmt.count(trainable)} of {fmt.count(total)} ({100 * trainable / total:.2f}%)"
+        return _("{trainable} of {total} ({share}%)").format(
+            trainable=fmt.count(trainable),
+            total=fmt.count(total),
+            share=i18n.number(f"{100 * trainable / total:.2f}"),
+        )
     if fmt.is_number(total):
-        return f"{fmt.count(total)} in total"
+        return _("{count} in total").format(count=fmt.count(total))
     return None
 
 
-def _tokens_per_second(metrics: dict[str, Any], history: list[dict[str, Any]]) -> Rows:
-    """The run's own training throughput when it recorded one, else the median per evaluation."""
-    overall = metrics.get("tokens_per_second")
+def _kind(metrics: dict[str, Any]) -> Any:
+    """The run's task kind (its inputs: text or image), None for an unknown one."""
+    from tunesmith.tasks.registry import task_kinds
+
+    return task_kinds().get(str(metrics.get("task") or ""))
+
+
+def _throughput(metrics: dict[str, Any], history: list[dict[str, Any]], key: str) -> tuple:
+    """(value, median?) of a throughput: the run's own over its training steps (metrics.json
+    `<key>_second`), else the median of its evaluations (history's `<key>_s`)."""
+    overall = metrics.get(f"{key}_second")
     if fmt.is_number(overall):
-        return [("Tokens per second", overall, " tokens/s")]
-    return [("Tokens per second (median)", _median_of(history, "tokens_per_s"), " tokens/s")]
+        return overall, False
+    return _median_of(history, f"{key}_s"), True
 
 
-def cost_rows(metrics: dict[str, Any], history: list[dict[str, Any]]) -> Rows:
-    """What the run cost in time, memory and trained weights, on which hardware."""
-    candidates = [
-        ("Training time", metrics.get("train_seconds"), " s"),
-        ("Peak memory", metrics.get("peak_memory_mb"), " MB"),
-        ("Throughput (median)", _median_of(history, "samples_per_s"), " samples/s"),
-        *_tokens_per_second(metrics, history),
+def throughput_rows(metrics: dict[str, Any], history: list[dict[str, Any]]) -> Rows:
+    """Training throughput in the task's own unit: images/s for images; examples/s and
+    tokens/s for text (both measured); never tokens for a model that reads no tokens."""
+    kind = _kind(metrics)
+    samples, samples_median = _throughput(metrics, history, "samples_per")
+    tokens, tokens_median = _throughput(metrics, history, "tokens_per")
+    if kind is not None and kind.inputs == "image":
+        wanted = [(_("Images per second"), samples, samples_median, "images/s")]
+    elif kind is not None:
+        wanted = [
+            (_("Examples per second"), samples, samples_median, "examples/s"),
+            (_("Tokens per second"), tokens, tokens_median, "tokens/s"),
+        ]
+    else:  # an unknown kind: tokens only where they differ from the samples
+        wanted = [(_("Samples per second"), samples, samples_median, "samples/s")]
+        if fmt.is_number(tokens) and tokens != samples:
+            wanted.append((_("Tokens per second"), tokens, tokens_median, "tokens/s"))
+    return [
+        (_("{name} (median)").format(name=name) if median else name, fmt.unit(value, unit))
+        for name, value, median, unit in wanted
+        if fmt.is_number(value)
     ]
-    rows = [
-        (name, f"{fmt.quantity(val)}{unit}") for name, val, unit in candidates if fmt.is_number(val)
-    ]
+
+
+def _peak_memory_name(metrics: dict[str, Any]) -> str:
+    """metrics.json's peak_memory_mb is the process's RSS on a CPU, the CUDA peak on a GPU."""
+    if metrics.get("device") == "cuda":
+        return _("Peak memory (CUDA)")
+    if metrics.get("device") == "cpu":
+        return _("Peak memory (process RSS)")
+    return _("Peak memory")
+
+
+def cost_rows(
+    metrics: dict[str, Any], history: list[dict[str, Any]], recipe: dict[str, Any] | None = None
+) -> Rows:
+    """What the run cost: wall time end to end and by phase, its price when the recipe's
+    report.price_per_hour is set, the training steps alone, memory, throughput, trained
+    weights and hardware."""
+    rows = phase_rows(metrics) + price_rows(metrics, _mapping(_mapping(recipe).get("report")))
+    train = metrics.get("train_seconds")
+    if fmt.is_number(train):
+        rows.append((_("Training steps alone (no evaluations)"), fmt.unit(train, "s")))
+    if fmt.is_number(metrics.get("peak_memory_mb")):
+        rows.append((_peak_memory_name(metrics), fmt.unit(metrics["peak_memory_mb"], "MB")))
+    rows += throughput_rows(metrics, history)
     params = _params_text(_mapping(metrics.get("params")))
     if params:
-        rows.append(("Trainable parameters", params))
+        rows.append((_("Trainable parameters"), params))
     rows += [
-        (key.capitalize(), str(metrics[key])) for key in ("precision", "device") if metrics.get(key)
+        (fmt.label(key), str(metrics[key])) for key in ("precision", "device") if metrics.get(key)
     ]
-    return rows + phase_rows(metrics)
+    return rows
+
+
+def _money(amount: float) -> str:
+    """An amount of money: two decimals, or two significant digits below a cent."""
+    return i18n.number(f"{amount:.2g}" if 0 < amount < 0.01 else f"{amount:,.2f}")
+
+
+def price_rows(metrics: dict[str, Any], report: dict[str, Any]) -> Rows:
+    """Wall time as money, at the recipe's report.price_per_hour (in report.currency)."""
+    price, wall = report.get("price_per_hour"), metrics.get("wall_seconds")
+    if not fmt.is_number(price) or not fmt.is_number(wall):
+        return []
+    currency = str(report.get("currency") or "USD")
+    text = _("{amount} {currency} ({hours} h of wall time at {price} {currency} per hour)")
+    return [
+        (
+            _("Compute cost"),
+            text.format(
+                amount=_money(price * wall / 3600),
+                currency=currency,
+                hours=fmt.quantity(wall / 3600),
+                price=fmt.quantity(price),
+            ),
+        )
+    ]
 
 
 PHASE_NAMES = {
-    "setup": "Checks and setup",
-    "data_check": "Data check",
-    "load": "Loading data and model",
-    "score_before": "Scoring the cheaper options",
-    "training": "Training (with its evaluations)",
-    "score_after": "Scoring the fine-tuned model",
-    "save": "Saving the model",
-    "report": "Report",
+    "setup": N_("Checks and setup"),
+    "data_check": N_("Data check"),
+    "load": N_("Loading data and model"),
+    "score_before": N_("Scoring the cheaper options"),
+    "training": N_("Training (with its evaluations)"),
+    "score_after": N_("Scoring the fine-tuned model"),
+    "save": N_("Saving the model"),
+    "report": N_("Report"),
 }
 
 
@@ -202,11 +308,16 @@ def phase_rows(metrics: dict[str, Any]) -> Rows:
     wall = metrics.get("wall_seconds")
     if not fmt.is_number(wall):
         return []
-    rows = [("Wall time, end to end", f"{fmt.quantity(wall)} s")]
-    for key, seconds in _mapping(metrics.get("phase_seconds")).items():
+    phases = _mapping(metrics.get("phase_seconds"))
+    shown = fmt.unit(wall, "s")
+    if phases and "report" not in phases:  # metrics.json as written just before this report
+        shown = _("{time}, up to this report (writing it and the terminal summary came after)")
+        shown = shown.format(time=fmt.unit(wall, "s"))
+    rows = [(_("Wall time, end to end"), shown)]
+    for key, seconds in phases.items():
         if fmt.is_number(seconds):
-            name = PHASE_NAMES.get(key, key.replace("_", " ").capitalize())
-            rows.append((f"  {name}", f"{fmt.quantity(seconds)} s"))
+            name = _(PHASE_NAMES[key]) if key in PHASE_NAMES else fmt.label(key)
+            rows.append((f"  {name}", fmt.unit(seconds, "s")))
     return rows
 
 
@@ -238,7 +349,7 @@ def _answer(item: dict[str, Any], key: str, title: str, css: str) -> dict[str, s
     score = ""
     if key != "reference" and reference is not None:
         score = f"ROUGE-L {fmt.number(rouge_l(text, reference))}"
-    return {"title": title, "text": text, "css": css, "score": score}
+    return {"title": _(title), "text": text, "css": css, "score": score}
 
 
 def _sample(item: Any) -> dict[str, Any] | None:
@@ -272,7 +383,11 @@ def answer_samples(metrics: dict[str, Any]) -> dict[str, Any]:
     samples = [sample for item in items if (sample := _sample(item))]
     shown = samples[:_MAX_SAMPLES]
     more = len(samples) - len(shown)
-    note = f"The first {len(shown)} of {len(samples)} are shown." if more else ""
+    note = (
+        _("The first {shown} of {count} are shown.").format(shown=len(shown), count=len(samples))
+        if more
+        else ""
+    )
     return {"shown": shown, "note": note}
 
 
@@ -280,8 +395,10 @@ def _finding_row(finding: dict[str, Any]) -> dict[str, str]:
     rows = finding.get("rows") if isinstance(finding.get("rows"), list) else []
     shown = ", ".join(str(row) for row in rows[:_FIRST_ROWS])
     more = f", … (+{len(rows) - _FIRST_ROWS})" if len(rows) > _FIRST_ROWS else ""
+    severity = str(finding.get("severity") or "info").lower()
     return {
-        "severity": str(finding.get("severity") or "info").lower(),
+        "severity": severity,
+        "severity_text": _(SEVERITIES[severity]) if severity in SEVERITIES else severity,
         "check": fmt.value(finding.get("check")),
         "split": fmt.value(finding.get("split")),
         "message": fmt.value(finding.get("message")),
@@ -289,6 +406,9 @@ def _finding_row(finding: dict[str, Any]) -> dict[str, str]:
         "count": fmt.number(len(rows)),
         "rows": shown + more or fmt.MISSING,
     }
+
+
+SEVERITIES = {"error": N_("error"), "warning": N_("warning"), "info": N_("info")}
 
 
 def findings(quality: Any) -> list[dict[str, str]]:
@@ -307,28 +427,90 @@ def _scalar_summary(quality: Any) -> Rows:
     ]
 
 
+# The analytic peak on the other kind of device, and settings rather than quantities: the
+# run measured none of them, so "predicted vs measured" leaves them out.
+_ESTIMATE_SKIPPED = frozenset(
+    {"cpu_peak_mb", "cuda_peak_mb", "method", "device", "precision", "calibrated_by_dry_run"}
+)
+
+
+def _estimate_label(key: str, device: Any) -> str:
+    """The peak memory named by what it is on this run's device (RSS on a CPU)."""
+    if key == "peak_memory_mb" and device == "cpu":
+        return _("Peak memory, process RSS (MB)")
+    if key == "peak_memory_mb" and device == "cuda":
+        return _("Peak memory, CUDA (MB)")
+    return fmt.label(key)
+
+
 def estimate_rows(estimate: Any) -> list[list[str]]:
-    """Predicted vs measured cost; the ratio shows how far to trust the next estimate."""
+    """Predicted vs measured cost on the run's own device; the ratio shows how far to trust
+    the next estimate."""
     predicted = _mapping(_mapping(estimate).get("predicted"))
     measured = _mapping(_mapping(estimate).get("measured"))
+    device = predicted.get("device")
     rows = []
     for key in dict.fromkeys([*predicted, *measured]):
         guess, real = predicted.get(key), measured.get(key)
         if isinstance(guess, (dict, list)) or isinstance(real, (dict, list)):
             continue
+        if key in _ESTIMATE_SKIPPED:
+            continue
         ratio = (
-            f"{real / guess:.2f}×"
+            i18n.number(f"{real / guess:.2f}") + "×"
             if fmt.is_number(guess) and fmt.is_number(real) and guess
             else fmt.MISSING
         )
-        rows.append([fmt.label(key), fmt.value(guess), fmt.value(real), ratio])
+        rows.append([_estimate_label(key, device), fmt.value(guess), fmt.value(real), ratio])
     return rows
 
 
+MEASURES = {
+    "perplexity": N_("perplexity of the model on {reference}"),
+    "representation_drift": N_(
+        "representation drift (1 - linear CKA of the model's features) on {reference}"
+    ),
+    "imagenet_disagreement": N_(
+        "share of {reference} whose class by the original ImageNet head changed"
+    ),
+}
+"""What each forgetting measure is, in words (evaluate/forgetting.py)."""
+REFERENCES = {
+    "builtin:general-en": N_("public-domain English prose (builtin:general-en)"),
+    "builtin:sample-photos": N_(
+        "64 reference photos (crops of scikit-learn's two sample photographs)"
+    ),
+}
+IMAGE_MEASURES = frozenset({"imagenet_disagreement", "representation_drift"})
+
+
+def _forgetting_reference(metrics: dict[str, Any], forgetting: dict[str, Any]) -> str:
+    """What the measure ran on, in words; an image run always measured the reference photos
+    (runs written before metrics.json said so named the recipe's text reference)."""
+    reference = str(forgetting.get("reference") or "")
+    kind = _kind(metrics)
+    if kind is not None and kind.inputs == "image" and forgetting.get("measure") in IMAGE_MEASURES:
+        reference = "builtin:sample-photos"
+    return _(REFERENCES[reference]) if reference in REFERENCES else reference or fmt.MISSING
+
+
 def forgetting_rows(metrics: dict[str, Any]) -> Rows:
-    """How much the model got worse on its reference data, and what was done about it."""
+    """What was measured (in words, on what), how much the model got worse there, and what
+    was done about it; a run without the guard says it was not measured."""
     forgetting = _mapping(metrics.get("forgetting"))
-    return [(fmt.label(key), fmt.value(val)) for key, val in forgetting.items()]
+    if not forgetting:
+        text = _("Not measured for this run (guards.forgetting.reference was off).")
+        return [(_("What was measured"), text)]
+    reference = _forgetting_reference(metrics, forgetting)
+    measure = str(forgetting.get("measure") or "")
+    what = _(MEASURES[measure]).format(reference=reference) if measure in MEASURES else measure
+    rows = [(_("What was measured"), what or fmt.MISSING)]
+    rows += [
+        (fmt.label(key), fmt.value(val))
+        for key, val in forgetting.items()
+        if key not in ("reference", "measure")
+    ]
+    return rows
 
 
 def _title(recipe: dict[str, Any], metrics: dict[str, Any]) -> str:
@@ -347,9 +529,10 @@ def build_context(run_dir: Path) -> dict[str, Any]:
     return {
         "title": _title(recipe, metrics),
         "run_name": run_dir.resolve().name,
-        "generated": datetime.now().strftime("%Y-%m-%d %H:%M"),
+        "generated": i18n.date_time(datetime.now()),
         "version": __version__,
-        "verdict": verdict(metrics),
+        # generations.jsonl's per-prompt answers let the verdict judge noise (paired bootstrap)
+        "verdict": verdict(metrics, load.read_history(run_dir / RunFolder.GENERATIONS)),
         "comparison": compare(metrics),
         "rag": rag_section(metrics),
         "samples": answer_samples(metrics),
@@ -362,7 +545,7 @@ def build_context(run_dir: Path) -> dict[str, Any]:
         "findings": findings(quality),
         "findings_summary": _scalar_summary(quality),
         "forgetting": forgetting_rows(metrics),
-        "cost": cost_rows(metrics, history),
+        "cost": cost_rows(metrics, history, recipe),
         "estimate": estimate_rows(load.read_json(run_dir / RunFolder.ESTIMATE)),
         "setup": setup_rows(recipe, metrics),
     }
@@ -378,5 +561,7 @@ def render_html(context: dict[str, Any], template: str = "report.html.j2") -> st
         undefined=jinja2.StrictUndefined,
         trim_blocks=True,
         lstrip_blocks=True,
+        extensions=["jinja2.ext.i18n"],
     )
-    return env.get_template(template).render(context)
+    env.install_gettext_callables(i18n._, i18n.ngettext, newstyle=True)
+    return env.get_template(template).render({"lang": i18n.current(), **context})

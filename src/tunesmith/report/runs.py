@@ -9,7 +9,6 @@ kinds may be compared; a value a run does not have reads as a dash.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,13 +17,16 @@ import yaml
 
 from tunesmith.errors import UserError
 from tunesmith.evaluate.metrics import lower_is_better
+from tunesmith.i18n import _, ngettext
 from tunesmith.report import fmt, load
 from tunesmith.report.compare import (
     GENERATION_METRICS,
     HEADLINE_FALLBACKS,
+    PROPORTIONS,
     headline_metric,
     metric_order,
     present_models,
+    proportion_noise,
     scalar_metrics,
 )
 from tunesmith.run_folder import RunFolder
@@ -32,10 +34,6 @@ from tunesmith.safe_files import is_inside, same_path
 
 IGNORED_KEYS = frozenset({"output_dir"})
 """Recipe keys that differ between any two runs by construction (where each run went)."""
-PROPORTIONS = frozenset({"accuracy", "exact_match", "subset_accuracy"})
-"""Metrics that are a share of examples scored right: the only ones whose noise metrics.json
-lets us judge (from the number of examples), since it holds no per-example scores."""
-Z_95 = 1.96
 
 
 @dataclass(frozen=True)
@@ -180,25 +178,25 @@ def build_comparison(runs: list[Run]) -> RunComparison:
     headline = choose_headline(runs, scope) if comparable else None
     on_test = headline if scope == "test" else None
     sections = [
-        Section("recipe", "Recipe: the keys that differ", recipe_rows, _same_note(same)),
+        Section("recipe", _("Recipe: the keys that differ"), recipe_rows, _same_note(same)),
         Section(
             "test",
-            "Test metrics (fine-tuned model)",
+            _("Test metrics (fine-tuned model)"),
             metric_rows(runs, "test", on_test, comparable) + cheaper_rows(runs, on_test),
             _test_note(tested, scope),
         ),
         Section(
             "validation",
-            "Validation metrics (the weights kept)",
+            _("Validation metrics (the weights kept)"),
             metric_rows(
                 runs, "validation", headline if scope == "validation" else None, comparable
             ),
-            "What early stopping (and a tune's search) chose by; test is the fair comparison."
+            _("What early stopping (and a tune's search) chose by; test is the fair comparison.")
             if scope == "test"
-            else "What early stopping and a tune's search chose by.",
+            else _("What early stopping and a tune's search chose by."),
         ),
-        Section("cost", "Cost", cost_rows(runs)),
-        Section("guards", "Guards", guard_rows(runs)),
+        Section("cost", _("Cost"), cost_rows(runs)),
+        Section("guards", _("Guards"), guard_rows(runs)),
     ]
     verdicts = [
         (run.name, str(run.metrics["verdict"]["sentence"]))
@@ -220,18 +218,22 @@ def build_comparison(runs: list[Run]) -> RunComparison:
 def _same_note(same: int) -> str:
     if not same:
         return ""
-    return f"{same} key{'s are' if same != 1 else ' is'} the same in every run and not shown."
+    return ngettext(
+        "{count} key is the same in every run and not shown.",
+        "{count} keys are the same in every run and not shown.",
+        same,
+    ).format(count=same)
 
 
 def _test_note(tested: list[str], scope: str) -> str:
     if scope == "test":
-        return "Scores are on each run's held-out test split."
+        return _("Scores are on each run's held-out test split.")
     if tested:
-        return (
-            f"Only {_listed(tested)} was scored on test (tune trials are scored on validation "
-            "only), so the best run is named by validation."
-        )
-    return "No run was scored on test (tune trials are scored on validation only)."
+        return _(
+            "Only {runs} was scored on test (tune trials are scored on validation only), so the "
+            "best run is named by validation."
+        ).format(runs=_listed(tested))
+    return _("No run was scored on test (tune trials are scored on validation only).")
 
 
 # --- recipe -----------------------------------------------------------------------------
@@ -368,8 +370,8 @@ def metric_rows(
         values = [result.get(name) for result in scores]
         lower = lower_is_better(name)
         flags = best_flags(values, lower) if comparable else [False] * len(values)
-        notes = ["headline"] if name == headline else []
-        notes += ["lower is better"] if lower else []
+        notes = [_("headline")] if name == headline else []
+        notes += [_("lower is better")] if lower else []
         cells = [Cell(fmt.number(val), flag) for val, flag in zip(values, flags, strict=True)]
         rows.append(Row(fmt.label(name), cells, ", ".join(notes)))
     return rows
@@ -383,7 +385,7 @@ def cheaper_rows(runs: list[Run], headline: str | None) -> list[Row]:
     label = fmt.label(headline)
     models = [present_models(run.metrics) for run in runs]
     rows = []
-    for key, title in (("baseline", "Baseline"), ("base", "Base model")):
+    for key, title in (("baseline", _("Baseline")), ("base", _("Base model"))):
         values = [found.get(key, {}).get(headline) for found in models]
         if any(val is not None for val in values):
             rows.append(Row(f"{title}: {label}", [Cell(fmt.number(val)) for val in values]))
@@ -395,7 +397,8 @@ def cheaper_rows(runs: list[Run], headline: str | None) -> list[Row]:
             )
             for gain in gains
         ]
-        rows.append(Row(f"Gain in {_in_sentence(label)} over best cheaper", cells))
+        gain = _("Gain in {metric} over best cheaper").format(metric=_in_sentence(label))
+        rows.append(Row(gain, cells))
     return rows
 
 
@@ -439,10 +442,10 @@ def _params_text(trainable: Any, total: Any) -> str:
 def cost_rows(runs: list[Run]) -> list[Row]:
     """Time, memory and trained weights: lower is cheaper, except throughput."""
     measured: list[tuple[str, str, str, bool]] = [
-        ("Training time", "train_seconds", " s", True),
-        ("Wall time, end to end", "wall_seconds", " s", True),
-        ("Peak memory", "peak_memory_mb", " MB", True),
-        ("Throughput", "tokens_per_second", " tokens/s", False),
+        (_("Training time"), "train_seconds", "s", True),
+        (_("Wall time, end to end"), "wall_seconds", "s", True),
+        (_("Peak memory"), "peak_memory_mb", "MB", True),
+        (_("Throughput"), "tokens_per_second", "tokens/s", False),
     ]
     rows = []
     for label, key, unit, lower in measured:
@@ -452,7 +455,7 @@ def cost_rows(runs: list[Run]) -> list[Row]:
             continue
         flags = best_flags(values, lower)
         cells = [
-            Cell(fmt.MISSING if val is None else f"{fmt.quantity(val)}{unit}", flag)
+            Cell(fmt.MISSING if val is None else fmt.unit(val, unit), flag)
             for val, flag in zip(values, flags, strict=True)
         ]
         rows.append(Row(label, cells))
@@ -464,16 +467,16 @@ def cost_rows(runs: list[Run]) -> list[Row]:
             Cell(_params_text(trainable, total), flag)
             for (trainable, total), flag in zip(params, flags, strict=True)
         ]
-        rows.append(Row("Trainable parameters", cells))
+        rows.append(Row(_("Trainable parameters"), cells))
     steps = [run.metrics.get("steps") for run in runs]
     if any(fmt.is_number(val) for val in steps):
-        rows.append(Row("Steps", [Cell(fmt.number(val)) for val in steps]))
+        rows.append(Row(_("Steps"), [Cell(fmt.number(val)) for val in steps]))
     devices = [
         " ".join(str(run.metrics[k]) for k in ("device", "precision") if run.metrics.get(k))
         for run in runs
     ]
     if any(devices):
-        rows.append(Row("Device", [Cell(text or fmt.MISSING) for text in devices]))
+        rows.append(Row(_("Device"), [Cell(text or fmt.MISSING) for text in devices]))
     return rows
 
 
@@ -492,10 +495,10 @@ def forgetting_cells(run: Run) -> tuple[Cell, Cell] | None:
     past = fmt.is_number(increase) and fmt.is_number(threshold) and increase > threshold
     text = f"{increase:+.3g}" if fmt.is_number(increase) else fmt.MISSING
     if fmt.is_number(threshold):
-        text += f" (limit {fmt.quantity(threshold)})"
+        text += " " + _("(limit {limit})").format(limit=fmt.quantity(threshold))
     action = str(forgetting.get("action_taken") or fmt.MISSING)
     if forgetting.get("action"):
-        action += f" (guard: {forgetting['action']})"
+        action += " " + _("(guard: {action})").format(action=forgetting["action"])
     taken = forgetting.get("action_taken") not in (None, "none")
     return Cell(text, bad=past), Cell(action, bad=taken)
 
@@ -506,9 +509,10 @@ def overfitting_cell(run: Run) -> Cell | None:
         return None
     step = overfitting.get("detected_at_step")
     if step is None:
-        return Cell("not detected")
+        return Cell(_("not detected"))
     action = overfitting.get("action")
-    return Cell(f"from step {fmt.value(step)}" + (f" ({action})" if action else ""), bad=True)
+    text = _("from step {step}").format(step=fmt.value(step))
+    return Cell(text + (f" ({action})" if action else ""), bad=True)
 
 
 def stopping_cell(run: Run) -> Cell | None:
@@ -517,7 +521,7 @@ def stopping_cell(run: Run) -> Cell | None:
         return None
     text = str(reason or fmt.MISSING)
     if best is not None:
-        text += f"; kept step {fmt.value(best)}"
+        text += _("; kept step {step}").format(step=fmt.value(best))
     return Cell(text)
 
 
@@ -527,18 +531,22 @@ def quality_cell(run: Run) -> Cell | None:
     gate = _mapping(run.recipe.get("guards")).get("data_quality")
     summary = _mapping(_mapping(run.quality).get("summary"))
     if gate == "off":
-        return Cell("off")
+        return Cell(_("off"))
     if not summary:
         return None
     errors, warnings = summary.get("errors") or 0, summary.get("warnings") or 0
-    found = f"{_counted(errors, 'error')}, {_counted(warnings, 'warning')}"
+    found = ", ".join(
+        (
+            ngettext("{count} error", "{count} errors", errors).format(count=fmt.number(errors)),
+            ngettext("{count} warning", "{count} warnings", warnings).format(
+                count=fmt.number(warnings)
+            ),
+        )
+    )
     if errors:
-        return Cell(f"let through: {found} (gate: {gate or 'warn'})", bad=True)
-    return Cell(f"passed: {found}")
-
-
-def _counted(count: int, noun: str) -> str:
-    return f"{fmt.number(count)} {noun}{'s' if count != 1 else ''}"
+        text = _("let through: {found} (gate: {gate})").format(found=found, gate=gate or "warn")
+        return Cell(text, bad=True)
+    return Cell(_("passed: {found}").format(found=found))
 
 
 def guard_rows(runs: list[Run]) -> list[Row]:
@@ -546,12 +554,12 @@ def guard_rows(runs: list[Run]) -> list[Row]:
     forgetting = [forgetting_cells(run) for run in runs]
     if any(forgetting):
         empty = Cell(fmt.MISSING)
-        rows.append(Row("Forgetting increase", [f[0] if f else empty for f in forgetting]))
-        rows.append(Row("Forgetting action taken", [f[1] if f else empty for f in forgetting]))
+        rows.append(Row(_("Forgetting increase"), [f[0] if f else empty for f in forgetting]))
+        rows.append(Row(_("Forgetting action taken"), [f[1] if f else empty for f in forgetting]))
     for label, read in (
-        ("Overfitting", overfitting_cell),
-        ("Training stopped", stopping_cell),
-        ("Data-quality gate", quality_cell),
+        (_("Overfitting"), overfitting_cell),
+        (_("Training stopped"), stopping_cell),
+        (_("Data-quality gate"), quality_cell),
     ):
         cells = [read(run) for run in runs]
         if any(cells):
@@ -571,14 +579,6 @@ def _examples(run: Run, name: str, scope: str) -> int | None:
         return int(generated)
     count = _mapping(run.metrics.get("splits")).get(scope)
     return int(count) if fmt.is_number(count) else None
-
-
-def proportion_noise(first: float, second: float, examples: int) -> float:
-    """Half the width of the 95% interval of the difference of two shares of `examples`
-    scored right (normal approximation, unpaired: wider than a paired test would be, so a
-    difference beyond it is not noise)."""
-    variance = (first * (1 - first) + second * (1 - second)) / examples
-    return Z_95 * math.sqrt(max(variance, 0.0))
 
 
 def _noise_clause(best: Run, other: Run, name: str, scope: str) -> str:

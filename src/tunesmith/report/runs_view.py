@@ -11,6 +11,8 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from tunesmith import i18n
+from tunesmith.i18n import _
 from tunesmith.report import fmt
 from tunesmith.report.render import render_html
 from tunesmith.report.runs import Cell, Run, RunComparison, Section
@@ -58,7 +60,7 @@ def shortened(name: str, limit: int = NAME_LIMIT) -> str:
 def empty_note(section: Section) -> str:
     """What a section without rows says instead."""
     if section.key == "recipe":
-        return "Every recipe key is the same in these runs."
+        return _("Every recipe key is the same in these runs.")
     return section.note
 
 
@@ -67,6 +69,15 @@ def marks(section: Section) -> str:
     if not any(cell.best for row in section.rows for cell in row.cells):
         return ""
     return "cheapest run" if section.key == "cost" else "best run"
+
+
+def marks_note(section: Section) -> str:
+    """The page's note on what is highlighted, in the language being written."""
+    if not marks(section):
+        return ""
+    if section.key == "cost":
+        return _("Highlighted: the cheapest run per row.")
+    return _("Highlighted: the best run per row.")
 
 
 def _caption(section: Section) -> str:
@@ -137,7 +148,7 @@ def print_comparison(comparison: RunComparison, console: Console) -> None:
 def html_context(comparison: RunComparison) -> dict[str, Any]:
     return {
         "title": " vs ".join(comparison.names),
-        "generated": datetime.now().strftime("%Y-%m-%d %H:%M"),
+        "generated": i18n.date_time(datetime.now()),
         "version": __version__,
         "summary": comparison.summary,
         "notes": comparison.notes,
@@ -151,6 +162,7 @@ def html_context(comparison: RunComparison) -> dict[str, Any]:
                 "note": section.note,
                 "numeric": section.key in NUMERIC_SECTIONS,
                 "marks": marks(section),
+                "marks_note": marks_note(section),
                 "empty": empty_note(section),
             }
             for section in comparison.sections

@@ -128,10 +128,21 @@ class ExportDetails:
     """What happens to an input before the model sees it, and where that lives in the folder."""
     files: dict[str, str]
     """The kind's own files in the folder (name -> what it holds)."""
-    library_name: str = "transformers"
-    """The card's `library_name`: transformers, or peft for an adapter."""
-    requires: tuple[str, ...] = ("torch", "transformers")
-    """The packages the loader imports."""
+    adapter: bool = False
+    """The folder holds an adapter (PEFT format) rather than a whole model."""
+    image_packages: bool = False
+    """The loader also reads images (numpy and Pillow)."""
+
+    @property
+    def library_name(self) -> str:
+        """The card's `library_name`: transformers, or peft for an adapter."""
+        return "peft" if self.adapter else "transformers"
+
+    @property
+    def requires(self) -> tuple[str, ...]:
+        """The packages the loader imports."""
+        images = ("numpy", "pillow") if self.image_packages else ()
+        return ("torch", "transformers", *(("peft",) if self.adapter else ()), *images)
 
 
 @dataclass(frozen=True)

@@ -12,9 +12,11 @@ from typing import Any
 import optuna
 from matplotlib.figure import Figure
 
+from tunesmith import i18n
 from tunesmith.evaluate.metrics import lower_is_better
+from tunesmith.i18n import N_, _
 from tunesmith.report import fmt
-from tunesmith.report.plots import to_base64
+from tunesmith.report.plots import any_script, to_base64
 from tunesmith.report.render import render_html
 from tunesmith.tune.folder import TuneFolder
 from tunesmith.tune.study import outcome, values_of
@@ -26,6 +28,21 @@ COLUMNS = (
 )  # fmt: skip
 """trials.csv's fixed columns; each searched key (model, method.name, ...) follows `state`."""
 COLOURS = {"complete": "#2f6fde", "guard": "#b3261e", "pruned": "#9aa5b1"}
+STATES = {
+    "complete": N_("complete"),
+    "guard": N_("guard"),
+    "pruned": N_("pruned"),
+    "failed": N_("failed"),
+    "skipped": N_("skipped"),
+    "interrupted": N_("interrupted"),
+    "running": N_("running"),
+    "waiting": N_("waiting"),
+}
+"""A trial's outcome as the page names it (trials.csv keeps the English word)."""
+
+
+def state_text(state: str) -> str:
+    return _(STATES[state]) if state in STATES else state
 
 
 def trial_rows(study: optuna.Study, metric: str) -> list[dict[str, Any]]:
@@ -75,16 +92,16 @@ def write_tune_report(
     contenders = summary.get("contenders") or {}
     context = {
         "title": folder.path.name,
-        "generated": datetime.now().strftime("%Y-%m-%d %H:%M"),
+        "generated": i18n.date_time(datetime.now()),
         "verdict": summary["verdict"],
         "metric": metric,
         "lower_is_better": lower_is_better(metric),
         "space": summary["space"],
-        "counts": summary["counts"],
+        "counts": [(state_text(name), count) for name, count in summary["counts"].items()],
         "keys": keys,
         "leaderboard": _leaderboard(rows, keys, metric, summary.get("best")),
         "picture": score_against_cost(rows, metric, contenders),
-        "importance": [(key, f"{share:.2f}") for key, share in importance.items()],
+        "importance": [(key, i18n.number(f"{share:.2f}")) for key, share in importance.items()],
         "contenders": [
             (name, scores.get("description", name), fmt.number(scores.get(metric)))
             for name, scores in contenders.items()
@@ -110,17 +127,19 @@ def _leaderboard(
         {
             "number": row["number"],
             "state": row["state"],
+            "state_text": state_text(row["state"]),
             "best": row["number"] == best,
             "score": fmt.number(row.get(score)),
             "cells": [fmt.value(row.get(key)) for key in keys],
             "seconds": fmt.number(row.get("train_seconds")),
             "memory": fmt.number(row.get("peak_memory_mb")),
-            "reason": row.get("reason") or "",
+            "reason": _(row["reason"]) if row.get("reason") else "",
         }
         for row in sorted(rows, key=order)
     ]
 
 
+@any_script
 def score_against_cost(rows: list[dict[str, Any]], metric: str, contenders: dict) -> str | None:
     """Each scored trial's validation score against its training seconds, coloured by
     outcome; the cheaper options as horizontal lines."""
@@ -137,23 +156,23 @@ def score_against_cost(rows: list[dict[str, Any]], metric: str, contenders: dict
                 [r["train_seconds"] for r in chosen],
                 [r[score] for r in chosen],
                 color=colour,
-                label=state,
+                label=state_text(state),
                 s=28,
             )
     for name, scores in contenders.items():
         if fmt.is_number(scores.get(metric)):
             ax.axhline(scores[metric], color="0.5", linestyle="--", linewidth=1)
             ax.annotate(name, (0, scores[metric]), xycoords=("axes fraction", "data"), fontsize=8)
-    ax.set_xlabel("training seconds")
-    ax.set_ylabel(f"validation {metric}")
+    ax.set_xlabel(_("training seconds"))
+    ax.set_ylabel(_("validation {metric}").format(metric=metric))
     ax.legend(fontsize=8, frameon=False)
     return to_base64(fig)
 
 
 def _retried(trial: optuna.trial.FrozenTrial) -> str:
     if outcome(trial) == "interrupted":
-        return "its worker was killed; run again as a new trial"
-    return "a killed trial, run again" if "failed_trial" in trial.system_attrs else ""
+        return N_("its worker was killed; run again as a new trial")
+    return N_("a killed trial, run again") if "failed_trial" in trial.system_attrs else ""
 
 
 def _time(moment: datetime | None) -> str | None:

@@ -18,6 +18,7 @@ from rich.markup import escape
 from tunesmith.errors import GateFailed, UserError
 from tunesmith.estimate.recommend import parse_duration, parse_memory
 from tunesmith.evaluate.metrics import lower_is_better
+from tunesmith.i18n import language
 from tunesmith.progress import phase
 from tunesmith.recipe import Recipe, load_recipe
 from tunesmith.run import check_data_quality, complete_on_test
@@ -387,7 +388,8 @@ def finish(
     if best is not None:
         summary |= _complete_best(search, study, best, console)
     summary["verdict"] = verdict(choice, contenders, metric, search.direction, counts)
-    write_tune_report(folder, study, metric, search.keys, summary, importances(study))
+    with language(search.recipe.report.language):  # tune.html in the recipe's language
+        write_tune_report(folder, study, metric, search.keys, summary, importances(study))
     console.print(summary["verdict"], highlight=False)
     console.print(f"Tune folder: {folder.path}  (trials.csv, tune.html)", highlight=False)
     _record_search(tracker, search, study, counts, best, console)

@@ -3,9 +3,16 @@
 
 (() => {
   const NAME_KEY = "tunesmith.annotate.annotator";
-  const QUEUE_NAMES = { to_label: "To label", suspects: "Suspects", all: "All rows" };
-  const state = { info: null, queue: "to_label", rows: [], index: 0, row: null, busy: false };
   const $ = (id) => document.getElementById(id);
+  // The page's language: app.py puts the catalogue's translations of this file's t("...")
+  // strings into #messages (English: none, the text itself).
+  const MESSAGES = JSON.parse(($("messages") || {}).textContent || "{}");
+  const t = (text, values = {}) =>
+    (MESSAGES[text] || text).replace(/\{(\w+)\}/g, (all, name) =>
+      name in values ? String(values[name]) : all,
+    );
+  const QUEUE_NAMES = { to_label: t("To label"), suspects: t("Suspects"), all: t("All rows") };
+  const state = { info: null, queue: "to_label", rows: [], index: 0, row: null, busy: false };
 
   // --- talking to the server -------------------------------------------------------------
 
@@ -49,7 +56,7 @@
 
   function needName() {
     if (annotator()) return false;
-    say("Enter your name in the Annotator field before your first decision.");
+    say(t("Enter your name in the Annotator field before your first decision."));
     $("annotator").classList.add("needed");
     $("annotator").focus();
     return true;
@@ -72,7 +79,10 @@
     const done = state.index >= state.rows.length;
     $("empty").hidden = !done;
     $("current").hidden = done;
-    const where = `${Math.min(state.index + 1, state.rows.length)} of ${state.rows.length}`;
+    const where = t("{position} of {count}", {
+      position: Math.min(state.index + 1, state.rows.length),
+      count: state.rows.length,
+    });
     $("position").textContent = `${QUEUE_NAMES[state.queue]}: ${where}`;
     if (done) {
       state.row = null;
@@ -81,7 +91,7 @@
     }
     const row = await api(`/api/rows/${state.rows[state.index]}?${query({ annotator: annotator() })}`);
     state.row = row;
-    $("position").textContent += ` (row ${row.row})`;
+    $("position").textContent += " " + t("(row {row})", { row: row.row });
     render(row);
     $("card").dataset.row = String(row.row); // after rendering: tests wait on it
   }
@@ -93,21 +103,23 @@
       const image = document.createElement("img");
       image.src = row.image_url;
       image.alt = row.image_name;
-      image.onerror = () => say(`Cannot show image ${row.image_name}`);
+      image.onerror = () => say(t("Cannot show image {name}", { name: row.image_name }));
       item.append(image);
     } else {
-      item.textContent = row.text || "(empty text)";
+      item.textContent = row.text || t("(empty text)");
     }
-    $("label-now").textContent = row.label || "none";
-    $("yours").textContent = row.yours ? `(your decision: ${row.yours})` : "";
+    $("label-now").textContent = row.label || t("none");
+    $("yours").textContent = row.yours ? t("(your decision: {label})", { label: row.yours }) : "";
 
     const suspect = row.suspect;
     $("suspect").hidden = !suspect;
     if (suspect) {
-      $("given").textContent = suspect.label || "none";
-      $("suggested").textContent = suspect.suggested || "(no suggestion)";
+      $("given").textContent = suspect.label || t("none");
+      $("suggested").textContent = suspect.suggested || t("(no suggestion)");
       $("confidence").textContent =
-        suspect.confidence == null ? "" : `(confidence ${(100 * suspect.confidence).toFixed(0)}%)`;
+        suspect.confidence == null
+          ? ""
+          : t("(confidence {share}%)", { share: (100 * suspect.confidence).toFixed(0) });
       $("suspect-message").textContent = suspect.message || "";
       $("accept").disabled = !suspect.suggested;
     }
@@ -154,7 +166,7 @@
     return guarded(async () => {
       const row = state.row.row;
       const result = await api("/api/decisions", { row, label, annotator: annotator() });
-      say(`Row ${row}: ${label} (${result.decision.kind})`);
+      say(t("Row {row}: {label} ({kind})", { row, label, kind: result.decision.kind }));
       renderProgress(result.progress);
       state.index += 1;
       await show();
@@ -168,7 +180,7 @@
       const result = await api("/api/undo", { annotator: annotator() });
       renderProgress(result.progress);
       if (!result.decision) {
-        say("Nothing to undo.");
+        say(t("Nothing to undo."));
         return;
       }
       const row = result.decision.row;
@@ -178,7 +190,7 @@
         at = state.index;
       }
       state.index = at;
-      say(`Undid ${result.decision.label} on row ${row}.`);
+      say(t("Undid {label} on row {row}.", { label: result.decision.label, row }));
       await show();
       await refreshAgreement();
     });
@@ -187,7 +199,10 @@
   function exportLabels() {
     return guarded(async () => {
       const result = await api("/api/export", { format: $("format").value });
-      $("export-result").textContent = `Wrote ${result.rows} rows to ${result.path}`;
+      $("export-result").textContent = t("Wrote {count} rows to {path}", {
+        count: result.rows,
+        path: result.path,
+      });
     });
   }
 
@@ -195,9 +210,9 @@
 
   function renderProgress(p) {
     const lines = [
-      ["To label", `${p.to_label.done} of ${p.to_label.total} labelled (you: ${p.to_label.yours})`],
-      ["Suspects", `${p.suspects.done} of ${p.suspects.total} reviewed (you: ${p.suspects.yours})`],
-      ["Decisions", `${p.decisions} by ${p.annotators} annotator(s)`],
+      [t("To label"), t("{done} of {total} labelled (you: {yours})", p.to_label)],
+      [t("Suspects"), t("{done} of {total} reviewed (you: {yours})", p.suspects)],
+      [t("Decisions"), t("{decisions} by {annotators} annotator(s)", p)],
     ];
     const body = $("progress").tBodies[0];
     body.replaceChildren();
@@ -219,15 +234,15 @@
     panel.replaceChildren();
     const note = document.createElement("p");
     note.className = "muted";
-    const number = (x) => (x == null ? "n/a" : x.toFixed(3));
+    const number = (x) => (x == null ? t("n/a") : x.toFixed(3));
     if (a.rows === 0) {
-      note.textContent = "No row is labelled by two annotators yet.";
+      note.textContent = t("No row is labelled by two annotators yet.");
       panel.append(note);
       return;
     }
     const table = document.createElement("table");
     const head = table.createTHead().insertRow();
-    for (const title of ["pair", "rows", "agree", "kappa"]) {
+    for (const title of [t("pair"), t("rows"), t("agree"), "kappa"]) {
       const th = document.createElement("th");
       th.textContent = title;
       head.append(th);
@@ -240,9 +255,11 @@
       tr.insertCell().textContent = number(pair.observed);
       tr.insertCell().textContent = number(pair.kappa);
     }
-    note.textContent =
-      `Krippendorff's alpha (nominal): ${number(a.alpha)} over ${a.rows} rows, ` +
-      `${a.annotators.length} annotators. Cohen's kappa per pair.`;
+    note.textContent = t(
+      "Krippendorff's alpha (nominal): {alpha} over {rows} rows, {annotators} annotators. " +
+        "Cohen's kappa per pair.",
+      { alpha: number(a.alpha), rows: a.rows, annotators: a.annotators.length },
+    );
     panel.append(table, note);
   }
 
@@ -308,7 +325,7 @@
 
     await guarded(async () => {
       state.info = await api("/api/info");
-      $("source").textContent = `${state.info.data} (${state.info.rows} rows)`;
+      $("source").textContent = t("{data} ({rows} rows)", state.info);
       $("format").value = state.info.export_format;
       const p = await refreshProgress();
       const first = ["to_label", "suspects"].find((q) => p[q].total - p[q].yours > 0) || "all";

@@ -21,6 +21,7 @@ from tunesmith.evaluate.baselines import (
     probe_metrics,
 )
 from tunesmith.evaluate.forgetting import (
+    REFERENCE_PHOTOS,
     ImageNetDisagreement,
     RepresentationDrift,
     reference_photos,
@@ -168,8 +169,8 @@ class ImageClassificationFamily:
 
         head = imagenet_head(self.folder, self.kind)
         if head is not None:
-            return ImageNetDisagreement(features, head, self.model)
-        return RepresentationDrift(features, self.model)
+            return ImageNetDisagreement(features, head, self.model, REFERENCE_PHOTOS)
+        return RepresentationDrift(features, self.model, REFERENCE_PHOTOS)
 
     def save(self, model: nn.Module, output: Path, adapter: bool) -> Path:
         """model/ (the classifier: safetensors + vision_config.json) or adapter/ (PEFT

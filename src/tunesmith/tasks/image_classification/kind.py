@@ -186,6 +186,7 @@ def export(model: torch.nn.Module, run: TrainedRun, folder: Path) -> ExportDetai
             "vision_config.json, preprocess.json": "the same model and transform in "
             "tunesmith's own format",
         },
+        image_packages=True,
     )
 
 

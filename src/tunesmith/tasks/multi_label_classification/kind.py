@@ -167,8 +167,7 @@ def export(model: torch.nn.Module, run: TrainedRun, folder: Path) -> ExportDetai
         inputs='texts = ["The first text to tag", "and another one"]',
         preprocessing=preprocessing,
         files=files,
-        library_name="peft" if adapter else "transformers",
-        requires=("torch", "transformers", "peft") if adapter else ("torch", "transformers"),
+        adapter=adapter,
     )
 
 

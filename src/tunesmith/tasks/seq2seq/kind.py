@@ -151,8 +151,7 @@ def export(model: torch.nn.Module, run: TrainedRun, folder: Path) -> ExportDetai
             "generation_config.json": "the decoding `tunesmith predict` uses",
             "tokenizer.json, tokenizer_config.json": "the tokenizer",
         },
-        library_name="peft" if adapter else "transformers",
-        requires=("torch", "transformers", "peft") if adapter else ("torch", "transformers"),
+        adapter=adapter,
     )
 
 

@@ -108,8 +108,7 @@ def export(model: torch.nn.Module, run: TrainedRun, folder: Path) -> ExportDetai
         inputs='texts = ["The first text to classify", "and another one"]',
         preprocessing=preprocessing,
         files=files,
-        library_name="peft" if adapter else "transformers",
-        requires=("torch", "transformers", "peft") if adapter else ("torch", "transformers"),
+        adapter=adapter,
     )
 
 
