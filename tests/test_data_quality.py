@@ -223,6 +223,29 @@ def test_causal_lm_checks(tiny_llm_recipe, tmp_path):
     assert 35 in found["truncated"]
     assert 7 in found["leakage"]
     assert report.summary["format"] == "alpaca"
+    repeated = [f for f in report.findings if f.check == "repeated_responses"]
+    assert repeated and all(f.severity == "warning" for f in repeated)
+    assert "learns to give that answer to everything" in repeated[0].message
+
+
+def test_label_like_answers_suggest_classification(tiny_llm_recipe, tmp_path):
+    """SFT data whose answers are a few intents is classification: a note, not a warning."""
+    intents = ["billing", "refund request", "technical support", "cancel account"]
+    rows = [
+        {"instruction": f"Which intent is this message {i}: topic {i * 7} here?", "input": "",
+         "output": intents[i % len(intents)]}
+        for i in range(40)
+    ]  # fmt: skip
+    rows.append({"instruction": "one odd row", "input": "", "output": "a much longer " * 5})
+    train = tmp_path / "train.jsonl"
+    train.write_text("\n".join(json.dumps(r) for r in rows))
+    tiny_llm_recipe["data"] = {"train": str(train)}
+    report = check_data(load_recipe(tiny_llm_recipe), QUIET)
+    repeated = [f for f in report.findings if f.check == "repeated_responses"]
+    assert repeated and all(f.severity == "info" for f in repeated)
+    assert "task: text-classification" in repeated[0].fix
+    assert "to everything" not in repeated[0].message
+    assert "'billing'" in repeated[0].message
 
 
 # --- the gate and the command ----------------------------------------------------------------

@@ -2,14 +2,18 @@
 
 Four formats, detected from the columns unless `data.format` names one:
 
-- chat: a `messages` (role/content) or `conversations` (ShareGPT from/value) column;
-- alpaca: `instruction` and `output`, optional `input` and `system`;
+- chat: a `messages` (role/content) or `conversations` (ShareGPT from/value) column, with
+  an optional top-level `system` and `tools` column; OpenAI's `tool` messages and assistant
+  `tool_calls`, and ShareGPT's `function_call` / `observation` turns, are kept;
+- alpaca: `instruction` and `output`, optional `input`, `system` and `history`;
 - prompt-completion: a prompt column (prompt, question, query) and a response column
   (completion, response, answer);
 - text: raw text rows (`data.text_column`), or a folder of .txt/.md/.html documents.
 
 Instruction and chat examples become a list of messages ending with the assistant's answer;
-raw text stays text. Every problem is a UserError naming the recipe key, file, row and fix.
+raw text stays text. A LLaMA-Factory `dataset_info.json` beside the file (or in the folder
+`data.train` names) gives the format and column names (`data.dataset` picks its entry).
+Every problem is a UserError naming the recipe key, file, row and fix.
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ import difflib
 import json
 import math
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
@@ -30,7 +34,12 @@ from tunesmith.data.tables import READERS, check_utf8, read_table
 from tunesmith.errors import UserError
 from tunesmith.recipe import DataConfig
 
-Message = dict[str, str]  # {"role": "system" | "user" | "assistant", "content": str}
+Message = dict[str, Any]
+"""{"role": "system" | "user" | "assistant" | "tool", "content": str}; an assistant tool call
+also has `tool_calls` ([{"type": "function", "id"?, "function": {"name", "arguments": dict}}],
+its content may be ""), a tool result may have `tool_call_id` and `name`. The row's tool
+definitions (a top-level `tools` list) ride on its first message as `tools`: the chat
+template gets them (tasks/causal_lm/chat.py)."""
 
 FORMATS = ("alpaca", "chat", "prompt-completion", "text")
 MESSAGES_COLUMNS = ("messages", "conversations")
@@ -46,9 +55,31 @@ ROLE_NAMES = {
     "model": "assistant",
     "bot": "assistant",
     "chatgpt": "assistant",
+    "tool": "tool",
+    "observation": "tool",
+    "function": "tool",
+    "ipython": "tool",
 }
-"""Accepted roles (OpenAI style and ShareGPT `from` values) and what they become."""
+"""Accepted roles (OpenAI style and ShareGPT `from` values) and what they become; a ShareGPT
+`function_call` turn becomes an assistant message with `tool_calls`."""
+FUNCTION_CALL = "function_call"
+DATASET_INFO = "dataset_info.json"
 MAX_REPORTED = 10
+
+
+@dataclass(frozen=True)
+class ChatTags:
+    """How a conversation's messages name their role and text, and the role values (a
+    LLaMA-Factory entry's `tags`); the defaults read OpenAI role/content and ShareGPT
+    from/value messages."""
+
+    role: str | None = None
+    """The role key; None: `role`, else ShareGPT `from`."""
+    content: str | None = None
+    """The text key; None: `content`, else ShareGPT `value`."""
+    roles: dict[str, str] = field(default_factory=dict)
+    """Role values and what they become (system, user, assistant, tool, function_call),
+    before ROLE_NAMES."""
 
 
 @dataclass
@@ -213,6 +244,9 @@ def _read_source(
     path: str, data: DataConfig, role: str, requested: str, origin: str
 ) -> tuple[LMSplit, str]:
     """A file or folder as examples, and the format they were read in."""
+    layout = _dataset_info_layout(path, data, role)
+    if layout is not None:
+        return _read_layout(layout, data, role, requested, origin)
     if Path(path).is_dir():
         if requested not in ("auto", "text"):
             raise UserError(
@@ -225,6 +259,197 @@ def _read_source(
     fmt, columns = _resolve_format(frame, data, path, role, requested)
     examples = _frame_examples(frame, fmt, columns, data, path, role, prompts=False)
     return LMSplit(examples, str(path)), fmt
+
+
+@dataclass(frozen=True)
+class _Layout:
+    """A LLaMA-Factory dataset_info.json entry: the file it describes, its format and the
+    columns (field -> column; `explicit`: named in the entry, so they must be there)."""
+
+    file: Path
+    info: Path
+    name: str
+    format: str
+    columns: dict[str, str]
+    explicit: frozenset[str]
+    tags: ChatTags | None
+
+
+_LF_COLUMNS = {
+    "alpaca": {"prompt": "instruction", "query": "input", "response": "output"},
+    "sharegpt": {"messages": "messages"},
+}
+"""LLaMA-Factory column keys of each formatting and our field names (plus system, tools,
+and history for alpaca)."""
+_LF_DEFAULTS = {"instruction": "instruction", "input": "input", "output": "output"}
+_LF_TAGS = {
+    "role_tag": "from",
+    "content_tag": "value",
+    "user_tag": "human",
+    "assistant_tag": "gpt",
+    "observation_tag": "observation",
+    "function_tag": "function_call",
+    "system_tag": "system",
+}
+_LF_ROLES = {
+    "user_tag": "user",
+    "assistant_tag": "assistant",
+    "observation_tag": "tool",
+    "function_tag": FUNCTION_CALL,
+    "system_tag": "system",
+}
+
+
+def _dataset_info_layout(path: str, data: DataConfig, role: str) -> _Layout | None:
+    """The LLaMA-Factory entry for `path`: a folder holding dataset_info.json (the entry
+    data.dataset names, or its only one), or a file beside one (data.dataset's entry, or the
+    one whose file_name is this file); None when no dataset_info.json applies."""
+    target = Path(path)
+    folder = target.is_dir()
+    info = (target if folder else target.parent) / DATASET_INFO
+    name = data.dataset if role == "data.train" else None
+    if not info.is_file():
+        if name:
+            where = "in the folder" if folder else "beside"
+            raise UserError(
+                f"data.dataset: {name!r} names a LLaMA-Factory dataset, but there is no "
+                f"{DATASET_INFO} {where} {path}; put the dataset_info.json there (or point "
+                "data.train at the folder that holds it), or remove data.dataset"
+            )
+        return None
+    try:
+        entries = json.loads(read_utf8(info, role))
+    except json.JSONDecodeError as error:
+        raise UserError(
+            f"{role}: {info} is not valid JSON ({error.msg}, line {error.lineno}); fix it, "
+            "or move it away to read the data by its own columns"
+        ) from None
+    if not isinstance(entries, dict) or not all(isinstance(v, dict) for v in entries.values()):
+        raise UserError(
+            f"{role}: {info} is not a LLaMA-Factory dataset_info.json (an object of "
+            '"name": {"file_name": ..., "formatting": ..., "columns": ...} entries); fix it, '
+            "or move it away"
+        )
+    listed = ", ".join(entries) or "none"
+    if name:
+        if name not in entries:
+            close = difflib.get_close_matches(name, list(entries), n=1)
+            hint = f"did you mean {close[0]!r}? " if close else ""
+            raise UserError(
+                f"data.dataset: {info} has no entry {name!r}; {hint}its entries are: "
+                f"{listed}. Set data.dataset to one of them"
+            )
+    elif folder:
+        named = [key for key, entry in entries.items() if "file_name" in entry]
+        if len(named) != 1:
+            raise UserError(
+                f"{role}: {path} holds a {DATASET_INFO} with {len(named)} file entries "
+                f"({listed}); set data.dataset to the one to train on"
+            )
+        name = named[0]
+    else:
+        matches = [k for k, entry in entries.items() if entry.get("file_name") == target.name]
+        if not matches:
+            return None  # it describes other files: this one is read by its own columns
+        if len(matches) > 1:
+            raise UserError(
+                f"{role}: {info} has {len(matches)} entries for {target.name} "
+                f"({', '.join(matches)}); set data.dataset to the one to use"
+            )
+        name = matches[0]
+    return _layout(entries[name], name, info, target, folder)
+
+
+def _layout(entry: dict, name: str, info: Path, target: Path, folder: bool) -> _Layout:
+    where = f"{info}: entry {name!r}"
+    file = target
+    if folder:
+        file_name = entry.get("file_name")
+        if not isinstance(file_name, str) or not file_name:
+            raise UserError(
+                f"data.dataset: {where} has no file_name (hub or script datasets are not "
+                "read); save the data as a json, jsonl, csv or parquet file beside "
+                f"{DATASET_INFO} and name it in file_name"
+            )
+        file = target / file_name
+        if not file.is_file():
+            raise UserError(
+                f"data.dataset: {where} names the file {file_name!r}, but {file} "
+                f"{'is a folder' if file.is_dir() else 'does not exist'}; put the data file "
+                "there (one file), or fix file_name"
+            )
+    formatting = entry.get("formatting", "alpaca")
+    if formatting not in _LF_COLUMNS:
+        raise UserError(
+            f"data.dataset: {where} has formatting {formatting!r}; tunesmith reads alpaca "
+            "and sharegpt entries. Convert the data, or pick another entry"
+        )
+    given = entry.get("columns") or {}
+    tags_given = entry.get("tags") or {}
+    for key, value in (("columns", given), ("tags", tags_given)):
+        if not isinstance(value, dict) or not all(
+            isinstance(v, str) for v in value.values()
+        ):
+            raise UserError(f"data.dataset: {where}: {key!r} must map names to column names")
+    known = {*_LF_COLUMNS[formatting], "system", "tools"} | (
+        {"history"} if formatting == "alpaca" else set()
+    )
+    ignored = sorted(set(given) - known)
+    if ignored:
+        raise UserError(
+            f"data.dataset: {where} maps the column(s) {', '.join(ignored)}, which tunesmith "
+            f"does not read for {formatting} data (it reads {', '.join(sorted(known))}); "
+            "remove them from columns"
+        )
+    if formatting == "alpaca":
+        columns, explicit = dict(_LF_DEFAULTS), set()
+        for key, ours in _LF_COLUMNS["alpaca"].items():
+            if key in given:
+                columns[ours] = given[key]
+                explicit.add(ours)
+        fmt, tags = "alpaca", None
+    else:
+        columns = {"messages": given.get("messages", "conversations")}
+        explicit = {"messages"}
+        tag = {**_LF_TAGS, **tags_given}
+        roles = {tag[key]: ours for key, ours in _LF_ROLES.items()}
+        fmt, tags = "chat", ChatTags(tag["role_tag"], tag["content_tag"], roles)
+    for key in ("system", "tools", "history"):
+        if key in given:
+            columns[key] = given[key]
+            explicit.add(key)
+    return _Layout(file, info, name, fmt, columns, frozenset(explicit), tags)
+
+
+def _read_layout(
+    layout: _Layout, data: DataConfig, role: str, requested: str, origin: str
+) -> tuple[LMSplit, str]:
+    """The file of a LLaMA-Factory entry, read with its columns and tags."""
+    if requested not in ("auto", layout.format):
+        raise UserError(
+            f"{role}: {layout.info} describes {layout.file} ({layout.name!r}) as "
+            f"{layout.format} data, but {origin} is {requested!r}; remove data.format, or "
+            f"give a file in that format"
+        )
+    path = str(layout.file)
+    frame = read_table(path, role=role)
+    present = set(map(str, frame.columns))
+    columns = {}
+    for key, column in layout.columns.items():
+        if column in present:
+            columns[key] = column
+        elif key in layout.explicit or key in ("instruction", "output", "messages"):
+            close = difflib.get_close_matches(column, sorted(present), n=1)
+            hint = f"did you mean {close[0]!r}? " if close else ""
+            raise UserError(
+                f"{role}: {layout.info} entry {layout.name!r} reads {key!r} from the column "
+                f"{column!r}, but {path} has no such column; {hint}its columns are: "
+                f"{_column_list(frame)}. Fix the entry's columns, or rename the column"
+            )
+    examples = _frame_examples(
+        frame, layout.format, columns, data, path, role, prompts=False, tags=layout.tags
+    )
+    return LMSplit(examples, path), layout.format
 
 
 def _read_documents(folder: Path, role: str) -> list[LMExample]:
@@ -305,13 +530,16 @@ def _resolve_format(
         raise _missing_column(frame, path, role, fmt, list(defaults), key)
 
     if fmt == "chat":
-        return fmt, {"messages": pick(data.messages_column, MESSAGES_COLUMNS, "messages_column")}
+        columns = {"messages": pick(data.messages_column, MESSAGES_COLUMNS, "messages_column")}
+        columns.update({name: name for name in ("system", "tools") if name in present})
+        return fmt, columns
     if fmt == "alpaca":
         for name in ("instruction", "output"):
             if name not in present:
                 raise _missing_column(frame, path, role, fmt, [name], None)
         columns = {"instruction": "instruction", "output": "output"}
-        columns.update({name: name for name in ("input", "system") if name in present})
+        optional = ("input", "system", "history", "tools")
+        columns.update({name: name for name in optional if name in present})
         return fmt, columns
     if fmt == "prompt-completion":
         return fmt, {
@@ -350,9 +578,11 @@ def _frame_examples(
     path: str | Path,
     role: str,
     prompts: bool,
+    tags: ChatTags | None = None,
 ) -> list[LMExample]:
     """Rows as examples (prompts=True: conversations without their final answer); bad rows
-    are reported together, empty rows are an error unless data.drop_empty."""
+    are reported together, empty rows are an error unless data.drop_empty. `tags`: how chat
+    messages name their role and text (LLaMA-Factory), None: the usual names."""
     cells = {field: frame[column].tolist() for field, column in columns.items()}
     sources = _source_cells(frame, data, path, role) if not prompts and fmt != "text" else None
     examples: list[LMExample] = []
@@ -361,7 +591,7 @@ def _frame_examples(
     for row in range(len(frame)):
         values = {field: cells[field][row] for field in cells}
         try:
-            example = _row_example(row, fmt, values, columns, prompts)
+            example = _row_example(row, fmt, values, columns, prompts, tags)
         except _BadRow as problem:
             bad.append((row, str(problem)))
             continue
@@ -423,11 +653,15 @@ def _source_cells(
 _FORMAT_HELP = {
     "chat": (
         "A chat example is a list of messages, each {'role': ..., 'content': <text>} "
-        "(or ShareGPT {'from': ..., 'value': <text>}) with role system, user or assistant "
-        "(human, gpt, model, bot, chatgpt are accepted); it needs a user message and ends with "
-        "the assistant's answer"
+        "(or ShareGPT {'from': ..., 'value': <text>}) with role system, user, assistant or "
+        "tool (human, gpt, model, bot, chatgpt, observation are accepted; an assistant "
+        "message may hold 'tool_calls', a ShareGPT 'function_call' turn a JSON call); it "
+        "needs a user message and ends with the assistant's answer"
     ),
-    "alpaca": "An alpaca example has a text 'instruction' and 'output' (optional 'input')",
+    "alpaca": (
+        "An alpaca example has a text 'instruction' and 'output' (optional 'input', "
+        "'system', and 'history': a list of [instruction, answer] pairs)"
+    ),
     "prompt-completion": "A prompt-completion example has a text prompt and a text response",
     "text": "A text example is one text cell",
 }
@@ -448,7 +682,12 @@ class _BadRow(Exception):
 
 
 def _row_example(
-    row: int, fmt: str, values: dict[str, Any], columns: dict[str, str], prompts: bool
+    row: int,
+    fmt: str,
+    values: dict[str, Any],
+    columns: dict[str, str],
+    prompts: bool,
+    tags: ChatTags | None = None,
 ) -> LMExample | None:
     """The row's example, None when it is empty; raises _BadRow when it is malformed."""
 
@@ -460,25 +699,87 @@ def _row_example(
         if prompts:
             return LMExample(row, messages=[_user(content)]) if content else None
         return LMExample(row, text=content) if content else None
+    system = text("system") if "system" in columns else ""
+    tools = _tools(values.get("tools"), columns.get("tools", "tools"))
     if fmt == "chat":
-        messages = _conversation(values["messages"], prompts)
+        messages = _conversation(values["messages"], prompts, tags)
         if messages is None:
             return None
+        if system and not any(m["role"] == "system" for m in messages):
+            messages.insert(0, {"role": "system", "content": system})
+        if tools:
+            messages[0] = {**messages[0], "tools": tools}
         return LMExample(row, messages=messages)
+    history: list[Message] = []
     if fmt == "alpaca":
         user = "\n\n".join(part for part in (text("instruction"), text("input")) if part)
         answer = "" if prompts else text("output")
-        system = text("system") if "system" in columns else ""
+        history = _history(values.get("history"), columns.get("history", "history"))
     else:
         user, answer = text("prompt"), "" if prompts else text("response")
-        system = ""
     if not user or not (prompts or answer):
         return None
     messages = [{"role": "system", "content": system}] if system else []
-    messages.append(_user(user))
+    messages += [*history, _user(user)]
     if not prompts:
         messages.append({"role": "assistant", "content": answer})
+    if tools:
+        messages[0] = {**messages[0], "tools": tools}
     return LMExample(row, messages=messages)
+
+
+def _json_cell(value: Any, column: str) -> Any:
+    """A list-valued cell (a JSON string in csv), None when missing or empty."""
+    if isinstance(value, np.ndarray):  # parquet lists
+        value = value.tolist()
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return None
+    if isinstance(value, str):
+        if not value.strip():
+            return None
+        try:
+            value = json.loads(value)
+        except json.JSONDecodeError as error:
+            raise _BadRow(f"{column!r} is not valid JSON ({error.msg})") from None
+    return value
+
+
+def _tools(value: Any, column: str) -> list[dict] | None:
+    """A row's tool definitions (OpenAI `tools`, or LLaMA-Factory's list of functions) as
+    [{"type": "function", "function": {...}}], None when there are none."""
+    value = _json_cell(value, column)
+    if value is None or value == []:
+        return None
+    if isinstance(value, dict):
+        value = [value]
+    if not isinstance(value, list) or not all(isinstance(t, dict) for t in value):
+        raise _BadRow(f"{column!r} is not a list of tool definitions (JSON objects)")
+    tools = []
+    for tool in value:
+        if "function" not in tool and "name" in tool:
+            tool = {"type": "function", "function": tool}
+        if not isinstance(tool.get("function"), dict) or "name" not in tool["function"]:
+            raise _BadRow(f"{column!r}: a tool has no function name ({tool!r:.60})")
+        tools.append(tool)
+    return tools
+
+
+def _history(value: Any, column: str) -> list[Message]:
+    """Alpaca `history`: earlier [instruction, answer] pairs, as user and assistant turns."""
+    value = _json_cell(value, column)
+    if value is None:
+        return []
+    turns: list[Message] = []
+    if not isinstance(value, (list, tuple)):
+        raise _BadRow(f"{column!r} is not a list of [instruction, answer] pairs")
+    for number, pair in enumerate(value):
+        if isinstance(pair, np.ndarray):
+            pair = pair.tolist()
+        if not isinstance(pair, (list, tuple)) or len(pair) != 2:
+            raise _BadRow(f"{column!r} item {number} is not an [instruction, answer] pair")
+        question, answer = (_cell_text(part, column) for part in pair)
+        turns += [_user(question), {"role": "assistant", "content": answer}]
+    return turns
 
 
 def _cell_text(value: Any, column: str) -> str:

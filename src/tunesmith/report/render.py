@@ -400,7 +400,7 @@ def _finding_row(finding: dict[str, Any]) -> dict[str, str]:
         "severity": severity,
         "severity_text": _(SEVERITIES[severity]) if severity in SEVERITIES else severity,
         "check": fmt.value(finding.get("check")),
-        "split": fmt.value(finding.get("split")),
+        "split": _split(str(finding["split"])) if finding.get("split") else fmt.MISSING,
         "message": fmt.value(finding.get("message")),
         "fix": str(finding.get("fix") or ""),
         "count": fmt.number(len(rows)),

@@ -18,7 +18,7 @@ from rich.markup import escape
 from tunesmith.errors import GateFailed, UserError
 from tunesmith.estimate.recommend import parse_duration, parse_memory
 from tunesmith.evaluate.metrics import lower_is_better
-from tunesmith.i18n import language
+from tunesmith.i18n import _, language, number
 from tunesmith.progress import phase
 from tunesmith.recipe import Recipe, load_recipe
 from tunesmith.run import check_data_quality, complete_on_test
@@ -32,7 +32,7 @@ from tunesmith.tracking import (
 )
 from tunesmith.tune.budget import Budget
 from tunesmith.tune.folder import AskLock, TuneFolder, prepare_folder
-from tunesmith.tune.report import write_trials_csv, write_tune_report
+from tunesmith.tune.report import state_text, write_trials_csv, write_tune_report
 from tunesmith.tune.space import Space, base_mapping, build_space, with_values
 from tunesmith.tune.study import (
     RECIPE_POINT,
@@ -389,7 +389,8 @@ def finish(
         summary |= _complete_best(search, study, best, console)
     summary["verdict"] = verdict(choice, contenders, metric, search.direction, counts)
     with language(search.recipe.report.language):  # tune.html in the recipe's language
-        write_tune_report(folder, study, metric, search.keys, summary, importances(study))
+        page = summary | {"verdict": verdict(choice, contenders, metric, search.direction, counts)}
+        write_tune_report(folder, study, metric, search.keys, page, importances(study))
     console.print(summary["verdict"], highlight=False)
     console.print(f"Tune folder: {folder.path}  (trials.csv, tune.html)", highlight=False)
     _record_search(tracker, search, study, counts, best, console)
@@ -525,29 +526,31 @@ def verdict(
     whether it beat the cheaper options on validation."""
     best = choice.trial
     if best is None:
-        return f"No trial can be chosen ({_counts(counts)})."
+        return _("No trial can be chosen ({counts}).").format(counts=_counts(counts))
     sign = 1 if direction == "maximize" else -1
     scored = {
         k: v[metric] for k, v in contenders.items() if isinstance(v.get(metric), (int, float))
     }
     beaten = [k for k, v in scored.items() if sign * best.value > sign * v]
     ahead = [k for k in scored if k not in beaten]
-    said = (
-        f"Trial {best.number} is the chosen one: validation {metric} {best.value:.4f} "
-        f"({_counts(counts)})."
+    said = _("Trial {number} is the chosen one: validation {metric} {score} ({counts}).").format(
+        number=best.number, metric=metric, score=number(f"{best.value:.4f}"), counts=_counts(counts)
     )
     if choice.reason:
-        said += " " + choice.reason
+        said += " " + _(choice.reason)
     if not scored:
         return said
     if ahead:
-        return said + (
-            f" It does NOT beat {' and '.join(ahead)} on validation "
-            f"({', '.join(f'{k} {scored[k]:.4f}' for k in ahead)}): the cheaper option is the "
+        text = _(
+            "It does NOT beat {options} on validation ({scores}): the cheaper option is the "
             "better choice here."
         )
-    return said + f" It beats {' and '.join(beaten)} on validation."
+        scores = _(", ").join(f"{k} {number(f'{scored[k]:.4f}')}" for k in ahead)
+        return said + " " + text.format(options=_(" and ").join(ahead), scores=scores)
+    return (
+        said + " " + _("It beats {options} on validation.").format(options=_(" and ").join(beaten))
+    )
 
 
 def _counts(counts: dict[str, int]) -> str:
-    return ", ".join(f"{n} {state}" for state, n in counts.items())
+    return _(", ").join(f"{n} {state_text(state)}" for state, n in counts.items())

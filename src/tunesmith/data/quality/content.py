@@ -25,6 +25,12 @@ SIMILAR_LABEL_NAMES = 0.85
 """difflib ratio from which two different label names look like one misspelt class."""
 REPEATED_RESPONSE = 3
 """causal-lm: the same response to this many different prompts is a canned answer."""
+LABEL_LIKE_ANSWERS = 20
+"""causal-lm: at most this many distinct answers, each at most LABEL_LIKE_WORDS words and
+together answering LABEL_LIKE_SHARE of the rows, make the answers a label set: the data is
+a classification posed as instructions, not canned replies."""
+LABEL_LIKE_WORDS = 5
+LABEL_LIKE_SHARE = 0.9
 FULL_FINE_TUNING_ROWS = 1_000
 """Fewer training rows than this make full fine-tuning a likely overfit."""
 TOO_FEW_ROWS = 10
@@ -159,10 +165,29 @@ def response_findings(data: CheckData) -> list[Finding]:
         if len(prompts[key]) >= REPEATED_RESPONSE
         for where in group
     ]
+    labels = _label_like(by_response)
     findings = []
     for name in SPLITS:
         rows = sorted(row for split, row in canned if split == name)
-        if rows:
+        if rows and labels:
+            shown = ", ".join(repr(label) for label in labels[:SHOWN_LABELS])
+            more = f" and {len(labels) - SHOWN_LABELS} more" if len(labels) > SHOWN_LABELS else ""
+            findings.append(
+                Finding(
+                    check="repeated_responses",
+                    severity="info",
+                    split=name,
+                    rows=rows,
+                    file=data.splits[name].file,
+                    message=f"the answers form a small label set ({len(labels)} short answers: "
+                    f"{shown}{more}): {len(rows)} row(s) repeat one of them (rows "
+                    f"{row_list(rows)}); this looks like classification posed as "
+                    "instructions, which a classifier learns faster and scores exactly",
+                    fix="consider task: text-classification with the prompt as the text "
+                    "column and the answer as the label column",
+                )
+            )
+        elif rows:
             findings.append(
                 Finding(
                     check="repeated_responses",
@@ -177,6 +202,21 @@ def response_findings(data: CheckData) -> list[Finding]:
                 )
             )
     return findings
+
+
+def _label_like(by_response: dict[str, list[tuple[str, int]]]) -> list[str]:
+    """The answers, most common first, when they look like class labels (at most
+    LABEL_LIKE_ANSWERS distinct short answers, two at least, answering LABEL_LIKE_SHARE of
+    the rows); else []."""
+    ranked = sorted(by_response, key=lambda key: -len(by_response[key]))
+    labels = [
+        key for key in ranked[:LABEL_LIKE_ANSWERS] if len(key.split()) <= LABEL_LIKE_WORDS
+    ]
+    covered = sum(len(by_response[key]) for key in labels)
+    total = sum(len(group) for group in by_response.values())
+    if len(labels) < 2 or covered < LABEL_LIKE_SHARE * total:
+        return []
+    return labels
 
 
 def label_findings(data: CheckData, recipe: Recipe) -> tuple[list[Finding], dict]:
