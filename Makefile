@@ -45,7 +45,7 @@ LOCALE := src/tunesmith/locale
 messages: setup
 	$(VENV)/bin/pybabel -q extract -F babel.cfg --no-location --sort-output \
 	    --project tunesmith -o $(LOCALE)/tunesmith.pot .
-	$(VENV)/bin/pybabel -q update -i $(LOCALE)/tunesmith.pot -d $(LOCALE) -D tunesmith \
+	$(VENV)/bin/pybabel -q update -w 100 -i $(LOCALE)/tunesmith.pot -d $(LOCALE) -D tunesmith \
 	    --no-fuzzy-matching --ignore-obsolete
 
 bench-setup: setup

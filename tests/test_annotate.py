@@ -25,7 +25,7 @@ from tunesmith.annotate.agreement import agreement, cohen_kappa, krippendorff_al
 from tunesmith.annotate.app import create_app
 from tunesmith.annotate.dataset import load_data
 from tunesmith.annotate.export import final_labels
-from tunesmith.annotate.session import open_session
+from tunesmith.annotate.session import ACCEPT_ABOVE, open_session
 from tunesmith.annotate.store import Decision, DecisionStore
 from tunesmith.annotate.suspects import load_suspects
 from tunesmith.cli import main
@@ -346,6 +346,85 @@ def test_suspects_come_only_from_label_issues_of_this_file(topics_csv: Path, tmp
         load_suspects(stale, topics_csv, labels)
 
 
+def label_issues(rows: list[int], **fields: list) -> dict:
+    """A label_issues finding for topics.csv: `rows` in the check's order, and per row the
+    detail fields given (e.g. confidence=[...], rank=[...])."""
+    details = [
+        {"row": row, "suggested": "food", **{key: values[i] for key, values in fields.items()}}
+        for i, row in enumerate(rows)
+    ]
+    return {"check": "label_issues", "file": "topics.csv", "rows": rows, "details": details}
+
+
+def quality_with(folder: Path, *findings: dict) -> Path:
+    path = folder / "ranked.json"
+    path.write_text(json.dumps({"findings": list(findings), "summary": {}}))
+    return path
+
+
+def test_suspect_queue_follows_the_data_checks_ranking(topics_csv: Path, tmp_path: Path):
+    # ranked 4, 1, 0 (not row order, nor by the suggestion's confidence: that gives 1, 0, 4)
+    ranked = label_issues([4, 1, 0], confidence=[0.3, 0.9, 0.6])
+    session = open_session(topics_csv, suspects=quality_with(tmp_path, ranked))
+    assert session.queue("suspects", "alice") == [4, 1, 0]
+    assert [s.rank for s in session.suspects.values()] == [0, 1, 2]
+    client = TestClient(create_app(session), base_url=LOCAL)
+    assert client.get("/api/queue", params={"name": "suspects"}).json()["rows"] == [4, 1, 0]
+    session.decide(4, "food", "alice")  # what alice decided leaves her queue, in order
+    assert session.queue("suspects", "alice") == [1, 0]
+    assert session.queue("suspects", "bob") == [4, 1, 0]
+    session.store.close()
+
+    # one file split three ways: each split's finding ranked on its own, interleaved by score
+    train = label_issues([3, 0], label_probability=[0.05, 0.30])
+    validation = label_issues([2, 4], label_probability=[0.10, 0.40])
+    session = open_session(topics_csv, suspects=quality_with(tmp_path, train, validation))
+    assert session.queue("suspects", "carol") == [3, 2, 0, 4]
+    session.store.close()
+
+    # an explicit rank wins over the order of "rows"
+    explicit = label_issues([0, 1, 4], rank=[3, 1, 2])
+    session = open_session(topics_csv, suspects=quality_with(tmp_path, explicit))
+    assert session.queue("suspects", "carol") == [1, 4, 0]
+    session.store.close()
+
+
+def test_enter_accepts_a_suggestion_only_from_the_threshold(topics_csv: Path, tmp_path: Path):
+    quality = quality_with(tmp_path, label_issues([1, 4, 0, 2], confidence=[0.27, 0.8, 0.95, None]))
+    session = open_session(topics_csv, suspects=quality)
+    assert session.accept_above == ACCEPT_ABOVE == 0.8
+    client = TestClient(create_app(session), base_url=LOCAL)
+    assert client.get("/api/info").json()["accept_above"] == 0.8
+
+    def by_enter() -> dict[int, bool]:
+        rows = {r: client.get(f"/api/rows/{r}").json() for r in (1, 4, 0, 2)}
+        return {r: row["suspect"]["enter_accepts"] for r, row in rows.items()}
+
+    assert by_enter() == {1: False, 4: True, 0: True, 2: False}  # 80% itself is enough
+    low = client.get("/api/rows/1").json()["suspect"]
+    assert (low["suggested"], low["confidence"]) == ("food", 0.27)  # still shown, with its share
+    answer = client.post("/api/decisions", json={"row": 1, "label": "food", "annotator": "al"})
+    assert answer.json()["decision"]["kind"] == "review-change"  # a click still takes it
+    session.accept_above = 0.9
+    assert by_enter() == {1: False, 4: False, 0: True, 2: False}
+    session.accept_above = 0.0  # everything, even a suggestion of unknown confidence
+    assert by_enter() == {1: True, 4: True, 0: True, 2: True}
+    session.store.close()
+
+    for bad in (1.5, -0.1, float("nan")):
+        with pytest.raises(UserError, match=r"--accept-above .*between 0 and 1"):
+            open_session(topics_csv, suspects=quality, db=tmp_path / "new.sqlite", accept_above=bad)
+    assert not (tmp_path / "new.sqlite").exists()
+
+
+def test_the_command_lines_accept_above_default_is_the_sessions() -> None:
+    import inspect
+
+    from tunesmith import cli
+
+    assert inspect.signature(cli.annotate).parameters["accept_above"].default == ACCEPT_ABOVE
+
+
 # --- the command line: bad input, busy port, Ctrl-C -----------------------------------------
 
 
@@ -385,6 +464,14 @@ BAD_INPUTS = {
     "db not a database": (
         lambda d: [str(write(d / "t.csv", "text,label\nhi,a\n")), "--db", str(d / "t.csv")],
         "cannot open it as an annotations database",
+    ),
+    "accept-above over 1": (
+        lambda d: [str(write(d / "t.csv", "text,label\nhi,a\n")), "--accept-above", "1.5"],
+        "--accept-above 1.5: give a confidence between 0 and 1",
+    ),
+    "negative accept-above": (
+        lambda d: [str(write(d / "t.csv", "text,label\nhi,a\n")), "--accept-above", "-0.2"],
+        "--accept-above -0.2: give a confidence between 0 and 1",
     ),
     "missing image": (
         lambda d: [str(write(d / "i.csv", "image,label\ngone.png,a\n")), "--image-column", "image"],
@@ -455,7 +542,10 @@ def test_label_review_and_export_in_a_browser(topics_csv: Path, tmp_path: Path) 
     executable = chromium_or_skip()
     from playwright.sync_api import expect, sync_playwright
 
-    session = open_session(topics_csv, suspects=write_quality(tmp_path, topics_csv))
+    # ranked first: row 4, a suggestion of 27%, under --accept-above's 80%; then row 1 at 83%
+    unsure = label_issues([4], confidence=[0.27], label_probability=[0.05])
+    unsure["details"][0]["suggested"] = "sports"
+    session = open_session(topics_csv, suspects=write_quality(tmp_path, topics_csv, [unsure]))
     idle = 'body[data-busy="false"]'
     with serving(create_app(session)) as url, sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=executable, args=FLAGS)
@@ -476,12 +566,33 @@ def test_label_review_and_export_in_a_browser(topics_csv: Path, tmp_path: Path) 
         page.keyboard.press("3")
         page.wait_for_selector(f'{idle} #card[data-row="3"]')
 
+        expect(page.locator("#accept-rule")).to_have_text(
+            "Enter accepts a suggestion only at a confidence of at least 80%."
+        )
         page.click('#queues button[data-queue="suspects"]')
+        page.wait_for_selector(f'{idle} #card[data-row="4"]')
+        expect(page.locator("#suggested")).to_have_text("sports")
+        expect(page.locator("#confidence")).to_have_text("(confidence 27%)")
+        expect(page.locator("#accept-hint")).to_be_visible()
+        expect(page.locator("#accept-hint")).to_contain_text("27%, under 80%: Enter does not")
+        expect(page.locator("#accept-key")).to_be_hidden()
+        page.keyboard.press("Enter")  # under the threshold: the label stays, the page says why
+        expect(page.locator("#message")).to_have_text(
+            "Label unchanged: Enter accepts only suggestions of at least 80%."
+        )
+        page.wait_for_selector(f'{idle} #card[data-row="4"]')
+        expect(page.locator("#label-now")).to_have_text("tech")
+        expect(page.locator("#accept")).to_be_enabled()  # a click would still take it
+
+        page.keyboard.press("s")
         page.wait_for_selector(f'{idle} #card[data-row="1"]')
         expect(page.locator("#suggested")).to_have_text("food")
-        page.keyboard.press("Enter")  # accept the suggestion
+        expect(page.locator("#confidence")).to_have_text("(confidence 83%)")
+        expect(page.locator("#accept-hint")).to_be_hidden()
+        expect(page.locator("#accept-key")).to_be_visible()
+        page.keyboard.press("Enter")  # 83%: accept the suggestion
         page.wait_for_selector(f"{idle} #empty:not([hidden])")
-        expect(page.locator("#progress")).to_contain_text("1 of 1 reviewed")
+        expect(page.locator("#progress")).to_contain_text("1 of 2 reviewed")
 
         page.click("#export")
         expect(page.locator("#export-result")).to_contain_text("Wrote 5 rows")

@@ -422,3 +422,214 @@ def test_read_prompts_names_a_table_without_a_prompt_column(tmp_path):
     path = jsonl(tmp_path / "q.jsonl", [{"foo": "x"}])
     with pytest.raises(UserError, match=r"no prompt column.*\(foo\)"):
         read_prompts([str(path)], DataConfig(train="x"))
+
+
+# ---------------------------------------------------------------- other tools' layouts
+
+WEATHER_TOOL = {
+    "type": "function",
+    "function": {
+        "name": "get_weather",
+        "description": "The weather in a city",
+        "parameters": {"type": "object", "properties": {"city": {"type": "string"}}},
+    },
+}
+
+
+def openai_tool_row(i: int) -> dict:
+    """A row of OpenAI's chat fine-tuning layout with a tool call and its result."""
+    return {
+        "messages": [
+            {"role": "system", "content": "You can look up the weather."},
+            {"role": "user", "content": f"Weather in Paris, day {i}?"},
+            {
+                "role": "assistant",
+                "content": None,
+                "tool_calls": [
+                    {
+                        "id": "call_1",
+                        "type": "function",
+                        "function": {"name": "get_weather", "arguments": '{"city": "Paris"}'},
+                    }
+                ],
+            },
+            {"role": "tool", "tool_call_id": "call_1", "content": "sunny, 21 C"},
+            {"role": "assistant", "content": "It is sunny in Paris."},
+        ],
+        "tools": [WEATHER_TOOL],
+    }
+
+
+def test_openai_tool_calls_and_results_are_kept(tmp_path):
+    path = jsonl(tmp_path / "oa.jsonl", [openai_tool_row(i) for i in range(10)])
+    splits = load_causal_lm(config(path), seed=0)
+    assert splits.format == "chat"
+    messages = everything(splits)[0].messages
+    assert [m["role"] for m in messages] == ["system", "user", "assistant", "tool", "assistant"]
+    assert messages[0]["tools"] == [WEATHER_TOOL]
+    assert messages[2] == {
+        "role": "assistant",
+        "content": "",
+        "tool_calls": [
+            {
+                "type": "function",
+                "function": {"name": "get_weather", "arguments": {"city": "Paris"}},
+                "id": "call_1",
+            }
+        ],
+    }
+    assert messages[3] == {"role": "tool", "content": "sunny, 21 C", "tool_call_id": "call_1"}
+    assert messages[4] == {"role": "assistant", "content": "It is sunny in Paris."}
+
+
+def test_a_conversation_ending_with_a_tool_result_is_still_an_error(tmp_path):
+    rows = [openai_tool_row(i) for i in range(10)]
+    rows[4]["messages"] = rows[4]["messages"][:-1]
+    rows[6]["messages"][2]["tool_calls"][0]["function"]["arguments"] = "{city: Paris"
+    with pytest.raises(UserError) as raised:
+        load_causal_lm(config(jsonl(tmp_path / "oa.jsonl", rows)), seed=0)
+    assert "row 4 (line 5): it ends with a tool message, not with the assistant's answer" in str(
+        raised.value
+    )
+    assert "row 6 (line 7): message 2: the arguments of 'get_weather' are not JSON" in str(
+        raised.value
+    )
+
+
+def test_sharegpt_top_level_system_and_function_turns(tmp_path):
+    """LLaMA-Factory's ShareGPT layout: `system` and `tools` beside `conversations`, and
+    function_call / observation turns."""
+    call = json.dumps({"name": "get_weather", "arguments": {"city": "Oslo"}})
+    rows = [
+        {
+            "conversations": [
+                {"from": "human", "value": f"Weather in Oslo, day {i}?"},
+                {"from": "function_call", "value": call},
+                {"from": "observation", "value": "snow, -3 C"},
+                {"from": "gpt", "value": "It snows in Oslo."},
+            ],
+            "system": "You are a weather bot.",
+            "tools": json.dumps([WEATHER_TOOL["function"]]),
+        }
+        for i in range(10)
+    ]  # fmt: skip
+    rows[1].pop("tools")
+    examples = everything(load_causal_lm(config(jsonl(tmp_path / "sg.jsonl", rows)), seed=0))
+    first = examples[0].messages
+    assert first[0] == {
+        "role": "system",
+        "content": "You are a weather bot.",
+        "tools": [WEATHER_TOOL],
+    }
+    assert first[2] == {
+        "role": "assistant",
+        "content": "",
+        "tool_calls": [
+            {"type": "function", "function": {"name": "get_weather", "arguments": {"city": "Oslo"}}}
+        ],
+    }
+    assert first[3] == {"role": "tool", "content": "snow, -3 C"}
+    assert examples[1].messages[0] == {"role": "system", "content": "You are a weather bot."}
+
+
+def test_sharegpt_system_column_yields_to_a_system_turn(tmp_path):
+    rows = [
+        {
+            "conversations": [{"from": "system", "value": "own"}, *chat(f"q{i}", "a")],
+            "system": "top",
+        }
+        for i in range(10)
+    ]
+    examples = everything(load_causal_lm(config(jsonl(tmp_path / "sg.jsonl", rows)), seed=0))
+    assert [m["content"] for m in examples[0].messages if m["role"] == "system"] == ["own"]
+
+
+def llama_factory_folder(tmp_path: Path) -> Path:
+    """A LLaMA-Factory data folder: an alpaca and a sharegpt entry with renamed columns/tags."""
+    folder = tmp_path / "lf"
+    folder.mkdir()
+    alpaca = [
+        {"ask": f"Add {i} and 1", "ctx": "in decimal", "reply": f"{i + 1}", "sys": "Be exact.",
+         "hist": [["Hello", "Hi!"]]}
+        for i in range(10)
+    ]  # fmt: skip
+    jsonl(folder / "maths.jsonl", alpaca)
+    dialogs = [
+        {"dialog": [{"speaker": "customer", "text": f"Where is order {i}?"},
+                    {"speaker": "agent", "text": "It ships today."}],
+         "persona": "You are a shop assistant."}
+        for i in range(10)
+    ]  # fmt: skip
+    (folder / "support.json").write_text(json.dumps(dialogs))
+    info = {
+        "maths": {
+            "file_name": "maths.jsonl",
+            "columns": {"prompt": "ask", "query": "ctx", "response": "reply", "system": "sys",
+                        "history": "hist"},
+        },
+        "support": {
+            "file_name": "support.json",
+            "formatting": "sharegpt",
+            "columns": {"messages": "dialog", "system": "persona"},
+            "tags": {"role_tag": "speaker", "content_tag": "text", "user_tag": "customer",
+                     "assistant_tag": "agent"},
+        },
+        "remote": {"hf_hub_url": "someone/data"},
+    }  # fmt: skip
+    (folder / "dataset_info.json").write_text(json.dumps(info, indent=2))
+    return folder
+
+
+def test_llama_factory_dataset_info_gives_the_columns(tmp_path):
+    folder = llama_factory_folder(tmp_path)
+    maths = load_causal_lm(config(folder, dataset="maths"), seed=0)
+    assert maths.format == "alpaca" and maths.train.source == str(folder / "maths.jsonl")
+    assert everything(maths)[3].messages == [
+        {"role": "system", "content": "Be exact."},
+        {"role": "user", "content": "Hello"},
+        {"role": "assistant", "content": "Hi!"},
+        {"role": "user", "content": "Add 3 and 1\n\nin decimal"},
+        {"role": "assistant", "content": "4"},
+    ]
+    support = load_causal_lm(config(folder, dataset="support"), seed=0)
+    assert support.format == "chat"
+    assert everything(support)[2].messages == [
+        {"role": "system", "content": "You are a shop assistant."},
+        {"role": "user", "content": "Where is order 2?"},
+        {"role": "assistant", "content": "It ships today."},
+    ]
+    # a file beside dataset_info.json: its entry is the one whose file_name it is
+    beside = load_causal_lm(config(folder / "support.json"), seed=0)
+    assert everything(beside)[2].messages == everything(support)[2].messages
+    validation = folder / "maths.jsonl"
+    both = load_causal_lm(config(folder, dataset="maths", validation=str(validation)), seed=0)
+    assert len(both.validation) == 10
+
+
+def test_llama_factory_mistakes_name_the_file_and_the_fix(tmp_path):
+    folder = llama_factory_folder(tmp_path)
+    with pytest.raises(UserError, match=r"has no entry 'math'; did you mean 'maths'\?"):
+        load_causal_lm(config(folder, dataset="math"), seed=0)
+    with pytest.raises(UserError, match=r"'remote' has no file_name \(hub or script"):
+        load_causal_lm(config(folder, dataset="remote"), seed=0)
+    with pytest.raises(UserError, match=r"3 file entries|2 file entries"):
+        load_causal_lm(config(folder), seed=0)
+    (folder / "support.json").unlink()
+    with pytest.raises(UserError, match=r"names the file 'support.json', but .* does not exist"):
+        load_causal_lm(config(folder, dataset="support"), seed=0)
+    plain = jsonl(tmp_path / "plain.jsonl", alpaca_rows(10))
+    with pytest.raises(UserError, match=r"no dataset_info.json beside .*plain.jsonl"):
+        load_causal_lm(config(plain, dataset="maths"), seed=0)
+    info = json.loads((folder / "dataset_info.json").read_text())
+    info["maths"]["columns"]["response"] = "answer"
+    (folder / "dataset_info.json").write_text(json.dumps(info))
+    with pytest.raises(UserError, match=r"reads 'output' from the column 'answer'.*Fix the entry"):
+        load_causal_lm(config(folder / "maths.jsonl"), seed=0)
+
+
+def test_a_misspelt_dataset_key_names_the_close_key(tmp_path):
+    from tunesmith.recipe import load_recipe
+
+    recipe = {"task": "causal-lm", "data": {"train": "x.jsonl", "datset": "maths"}}
+    with pytest.raises(UserError, match=r"data.datset: unknown key; did you mean 'dataset'\?"):
+        load_recipe(recipe)

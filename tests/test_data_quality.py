@@ -248,6 +248,19 @@ def test_label_like_answers_suggest_classification(tiny_llm_recipe, tmp_path):
     assert "'billing'" in repeated[0].message
 
 
+def test_data_check_reads_a_llama_factory_folder(tiny_llm_recipe, tmp_path, capsys):
+    from .test_data_causal import llama_factory_folder
+
+    folder = llama_factory_folder(tmp_path)
+    tiny_llm_recipe["data"] = {"train": str(folder), "dataset": "support"}
+    report = check_data(load_recipe(tiny_llm_recipe), QUIET)
+    assert report.summary["format"] == "chat"
+    tiny_llm_recipe["data"]["dataset"] = "suport"
+    assert main(["data", "check", str(write(tmp_path, tiny_llm_recipe))]) == 2
+    message = capsys.readouterr()
+    assert "has no entry 'suport'; did you mean 'support'?" in message.out + message.err
+
+
 # --- the gate and the command ----------------------------------------------------------------
 
 

@@ -113,7 +113,42 @@ def _text_classification() -> dict[str, Any]:
     labels += [f"billing-dispute-category-{i}" for i in range(7)]
     metrics = _classifier("text-classification", labels, {"accuracy": 0.912, "macro_f1": 0.884})
     metrics["fine_tuned"]["confusion_matrix"] = _confusion(len(labels))
+    metrics |= _slices()
     return metrics
+
+
+def _slices() -> dict[str, Any]:
+    """metrics.json's slices of two columns, with a long value and a warned slice."""
+    regions = {"関東": 412, "north-east-coastal-and-mountain-districts": 96, "九州": 31}
+    scores = {"関東": 0.93, "north-east-coastal-and-mountain-districts": 0.90, "九州": 0.71}
+    slices = {
+        "region": {
+            value: {"rows": rows, "loss": 0.41, "accuracy": scores[value], "macro_f1": 0.8}
+            for value, rows in regions.items()
+        },
+        "acquisition_channel_of_the_customer_account": {
+            "web": {"rows": 500, "loss": 0.4, "accuracy": 0.91, "macro_f1": 0.88},
+            "phone": {"rows": 39, "loss": 0.5, "accuracy": 0.87, "macro_f1": 0.85},
+        },
+    }
+    warning = {
+        "column": "region",
+        "value": "九州",
+        "rows": 31,
+        "metric": "accuracy",
+        "score": 0.71,
+        "rest": 0.925,
+        "interval": [0.533, 0.839],
+    }
+    phone = {"value": "phone", "rows": 39, "metric": "accuracy", "score": 0.87, "rest": 0.91}
+    return {
+        "slices": slices,
+        "slices_worst": {
+            "region": warning,
+            "acquisition_channel_of_the_customer_account": {**phone, "interval": [0.73, 0.94]},
+        },
+        "slices_warnings": [{**warning, "message": "slice region='九州' (31 test rows) ..."}],
+    }
 
 
 def _multi_label() -> dict[str, Any]:

@@ -285,6 +285,26 @@ def data_check_into_unwritable(ctx: Context) -> list[str]:
     return [*argv, "--no-label-issues"]
 
 
+def data_curve_into(kind: str) -> Callable[[Context], list[str]]:
+    """`data curve --output` onto a file, the data's folder, or a folder that is not a curve."""
+
+    def setup(ctx: Context) -> list[str]:
+        recipe = ctx.recipe()
+        if kind == "file":
+            target = ctx.tmp / "curve.txt"
+            target.write_text("mine")
+        elif kind == "data":
+            target = ctx.tmp / "data"
+            target.mkdir()
+            shutil.copy(ctx.data, target / "train.csv")
+            recipe = ctx.recipe(data={"train": str(target / "train.csv")})
+        else:
+            target = folder_with(ctx, "mine", {"notes.txt": "mine"})
+        return ["data", "curve", str(recipe), "--output", str(target), "--overwrite"]
+
+    return setup
+
+
 def plain(*argv: str) -> Callable[[Context], list[str]]:
     """argv with {run}, {recipe}, {data}, {tmp} filled in."""
 
@@ -492,6 +512,8 @@ CASES = [
     Case("data-missing-file", train_recipe(data={"train": "/nonexistent/train.csv"}),
          says="train.csv"),
     Case("data-wrong-text-column", train_data(text_column="body"), says="body"),
+    Case("data-missing-slice-column", train_data(slice_columns=["region"]),
+         says="data.slice_columns: column 'region' not found", leaves=("new-run",)),
     Case("data-wrong-label-column", train_data(label_column="topic"), says="topic"),
     Case("model-missing-folder", train_recipe(model="/nonexistent/model"), says="not found"),
     Case("model-unknown-builtin", train_recipe(model="builtin:gpt5"), says="builtin:gpt5"),
@@ -535,6 +557,16 @@ CASES = [
     Case("data-check-recipe-and-data", plain("data", "check", "{recipe}", "--data", "{data}"),
          says="not both"),
     Case("data-check-nothing", plain("data", "check"), says="--data"),
+    # data curve
+    Case("data-curve-output-file", data_curve_into("file"), says="is a file"),
+    Case("data-curve-into-the-data-folder", data_curve_into("data"), says="input"),
+    Case("data-curve-overwrite-unrelated", data_curve_into("other"), says="not a curve folder"),
+    Case("data-curve-unwritable",
+         plain("data", "curve", "{recipe}", "--output", "/proc/tunesmith-curve"),
+         says="cannot write"),
+    Case("data-curve-fractions-descending",
+         plain("data", "curve", "{recipe}", "--fractions", "1,0.5", "--output", "{tmp}/c"),
+         says="ascending", leaves=("c",)),
     Case("data-check-missing-data", plain("data", "check", "--data", "{tmp}/none.csv"),
          says="none.csv"),
     # estimate

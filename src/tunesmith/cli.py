@@ -202,6 +202,35 @@ def data_check(
         )
 
 
+def data_curve(
+    recipe: Annotated[Path, typer.Argument(help="Recipe YAML whose training rows to vary")],
+    set_: Annotated[
+        list[str] | None,
+        typer.Option("--set", help="Override a recipe key: --set train.epochs=5 (repeatable)"),
+    ] = None,
+    fractions: Annotated[
+        str | None,
+        typer.Option(help="Shares of the training rows, ascending (default 0.25,0.5,1)"),
+    ] = None,
+    method: Annotated[
+        str | None,
+        typer.Option(help="Method of every point (default: linear-probe, else the recipe's)"),
+    ] = None,
+    output: Annotated[
+        Path | None, typer.Option(help="Curve folder (default curves/<recipe name>)")
+    ] = None,
+    overwrite: Annotated[
+        bool, typer.Option(help="Replace the curve in --output (a curve folder only)")
+    ] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print curve.json to stdout")] = False,
+) -> None:
+    """Would more labelled data help? Trains on 25/50/100% of the training rows (the same
+    validation and test splits) and says what doubling the data would add."""
+    from tunesmith.curve.command import run_curve
+
+    run_curve(recipe, set_ or [], console, fractions, method, output, overwrite, as_json)
+
+
 def check_quality_output(output: Path, recipe, force: bool) -> None:
     """Before the check runs: --output is a folder (made if missing) that can be written, and
     its quality.json is replaced only with --force."""
@@ -479,6 +508,10 @@ def annotate(
         bool, typer.Option(help="Print agreement between annotators; no page")
     ] = False,
     lang: Annotated[Language, typer.Option("--lang", help="Language of the page")] = Language.en,
+    accept_above: Annotated[
+        float,
+        typer.Option(help="Confidence (0-1) from which Enter accepts a suspect's suggestion"),
+    ] = 0.8,
 ) -> None:
     """A local web page to label rows and review suspected label errors (decisions in SQLite)."""
     from tunesmith.annotate.command import run_annotate
@@ -498,6 +531,7 @@ def annotate(
         console=console,
         force=force,
         lang=lang.value,
+        accept_above=accept_above,
     )
 
 
@@ -637,8 +671,11 @@ COMMANDS = {
 }
 for _name, _function in COMMANDS.items():
     app.command(_name)(_function)
-data_app = typer.Typer(no_args_is_help=True, help="Check data before training.")
+data_app = typer.Typer(
+    no_args_is_help=True, help="Check data before training; would more data help?"
+)
 data_app.command("check")(data_check)
+data_app.command("curve")(data_curve)
 app.add_typer(data_app, name="data")
 
 

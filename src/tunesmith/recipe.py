@@ -38,8 +38,18 @@ class DataConfig(StrictModel):
     """Test file; when absent, a stratified share of `train` (test_size)."""
     text_column: str = "text"
     label_column: str = "label"
+    slice_columns: list[str] = Field(default_factory=list)
+    """Columns (e.g. [region, product, source]) whose values cut the rows into slices, for
+    bias: class balance per slice in the data check, every test metric per slice in
+    metrics.json (`slices`, the worst in `slices_worst`) and the report, with a warning
+    when a slice scores far below the rest. They never reach the model; a data file without
+    one is an error before any work."""
     validation_size: float = Field(0.1, gt=0, lt=1)
     test_size: float = Field(0.2, gt=0, lt=1)
+    train_fraction: float = Field(1.0, gt=0, le=1)
+    """Train on this share of the training rows (each class in proportion, at least one
+    row each), after validation and test were split off as usual: the held-out splits stay
+    the same, and a smaller share's rows are inside a larger one's (`tunesmith data curve`)."""
     drop_empty: bool = False
     """Drop rows with an empty text or label instead of stopping with an error."""
     image_column: str = "image"
@@ -58,6 +68,11 @@ class DataConfig(StrictModel):
     """causal-lm prompt-completion: the answer column (default: completion, response, answer)."""
     messages_column: str | None = None
     """causal-lm chat: the list-of-messages column (default: messages or conversations)."""
+    dataset: str | None = None
+    """causal-lm: the entry of a LLaMA-Factory dataset_info.json (in the folder data.train
+    names, or beside its file) whose file_name, formatting (alpaca or sharegpt), columns and
+    tags are read; default: the entry whose file_name is data.train's file, or the folder's
+    only entry."""
     system_prompt: str | None = None
     """causal-lm: a system message put before every example that has none."""
     documents: str | None = None

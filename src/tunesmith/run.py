@@ -20,8 +20,10 @@ from rich.table import Table
 from rich.text import Text
 
 from tunesmith.data.quality import QualityReport, check_data, gate
+from tunesmith.data.slices import check_slice_columns
 from tunesmith.errors import GateFailed, UserError
 from tunesmith.estimate.memory import current_rss_mb
+from tunesmith.evaluate.slices import describe_slices, slice_metrics
 from tunesmith.method_registry import Method
 from tunesmith.methods import count_parameters, get_method
 from tunesmith.models.resolve import resolve_model
@@ -203,6 +205,7 @@ def _train(
 
     runtime_mb = current_rss_mb()
     check_max_length(recipe, resolve_model(recipe.model))
+    check_slice_columns(recipe.data)
     fingerprints = data_fingerprints(recipe) if main else {}
     clock.lap("setup")
     quality = None
@@ -446,6 +449,8 @@ def score_after(
     else:
         validation = family.task.evaluate(model, "validation")
     extra = {} if searching else family.finish(model, ctx.run.path)
+    if not searching:
+        extra |= per_slice(recipe, family, ctx.console)
     trainable, total = count_parameters(model)
     stopping = recipe.train.early_stopping
     metrics = {
@@ -476,6 +481,19 @@ def score_after(
     if fine_tuned is None:
         del metrics["fine_tuned"]
     return metrics
+
+
+def per_slice(recipe: Recipe, family: Family, console: Console) -> dict:
+    """metrics.json's `slices`, `slices_worst` and `slices_warnings` (data.slice_columns):
+    the tuned model's test metrics per slice, from the kind's per-example results."""
+    if not recipe.data.slice_columns:
+        return {}
+    found = slice_metrics(
+        recipe.data, family.test_examples(), family.headline[0], recipe.train.seed
+    )
+    for line in describe_slices(found):
+        console.print(line, highlight=False)
+    return found
 
 
 def guard_summaries(
@@ -570,6 +588,7 @@ def complete_on_test(folder: Path, console: Console) -> dict:
         metrics = run.read_json(RunFolder.METRICS)
         metrics["fine_tuned"] = family.score_after(trained.model)
         metrics |= family.finish(trained.model, run.path) | before
+        metrics |= per_slice(recipe, family, console)
     run.write_json(RunFolder.METRICS, metrics)
     with phase("Writing the report", console):
         _write_report(run.path, recipe.report.language)

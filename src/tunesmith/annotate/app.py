@@ -88,6 +88,7 @@ def create_app(
             "labels": session.labels,
             "queues": list(QUEUES),
             "suspects": len(session.suspects),
+            "accept_above": session.accept_above,
             "db": str(session.store.path),
             "export_format": "jsonl" if data.path.suffix.lower() in (".jsonl", ".json") else "csv",
         }

@@ -11,7 +11,12 @@ from rich.text import Text
 
 from tunesmith.annotate.agreement import Agreement
 from tunesmith.annotate.app import create_app
-from tunesmith.annotate.session import AnnotationSession, open_session
+from tunesmith.annotate.session import (
+    ACCEPT_ABOVE,
+    AnnotationSession,
+    check_accept_above,
+    open_session,
+)
 from tunesmith.local_server.guard import allowed_hosts
 from tunesmith.local_server.listener import bind, check_port, is_loopback, make_server, url
 
@@ -32,12 +37,14 @@ def run_annotate(
     console: Console,
     force: bool = False,
     lang: str = "en",
+    accept_above: float = ACCEPT_ABOVE,
 ) -> None:
     """Answer --export / --agreement without a server, else serve the page until Ctrl-C.
 
     `force` lets --export replace an existing file (never DATA, --db or --suspects); `lang`:
-    the page's language."""
+    the page's language; `accept_above`: the confidence from which Enter takes a suggestion."""
     check_port(port)
+    check_accept_above(accept_above)
     serving = export is None and not agreement
     # the address first, before the database is created: a bad --host/--port leaves nothing
     listener = bind(host, port) if serving else None
@@ -50,6 +57,7 @@ def run_annotate(
             labels=[name.strip() for name in labels.split(",")] if labels else [],
             suspects=suspects,
             db=db,
+            accept_above=accept_above,
         )
     except BaseException:
         if listener is not None:
@@ -122,6 +130,12 @@ def _describe(session: AnnotationSession, console: Console) -> None:
         f"{progress['to_label']['total']} to label, {len(session.suspects)} suspected label "
         f"error(s); labels {', '.join(session.labels)}; decisions in {session.store.path}",
     )
+    if session.suspects:
+        say(
+            console,
+            f"Enter accepts a suggestion at {100 * session.accept_above:g}% confidence or more "
+            "(--accept-above); below, pick the label yourself",
+        )
 
 
 def _number(value: float | None) -> str:

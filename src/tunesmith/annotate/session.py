@@ -19,6 +19,19 @@ from tunesmith.errors import UserError
 QUEUES = ("to_label", "suspects", "all")
 """to_label: rows without a label; suspects: rows whose label the model doubts; all: every row.
 The first two leave out rows the annotator has already decided."""
+ACCEPT_ABOVE = 0.8
+"""Default `--accept-above`: Enter takes a suggestion only at this confidence or more; below
+it a single key would too often replace a right label (a click or the label's key still can)."""
+
+
+def check_accept_above(value: float) -> float:
+    """--accept-above is a confidence, 0-1."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1:
+        raise UserError(
+            f"--accept-above {value}: give a confidence between 0 and 1, e.g. 0.8 (Enter then "
+            "accepts suggestions of 80% confidence or more)"
+        )
+    return float(value)
 
 
 class AnnotationSession:
@@ -29,11 +42,13 @@ class AnnotationSession:
         labels: list[str] | None = None,
         suspects: dict[int, Suspect] | None = None,
         suspects_path: Path | None = None,
+        accept_above: float = ACCEPT_ABOVE,
     ) -> None:
         self.data = data
         self.store = store
         self.suspects = suspects or {}
         self.suspects_path = suspects_path  # their quality.json: an export never writes there
+        self.accept_above = check_accept_above(accept_above)
         decided = store.decisions()
         self.labels = label_set(data, labels or [], self.suspects, decided)
         outside = [d.row for d in decided if d.row >= len(data)]
@@ -54,8 +69,8 @@ class AnnotationSession:
         return finals[row].label if row in finals else self.data.labels[row]
 
     def queue(self, name: str, annotator: str = "") -> list[int]:
-        """Rows of queue `name` in the order to show them (suspects: the model's most confident
-        suggestions first)."""
+        """Rows of queue `name` in the order to show them (suspects: the data check's ranking,
+        the likeliest label error first)."""
         if name not in QUEUES:
             raise UserError(f"unknown queue {name!r}; use one of {', '.join(QUEUES)}")
         if name == "all":
@@ -63,8 +78,7 @@ class AnnotationSession:
         mine = {d.row for d in self.store.decisions() if d.annotator == annotator.strip()}
         if name == "to_label":
             return [r for r, label in enumerate(self.data.labels) if not label and r not in mine]
-        # stable: without confidences, quality.json's order (most likely errors first) stays
-        ranked = sorted(self.suspects.values(), key=lambda s: -(s.confidence or 0.0))
+        ranked = sorted(self.suspects.values(), key=lambda s: s.rank)
         return [s.row for s in ranked if s.row not in mine]
 
     def row(self, row: int, annotator: str = "") -> dict:
@@ -95,9 +109,19 @@ class AnnotationSession:
                 "label": suspect.label,
                 "suggested": suspect.suggested,
                 "confidence": suspect.confidence,
+                "enter_accepts": self.enter_accepts(suspect),
                 "message": suspect.message,
             }
         return view
+
+    def enter_accepts(self, suspect: Suspect) -> bool:
+        """Whether the page's Enter key takes `suspect`'s suggestion: only at a confidence of
+        `accept_above` or more (an unknown confidence only when that is 0)."""
+        if suspect.suggested is None:
+            return False
+        if suspect.confidence is None:
+            return self.accept_above == 0
+        return suspect.confidence >= self.accept_above
 
     def image_path(self, row: int) -> Path:
         self._check_row(row)
@@ -203,14 +227,17 @@ def open_session(
     labels: list[str] | None = None,
     suspects: str | Path | None = None,
     db: str | Path | None = None,
+    accept_above: float = ACCEPT_ABOVE,
 ) -> AnnotationSession:
     """Read DATA and the suspects, and open (or create) the decisions database, by default
-    DATA.annotations.sqlite next to DATA."""
+    DATA.annotations.sqlite next to DATA. `accept_above`: the confidence from which the page's
+    Enter accepts a suggestion."""
+    check_accept_above(accept_above)  # before any file is read or created
     loaded = load_data(data, text_column, label_column, image_column)
     found = load_suspects(suspects, loaded.path, loaded.labels) if suspects else {}
     database = Path(db) if db is not None else default_db_path(loaded.path)
     path = Path(suspects).expanduser() if suspects else None
-    return AnnotationSession(loaded, DecisionStore(database), labels, found, path)
+    return AnnotationSession(loaded, DecisionStore(database), labels, found, path, accept_above)
 
 
 def default_db_path(data: Path) -> Path:

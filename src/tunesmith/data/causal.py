@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from tunesmith.data.split import train_subset
 from tunesmith.data.tables import READERS, check_utf8, read_table
 from tunesmith.errors import UserError
 from tunesmith.recipe import DataConfig
@@ -158,6 +159,10 @@ def load_causal_lm(data: DataConfig, seed: int) -> LMSplits:
             start += counts[name]
         kept = np.sort(order[start:])
         splits["train"] = LMSplit([examples[i] for i in kept], train.source)
+    if data.train_fraction < 1:  # a nested share of train; the held-out splits as they are
+        whole = splits["train"].examples
+        share = train_subset([0] * len(whole), data.train_fraction, seed)
+        splits["train"] = LMSplit([whole[i] for i in share], splits["train"].source)
     return LMSplits(**splits, format=fmt)
 
 
@@ -387,9 +392,7 @@ def _layout(entry: dict, name: str, info: Path, target: Path, folder: bool) -> _
     given = entry.get("columns") or {}
     tags_given = entry.get("tags") or {}
     for key, value in (("columns", given), ("tags", tags_given)):
-        if not isinstance(value, dict) or not all(
-            isinstance(v, str) for v in value.values()
-        ):
+        if not isinstance(value, dict) or not all(isinstance(v, str) for v in value.values()):
             raise UserError(f"data.dataset: {where}: {key!r} must map names to column names")
     known = {*_LF_COLUMNS[formatting], "system", "tools"} | (
         {"history"} if formatting == "alpaca" else set()
@@ -803,11 +806,13 @@ def _cell_text(value: Any, column: str) -> str:
     return str(value).strip()
 
 
-def _conversation(value: Any, prompts: bool) -> list[Message] | None:
-    """Validated messages (roles normalised); None when the row is empty.
+def _conversation(value: Any, prompts: bool, tags: ChatTags | None = None) -> list[Message] | None:
+    """Validated messages (roles normalised, tool calls in OpenAI's layout); None when the
+    row is empty.
 
-    prompts=False: the conversation must end with the assistant's answer. prompts=True: a
-    final assistant answer is dropped and what is left must end with a user message."""
+    prompts=False: the conversation must end with the assistant's answer (text or a tool
+    call). prompts=True: a final assistant message is dropped and what is left must end with
+    a user message or a tool result."""
     if isinstance(value, str):
         if not value.strip():
             return None
@@ -823,30 +828,14 @@ def _conversation(value: Any, prompts: bool) -> list[Message] | None:
         raise _BadRow(f"the messages are not a list (got {type(value).__name__} {value!r:.40})")
     if not value:
         return None
-    messages: list[Message] = []
-    for number, item in enumerate(value):
-        if not isinstance(item, dict):
-            raise _BadRow(f"message {number} is not an object (got {item!r:.40})")
-        raw_role = item.get("role") if item.get("role") is not None else item.get("from")
-        content = item.get("content") if item.get("content") is not None else item.get("value")
-        if raw_role is None:
-            raise _BadRow(f"message {number} has no 'role' (or ShareGPT 'from')")
-        role = ROLE_NAMES.get(str(raw_role).strip().lower())
-        if role is None:
-            raise _BadRow(
-                f"message {number} has the unknown role {raw_role!r} (use system, user or "
-                "assistant)"
-            )
-        if not isinstance(content, str):
-            kind = "no content" if content is None else f"a {type(content).__name__} content"
-            raise _BadRow(f"message {number} ({role}) has {kind}, not a text")
-        messages.append({"role": role, "content": content})
+    tags = tags or ChatTags()
+    messages = [_message(number, item, tags) for number, item in enumerate(value)]
     if not any(m["role"] == "user" for m in messages):
         raise _BadRow("no user message")
     if prompts:
         if messages[-1]["role"] == "assistant":
             messages = messages[:-1]
-        if messages[-1]["role"] != "user":
+        if messages[-1]["role"] not in ("user", "tool"):
             raise _BadRow(
                 f"the prompt ends with a {messages[-1]['role']} message, not a user message"
             )
@@ -854,11 +843,105 @@ def _conversation(value: Any, prompts: bool) -> list[Message] | None:
         raise _BadRow(
             f"it ends with a {messages[-1]['role']} message, not with the assistant's answer"
         )
-    elif not messages[-1]["content"].strip():
+    elif not messages[-1]["content"].strip() and not messages[-1].get("tool_calls"):
         return None
     if not any(m["content"].strip() for m in messages if m["role"] == "user"):
         return None
     return messages
+
+
+def _message(number: int, item: Any, tags: ChatTags) -> Message:
+    """One message, its role normalised; tool calls and results keep their fields."""
+    if not isinstance(item, dict):
+        raise _BadRow(f"message {number} is not an object (got {item!r:.40})")
+
+    def get(key: str | None, *defaults: str) -> Any:
+        for name in (key,) if key else defaults:
+            if item.get(name) is not None:
+                return item[name]
+        return None
+
+    raw_role = get(tags.role, "role", "from")
+    content = get(tags.content, "content", "value")
+    if raw_role is None:
+        raise _BadRow(f"message {number} has no {tags.role or 'role'!r} (or ShareGPT 'from')")
+    name = str(raw_role).strip()
+    role = tags.roles.get(name) or ROLE_NAMES.get(name.lower())
+    if role is None and name.lower() == FUNCTION_CALL:
+        role = FUNCTION_CALL
+    if role is None:
+        raise _BadRow(
+            f"message {number} has the unknown role {raw_role!r} (use system, user, "
+            "assistant or tool)"
+        )
+    if role == FUNCTION_CALL:  # ShareGPT (LLaMA-Factory): the call as JSON text
+        calls = _tool_calls(number, _function_call_json(number, content))
+        return {"role": "assistant", "content": "", "tool_calls": calls}
+    calls = item.get("tool_calls") if role == "assistant" else None
+    if calls is not None and len(calls):  # `tool_calls: []` is a plain answer
+        if content is not None and not isinstance(content, str):
+            raise _BadRow(f"message {number} (assistant) has a {type(content).__name__} content")
+        return {
+            "role": "assistant",
+            "content": content or "",
+            "tool_calls": _tool_calls(number, calls),
+        }
+    if not isinstance(content, str):
+        kind = "no content" if content is None else f"a {type(content).__name__} content"
+        raise _BadRow(f"message {number} ({role}) has {kind}, not a text")
+    message: Message = {"role": role, "content": content}
+    if role == "tool":
+        message.update({k: str(item[k]) for k in ("tool_call_id", "name") if item.get(k)})
+    return message
+
+
+def _function_call_json(number: int, content: Any) -> Any:
+    if isinstance(content, str):
+        try:
+            return json.loads(content)
+        except json.JSONDecodeError as error:
+            raise _BadRow(
+                f"message {number} (function_call) is not a JSON call ({error.msg}); write "
+                '{"name": ..., "arguments": {...}}'
+            ) from None
+    return content
+
+
+def _tool_calls(number: int, calls: Any) -> list[dict]:
+    """Tool calls as [{"type": "function", "id"?, "function": {"name", "arguments": dict}}]:
+    OpenAI's layout (arguments a JSON string) or a bare {"name", "arguments"} (ShareGPT)."""
+    if isinstance(calls, np.ndarray):
+        calls = calls.tolist()
+    if isinstance(calls, dict):
+        calls = [calls]
+    if not isinstance(calls, (list, tuple)) or not calls:
+        raise _BadRow(f"message {number}: 'tool_calls' is not a list of calls")
+    normalised = []
+    for call in calls:
+        function = call.get("function", call) if isinstance(call, dict) else None
+        if not isinstance(function, dict) or not isinstance(function.get("name"), str):
+            raise _BadRow(f"message {number}: a tool call has no function name ({call!r:.60})")
+        arguments = function.get("arguments", {})
+        if isinstance(arguments, str):
+            try:
+                arguments = json.loads(arguments) if arguments.strip() else {}
+            except json.JSONDecodeError as error:
+                raise _BadRow(
+                    f"message {number}: the arguments of {function['name']!r} are not JSON "
+                    f"({error.msg})"
+                ) from None
+        if not isinstance(arguments, dict):
+            raise _BadRow(
+                f"message {number}: the arguments of {function['name']!r} are not an object"
+            )
+        entry: dict = {
+            "type": "function",
+            "function": {"name": function["name"], "arguments": arguments},
+        }
+        if isinstance(call, dict) and call.get("id"):
+            entry["id"] = str(call["id"])
+        normalised.append(entry)
+    return normalised
 
 
 def _file_prompts(path: Path, data: DataConfig) -> list[list[Message]]:
@@ -874,6 +957,7 @@ def _file_prompts(path: Path, data: DataConfig) -> list[list[Message]]:
     columns: dict[str, str]
     if messages := first(data.messages_column, MESSAGES_COLUMNS):
         fmt, columns = "chat", {"messages": messages}
+        columns.update({name: name for name in ("system", "tools") if name in present})
     elif "instruction" in present:
         fmt, columns = "alpaca", {n: n for n in ("instruction", "input", "system") if n in present}
     elif prompt := first(data.prompt_column, PROMPT_COLUMNS):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
@@ -53,4 +54,30 @@ def split_frames(
     train = frames["train"]
     index = stratified_split(train["label"].tolist(), shares["validation"], shares["test"], seed)
     out = {name: frames.get(name, train.iloc[index[name]]) for name in ("validation", "test")}
-    return {"train": train.iloc[index["train"]], **out}
+    kept = train.iloc[index["train"]]
+    subset = train_subset(kept["label"].tolist(), data.train_fraction, seed)
+    return {"train": kept.iloc[subset], **out}
+
+
+def subset_size(rows: int, fraction: float) -> int:
+    """How many of a class's `rows` data.train_fraction keeps: its share, rounded up, at
+    least one."""
+    if fraction >= 1:
+        return rows
+    return min(rows, max(1, math.ceil(rows * fraction - 1e-9)))
+
+
+def train_subset(labels: Sequence[object], fraction: float, seed: int) -> np.ndarray:
+    """Positions (sorted) of the training rows data.train_fraction keeps: each class's
+    share (subset_size) in a seeded order that does not depend on the fraction, so the rows
+    of a smaller share are inside those of a larger one. 1: every row."""
+    if fraction >= 1:
+        return np.arange(len(labels))
+    rng = np.random.default_rng([seed, 0x7375627365])  # not the split's stream
+    labels = np.asarray(labels, dtype=object)
+    kept: list[int] = []
+    for label in sorted(set(labels.tolist()), key=str):
+        rows = np.flatnonzero(labels == label)
+        order = rows[rng.permutation(len(rows))]
+        kept.extend(order[: subset_size(len(rows), fraction)])
+    return np.sort(np.asarray(kept, dtype=int))

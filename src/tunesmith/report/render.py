@@ -334,6 +334,75 @@ def per_class_rows(metrics: dict[str, Any]) -> list[list[str]]:
     ]
 
 
+def slice_sections(metrics: dict[str, Any]) -> dict[str, Any]:
+    """The Slices section (data.slice_columns): per column, each slice value's test rows and
+    metrics (the headline first), the worst marked, and the warnings of slices far below
+    the rest."""
+    slices = _mapping(metrics.get("slices"))
+    worst = _mapping(metrics.get("slices_worst"))
+    warned = {
+        (str(w.get("column")), str(w.get("value"))): w
+        for w in metrics.get("slices_warnings") or []
+        if isinstance(w, dict)
+    }
+    tables = []
+    for column, values in slices.items():
+        values = _mapping(values)
+        headline = _mapping(worst.get(column)).get("metric")
+        names = [headline] if headline else []
+        for entry in values.values():
+            names += [k for k in _mapping(entry) if k != "rows" and k not in names]
+        rows = []
+        for value, entry in values.items():
+            entry = _mapping(entry)
+            rows.append(
+                {
+                    "value": str(value),
+                    "rows": fmt.number(entry.get("rows")),
+                    "cells": [fmt.number(entry.get(name)) for name in names],
+                    "worst": _mapping(worst.get(column)).get("value") == value,
+                    "warned": (str(column), str(value)) in warned,
+                }
+            )
+        warnings = [_slice_warning(w) for (c, _v), w in warned.items() if c == str(column)]
+        tables.append(
+            {
+                "column": str(column),
+                "metrics": [fmt.label(name) for name in names],
+                "rows": rows,
+                "warnings": warnings,
+            }
+        )
+    skipped = (
+        _(
+            "Metrics per slice are not available for this task kind: it gives no per-example "
+            "test results."
+        )
+        if metrics.get("slices_skipped")
+        else ""
+    )
+    return {"tables": tables, "skipped": skipped}
+
+
+def _slice_warning(warning: dict[str, Any]) -> str:
+    low, high = [*(warning.get("interval") or []), None, None][:2]
+    return _(
+        "{column} = {value} ({rows} test rows): {metric} {score} ({level} interval {low} to "
+        "{high}) against {rest} on the other test rows; the whole interval is worse, so the "
+        "gap is more than chance on this many rows."
+    ).format(
+        level="95%",
+        column=warning.get("column"),
+        value=warning.get("value"),
+        rows=fmt.number(warning.get("rows")),
+        metric=fmt.label(str(warning.get("metric"))),
+        score=fmt.number(warning.get("score")),
+        low=fmt.number(low),
+        high=fmt.number(high),
+        rest=fmt.number(warning.get("rest")),
+    )
+
+
 def _text(value: Any) -> str | None:
     """User text as written, less the blank lines around it; None for a missing value."""
     if value is None:
@@ -542,6 +611,7 @@ def build_context(run_dir: Path) -> dict[str, Any]:
             fine_tuned.get("confusion_matrix"), metrics.get("labels")
         ),
         "per_class": per_class_rows(metrics),
+        "slices": slice_sections(metrics),
         "findings": findings(quality),
         "findings_summary": _scalar_summary(quality),
         "forgetting": forgetting_rows(metrics),

@@ -11,6 +11,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from tunesmith.evaluate.metrics import classification_metrics
+from tunesmith.evaluate.slices import ExampleResults
 from tunesmith.progress import track
 from tunesmith.train.batching import sorted_batches
 from tunesmith.train.device import autocast
@@ -43,15 +44,38 @@ class ClassifierTask:
     def evaluate(self, model: nn.Module, split: str, detailed: bool = False) -> dict:
         model.eval()
         labels, label_names = self.split_labels(split)
-        loss_sum, predictions, order = 0.0, [], []
+        losses, predictions, order = [], [], []
         batches = sorted_batches(self.lengths(split), self.eval_batch_size)
         for indices in track(batches, f"Scoring the {split} split", size=len, unit="rows"):
             batch = self.batch(split, indices)
             with autocast(self.device, self.dtype):
                 logits = model(**batch.inputs).logits.float()
-            loss_sum += F.cross_entropy(logits, batch.targets, reduction="sum").item()
+            losses.extend(F.cross_entropy(logits, batch.targets, reduction="none").tolist())
             predictions.extend(logits.argmax(-1).tolist())
             order.extend(indices)
         y_pred = np.empty(len(labels), dtype=int)
         y_pred[order] = predictions
-        return classification_metrics(labels, y_pred, label_names, loss_sum / len(labels), detailed)
+        example_loss = np.empty(len(labels), dtype=float)
+        example_loss[order] = losses
+        self.outcomes = {**getattr(self, "outcomes", {}), split: (y_pred, example_loss)}
+        loss = float(example_loss.sum()) / len(labels)
+        return classification_metrics(labels, y_pred, label_names, loss, detailed)
+
+    def example_results(
+        self, split: str, source: str, rows: Sequence[int]
+    ) -> ExampleResults | None:
+        """The last evaluation of `split`, example by example (for metrics per slice)."""
+        outcome = getattr(self, "outcomes", {}).get(split)
+        if outcome is None:
+            return None
+        y_pred, example_loss = outcome
+        labels, label_names = self.split_labels(split)
+        y_true = np.asarray(labels)
+
+        def metrics_of(indices: np.ndarray) -> dict:
+            return classification_metrics(
+                y_true[indices], y_pred[indices], label_names, float(example_loss[indices].mean())
+            )
+
+        correct = (y_true == y_pred).astype(float)
+        return ExampleResults(source, rows, metrics_of, {"accuracy": correct, "loss": example_loss})

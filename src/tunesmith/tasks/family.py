@@ -12,6 +12,7 @@ from rich.console import Console
 from torch import nn
 
 from tunesmith.evaluate.forgetting import Measure
+from tunesmith.evaluate.slices import ExampleResults
 from tunesmith.method_registry import Method
 from tunesmith.recipe import Recipe
 from tunesmith.train.task import TrainTask
@@ -47,6 +48,11 @@ class Family(Protocol):
 
     def score_after(self, model: nn.Module) -> dict:
         """Test metrics of the tuned model (the "fine_tuned" entry of metrics.json)."""
+        ...
+
+    def test_examples(self) -> ExampleResults | None:
+        """The last `score_after`'s test results example by example, for metrics per slice
+        (data.slice_columns, evaluate/slices.py); None where the kind has none."""
         ...
 
     def head_parameters(self) -> set[int]:

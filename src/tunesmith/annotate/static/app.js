@@ -12,6 +12,8 @@
       name in values ? String(values[name]) : all,
     );
   const QUEUE_NAMES = { to_label: t("To label"), suspects: t("Suspects"), all: t("All rows") };
+  // 0.7996 -> "79.9", never "80": a share under the --accept-above threshold never reads as it
+  const percent = (share) => String(Math.floor(1000 * share + 1e-9) / 10);
   const state = { info: null, queue: "to_label", rows: [], index: 0, row: null, busy: false };
 
   // --- talking to the server -------------------------------------------------------------
@@ -119,9 +121,15 @@
       $("confidence").textContent =
         suspect.confidence == null
           ? ""
-          : t("(confidence {share}%)", { share: (100 * suspect.confidence).toFixed(0) });
+          : t("(confidence {share}%)", { share: percent(suspect.confidence) });
       $("suspect-message").textContent = suspect.message || "";
       $("accept").disabled = !suspect.suggested;
+      // under --accept-above, Enter leaves the label alone: a click or the label's key takes it
+      const byEnter = Boolean(suspect.enter_accepts);
+      $("accept").classList.toggle("primary", byEnter);
+      $("accept-key").hidden = !byEnter;
+      $("accept-hint").hidden = byEnter || !suspect.suggested;
+      $("accept-hint").textContent = byEnter ? "" : acceptHint(suspect);
     }
 
     const labels = $("labels");
@@ -149,6 +157,21 @@
       entry.textContent = `${d.annotator}: ${d.label} (${d.kind}, ${d.at})`;
       history.append(entry);
     }
+  }
+
+  // Why Enter does not take this suggestion (the server decides: row.suspect.enter_accepts).
+  function acceptHint(suspect) {
+    if (suspect.confidence == null) {
+      return t(
+        "Confidence unknown: Enter does not accept it; choose the label yourself (click it " +
+          "or press its number key).",
+      );
+    }
+    return t(
+      "{share}%, under {threshold}%: Enter does not accept it; choose the label yourself " +
+        "(click it or press its number key).",
+      { share: percent(suspect.confidence), threshold: percent(state.info.accept_above) },
+    );
   }
 
   function move(step) {
@@ -284,7 +307,16 @@
       const label = state.info.labels[Number(key) - 1];
       if (label !== undefined) decide(label);
     } else if (key === "Enter") {
-      if (suspect && suspect.suggested) decide(suspect.suggested);
+      if (suspect && suspect.suggested) {
+        if (suspect.enter_accepts) {
+          decide(suspect.suggested);
+        } else {
+          const threshold = percent(state.info.accept_above);
+          say(t("Label unchanged: Enter accepts only suggestions of at least {threshold}%.", {
+            threshold,
+          }));
+        }
+      }
     } else if (key === "k") {
       if (suspect && suspect.label) decide(suspect.label);
     } else if (key === "s" || key === "ArrowRight") {
@@ -326,6 +358,10 @@
     await guarded(async () => {
       state.info = await api("/api/info");
       $("source").textContent = t("{data} ({rows} rows)", state.info);
+      $("accept-rule").textContent = t(
+        "Enter accepts a suggestion only at a confidence of at least {threshold}%.",
+        { threshold: percent(state.info.accept_above) },
+      );
       $("format").value = state.info.export_format;
       const p = await refreshProgress();
       const first = ["to_label", "suspects"].find((q) => p[q].total - p[q].yours > 0) || "all";

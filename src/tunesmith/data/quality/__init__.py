@@ -6,7 +6,8 @@ Checks, each with its severity and rows (0-based, in the split's file):
 - duplicates: exact and near, conflicting labels, leakage between splits (duplicates.py);
 - rows: too short, truncated by preprocess.max_length, canned LLM responses (content.py);
 - labels: near-identical names, rare classes, imbalance, data too small for the method
-  (content.py); likely label errors ranked by cleanlab (label_issues.py).
+  (content.py); likely label errors ranked by cleanlab (label_issues.py);
+- slices (data.slice_columns): class balance per slice, a slice far from the rest (slices.py).
 """
 
 from __future__ import annotations
@@ -22,6 +23,8 @@ from tunesmith.data.quality.duplicates import duplicate_findings
 from tunesmith.data.quality.findings import Finding, QualityReport, load_report
 from tunesmith.data.quality.items import SPLITS, CheckData, DataShape, read_check_data
 from tunesmith.data.quality.label_issues import FrozenFeatures, label_issue_findings
+from tunesmith.data.quality.slices import slice_findings
+from tunesmith.data.slices import check_slice_columns
 from tunesmith.errors import GateFailed, UserError
 from tunesmith.recipe import Recipe
 
@@ -104,6 +107,7 @@ def run_checks(
     lengths; then labels and label issues (labelled data) or canned responses
     (instructions)."""
     console = console or Console()
+    check_slice_columns(recipe.data)
     data = read_check_data(recipe, checks.shape)
     findings: list[Finding] = list(data.findings)
     summary: dict = {
@@ -135,6 +139,9 @@ def run_checks(
             )
             findings += issues
             summary.update(issue_summary)
+    slices, slice_summary = slice_findings(data, recipe, labelled=data.shape != "instructions")
+    findings += slices
+    summary.update(slice_summary)
     return QualityReport(findings, summary)
 
 

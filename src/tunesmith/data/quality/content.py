@@ -209,9 +209,7 @@ def _label_like(by_response: dict[str, list[tuple[str, int]]]) -> list[str]:
     LABEL_LIKE_ANSWERS distinct short answers, two at least, answering LABEL_LIKE_SHARE of
     the rows); else []."""
     ranked = sorted(by_response, key=lambda key: -len(by_response[key]))
-    labels = [
-        key for key in ranked[:LABEL_LIKE_ANSWERS] if len(key.split()) <= LABEL_LIKE_WORDS
-    ]
+    labels = [key for key in ranked[:LABEL_LIKE_ANSWERS] if len(key.split()) <= LABEL_LIKE_WORDS]
     covered = sum(len(by_response[key]) for key in labels)
     total = sum(len(group) for group in by_response.values())
     if len(labels) < 2 or covered < LABEL_LIKE_SHARE * total:
@@ -352,7 +350,8 @@ def too_small_findings(
                 file=train.file,
                 message=f"full fine-tuning updates every weight but has only {rows} training "
                 f"{unit}s; it will overfit and may forget what the model knew",
-                fix=use_less,
+                fix=f"{use_less}; `tunesmith data curve RECIPE` trains on 25/50/100% of "
+                "the rows and says whether more labelled data would help",
             )
         ]
     return []

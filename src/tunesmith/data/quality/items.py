@@ -221,7 +221,8 @@ def _causal(data: DataConfig, seed: int, task: str) -> CheckData:
             responses=responses if splits.format != "text" else None,
         )
     for name in SPLITS:
-        path = getattr(data, name)
+        # the file read: a LLaMA-Factory folder's data file, not the folder
+        path = getattr(data, name) and splits.split(name).source
         if path is None or Path(path).is_dir():
             continue
         total = len(read_table(path, role=f"data.{name}"))

@@ -213,6 +213,11 @@ class CausalLMFamily:
     def init_head(self, console: Console) -> None:
         """The head starts as the model made it (random, or none for an LLM)."""
 
+    def test_examples(self) -> None:
+        """No per-example results: perplexity is pooled over the test tokens (metrics per
+        slice are skipped; the data check still counts each slice's rows)."""
+        return None
+
     def head_parameters(self) -> set[int]:
         return set()
 

@@ -26,6 +26,7 @@ from tunesmith.evaluate.generation import generation_metrics
 from tunesmith.methods.merged_lora import lora_merged
 from tunesmith.progress import track
 from tunesmith.recipe import GenerationConfig, Recipe
+from tunesmith.tasks.causal_lm.chat import render_turns, template_turns
 from tunesmith.tasks.common import answer_budget, content_digest, token_loss_metrics
 from tunesmith.train.batching import sorted_batches
 from tunesmith.train.device import autocast
@@ -65,28 +66,29 @@ class Encoded:
 
 
 def render(tokenizer: PreTrainedTokenizerBase, messages: list[Message], prompt: bool) -> str:
-    """The chat template as text; `prompt`: end with the assistant's turn opened."""
-    return tokenizer.apply_chat_template(
-        messages, tokenize=False, add_generation_prompt=prompt, continue_final_message=False
-    )
+    """The chat template as text; `prompt`: end with the assistant's turn opened. Tool calls
+    and results go through the template, or as plain turns where it has no tool support
+    (tasks/causal_lm/chat.py)."""
+    turns, tools, _ = template_turns(tokenizer, messages)
+    return render_turns(tokenizer, turns, tools, prompt)
 
 
 def response_spans(tokenizer: PreTrainedTokenizerBase, messages: list[Message]) -> list[range]:
-    """Character ranges of the assistant turns (with their end-of-turn token) in the
-    rendered conversation: what the model must learn to write."""
-    full = render(tokenizer, messages, prompt=False)
+    """Character ranges of the target assistant turns (with their end-of-turn token) in the
+    rendered conversation: what the model must learn to write. A tool-call turn is a target
+    only when it ends the conversation; tool results never are."""
+    turns, tools, targets = template_turns(tokenizer, messages)
+    full = render_turns(tokenizer, turns, tools, prompt=False)
     spans = []
-    for i, message in enumerate(messages):
-        if message["role"] != "assistant":
-            continue
-        before = render(tokenizer, messages[:i], prompt=True) if i else ""
-        through = render(tokenizer, messages[: i + 1], prompt=False)
+    for i in targets:
+        before = render_turns(tokenizer, turns[:i], tools, prompt=True) if i else ""
+        through = render_turns(tokenizer, turns[: i + 1], tools, prompt=False)
         if full.startswith(before) and full.startswith(through) and len(through) > len(before):
             spans.append(range(len(before), len(through)))
-        else:  # a template that is not prefix-consistent: find the answer's text instead
-            start = full.rfind(message["content"])
+        elif turns[i]["content"]:  # a template that is not prefix-consistent: find the text
+            start = full.rfind(turns[i]["content"])
             if start >= 0:
-                spans.append(range(start, start + len(message["content"])))
+                spans.append(range(start, start + len(turns[i]["content"])))
     return spans
 
 

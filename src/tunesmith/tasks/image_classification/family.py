@@ -26,6 +26,7 @@ from tunesmith.evaluate.forgetting import (
     RepresentationDrift,
     reference_photos,
 )
+from tunesmith.evaluate.slices import ExampleResults
 from tunesmith.method_registry import Method
 from tunesmith.models.resolve import resolve_model
 from tunesmith.models.vision import imagenet_head, load_vision_classifier, vision_kind
@@ -137,6 +138,10 @@ class ImageClassificationFamily:
 
     def score_after(self, model: nn.Module) -> dict:
         return self.task.evaluate(model, "test", detailed=True)
+
+    def test_examples(self) -> ExampleResults | None:
+        test = self.splits.test
+        return self.task.example_results("test", test.source, test.rows)
 
     def head_parameters(self) -> set[int]:
         # a probe-initialised head is already good: it learns at the body's rate

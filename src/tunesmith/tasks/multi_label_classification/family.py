@@ -19,6 +19,7 @@ from tunesmith.evaluate.forgetting import (
     reference_paragraphs,
     reference_sentences,
 )
+from tunesmith.evaluate.slices import ExampleResults
 from tunesmith.method_registry import Method
 from tunesmith.models.resolve import resolve_model
 from tunesmith.models.structure import head_modules
@@ -95,6 +96,9 @@ class MultiLabelFamily:
         ones saved with them)."""
         self.thresholds = self.task.tune(model)
         return self.task.evaluate_at(model, "test", self.thresholds, detailed=True)
+
+    def test_examples(self) -> ExampleResults | None:
+        return self.task.example_results("test")
 
     def head_parameters(self) -> set[int]:
         # found before the method runs: peft copies the head

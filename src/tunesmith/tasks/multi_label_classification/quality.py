@@ -28,6 +28,8 @@ from tunesmith.data.quality.content import (
 from tunesmith.data.quality.duplicates import duplicate_findings
 from tunesmith.data.quality.findings import Finding, QualityReport, empty_rows_finding, row_list
 from tunesmith.data.quality.items import CheckData, SplitItems
+from tunesmith.data.quality.slices import slice_findings
+from tunesmith.data.slices import check_slice_columns
 from tunesmith.data.text import SPLITS
 from tunesmith.errors import UserError
 from tunesmith.models.resolve import resolve_model
@@ -51,6 +53,7 @@ RARE_LABEL = 5
 def check_multi_label_data(
     recipe: Recipe, console: Console | None = None, label_issues: bool | None = None
 ) -> QualityReport:
+    check_slice_columns(recipe.data)
     data = read_check_data(recipe)
     findings = list(data.findings)
     duplicates, counts = duplicate_findings(data)
@@ -59,6 +62,8 @@ def check_multi_label_data(
     findings += lengths
     labels, label_summary = label_set_findings(data, recipe)
     findings += labels
+    slices, slice_summary = slice_findings(data, recipe, labelled=True)  # label sets as classes
+    findings += slices
     summary = {
         "task": recipe.task,
         "model": recipe.model,
@@ -69,6 +74,7 @@ def check_multi_label_data(
         **length_summary,
         **label_summary,
         "label_issues": "not run: the label-error search ranks one label per row",
+        **slice_summary,
     }
     return QualityReport(findings, summary)
 

@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from tunesmith.evaluate.slices import ExampleResults
 from tunesmith.models.structure import encoder_of
 from tunesmith.models.text import mean_pooled
 from tunesmith.tasks.common import TokenisedTextTask, padded_ids
@@ -101,10 +102,28 @@ class MultiLabelTask(TokenisedTextTask):
     ) -> dict:
         targets = self.splits.split(split).targets
         predicted = thresholds.apply(probabilities, self.label_names)
+        self.outcomes = {**getattr(self, "outcomes", {}), split: predicted}
         metrics = multi_label_metrics(targets, predicted, self.label_names, loss, detailed)
         if detailed:
             metrics["thresholds"] = thresholds.to_dict(self.label_names)
         return metrics
+
+    def example_results(self, split: str) -> ExampleResults | None:
+        """The last evaluation of `split`, example by example (for metrics per slice; the
+        loss is the split's only: it is not kept per row)."""
+        predicted = getattr(self, "outcomes", {}).get(split)
+        if predicted is None:
+            return None
+        examples = self.splits.split(split)
+        targets = np.asarray(examples.targets)
+
+        def metrics_of(indices: np.ndarray) -> dict:
+            return multi_label_metrics(targets[indices], predicted[indices], self.label_names)
+
+        exact = (targets == predicted).all(axis=1).astype(float)
+        return ExampleResults(
+            examples.source, examples.rows, metrics_of, {"subset_accuracy": exact}
+        )
 
     def tune(self, model: nn.Module) -> Thresholds:
         """Thresholds tuned on the validation split for `model` as it is now."""

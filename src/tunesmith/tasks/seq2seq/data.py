@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from tunesmith.data.split import stratified_split
+from tunesmith.data.split import stratified_split, train_subset
 from tunesmith.data.tables import READERS, read_table
 from tunesmith.errors import UserError
 from tunesmith.recipe import DataConfig
@@ -124,7 +124,8 @@ def split_pairs(read: dict[str, ReadRows], data: DataConfig, seed: int) -> PairS
     shares = {n: 0.0 if n in read else getattr(data, f"{n}_size") for n in ("validation", "test")}
     # one "class": a seeded shuffle with the rounding and minimums the other kinds use
     index = stratified_split([0] * len(train.pairs), shares["validation"], shares["test"], seed)
-    parts = {"train": PairSplit([train.pairs[i] for i in index["train"]], train.file)}
+    kept = index["train"][train_subset([0] * len(index["train"]), data.train_fraction, seed)]
+    parts = {"train": PairSplit([train.pairs[i] for i in kept], train.file)}
     for name in ("validation", "test"):
         if name in read:
             parts[name] = PairSplit(read[name].pairs, read[name].file)

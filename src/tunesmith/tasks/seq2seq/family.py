@@ -110,6 +110,11 @@ class Seq2SeqFamily:
         scores, self.tuned_answers = self.task.evaluate_answers(model, "test")
         return scores
 
+    def test_examples(self) -> None:
+        """No per-example results: perplexity is pooled over the test tokens (metrics per
+        slice are skipped; the data check still counts each slice's rows)."""
+        return None
+
     def head_parameters(self) -> set[int]:
         return set()  # the output layer is pre-trained (and usually tied to the embeddings)
 

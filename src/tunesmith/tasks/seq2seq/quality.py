@@ -14,6 +14,8 @@ from tunesmith.data.quality.content import (
 from tunesmith.data.quality.duplicates import duplicate_findings
 from tunesmith.data.quality.findings import Finding, QualityReport, empty_rows_finding
 from tunesmith.data.quality.items import CheckData, SplitItems
+from tunesmith.data.quality.slices import slice_findings
+from tunesmith.data.slices import check_slice_columns
 from tunesmith.errors import UserError
 from tunesmith.recipe import Recipe
 from tunesmith.tasks.seq2seq.data import (
@@ -26,6 +28,7 @@ from tunesmith.tasks.seq2seq.data import (
 
 
 def seq2seq_checks(recipe: Recipe) -> QualityReport:
+    check_slice_columns(recipe.data)
     read = read_recipe_files(recipe.data, lenient=True)
     if not read["train"].pairs:
         raise UserError(
@@ -56,7 +59,8 @@ def seq2seq_checks(recipe: Recipe) -> QualityReport:
         **counts,
         **lengths,
     }
-    return QualityReport(findings, summary)
+    slices, slice_summary = slice_findings(data, recipe, labelled=False)
+    return QualityReport(findings + slices, summary | slice_summary)
 
 
 def _items(splits: PairSplits) -> dict[str, SplitItems]:

@@ -18,6 +18,7 @@ from tunesmith.evaluate.forgetting import (
     reference_paragraphs,
     reference_sentences,
 )
+from tunesmith.evaluate.slices import ExampleResults
 from tunesmith.method_registry import Method
 from tunesmith.models.resolve import resolve_model
 from tunesmith.models.structure import head_modules
@@ -76,6 +77,10 @@ class TextClassificationFamily:
 
     def score_after(self, model: nn.Module) -> dict:
         return self.task.evaluate(model, "test", detailed=True)
+
+    def test_examples(self) -> ExampleResults | None:
+        test = self.splits.test
+        return self.task.example_results("test", test.source, test.rows)
 
     def head_parameters(self) -> set[int]:
         # found before the method runs: peft copies the head
