@@ -21,6 +21,7 @@ from tunesmith.recipe import DataConfig, load_recipe
 from tunesmith.run import train
 
 from .conftest import TOPICS, make_rows
+from .test_multi_label import bow_model_dir  # noqa: F401 (a fixture the last test uses)
 
 QUIET = Console(quiet=True)
 
@@ -193,3 +194,46 @@ def test_report_slices_section_in_both_languages(tmp_path):
     assert "phone (39" not in section  # a worst slice that is not warned about has no warning
     assert '<div class="scroll">' in section
     assert "スライス別の評価" in pages["ja"] and "テスト 31 行" in pages["ja"]
+
+
+def test_multi_label_runs_give_metrics_per_slice(bow_model_dir, tmp_path):  # noqa: F811
+    from .test_multi_label import base_recipe, multi_label_rows, write_jsonl
+
+    rows = [
+        {**row, "region": ["north", "south"][i % 2]} for i, row in enumerate(multi_label_rows(80))
+    ]
+    recipe = base_recipe(bow_model_dir, write_jsonl(tmp_path / "train.jsonl", rows))
+    recipe["data"]["slice_columns"] = ["region"]
+    recipe["method"] = {"name": "lora"}
+    recipe["train"] |= {"epochs": 1, "learning_rate": 1e-2}
+    recipe["output_dir"] = str(tmp_path / "run")
+    report = check_data(load_recipe(recipe), QUIET, label_issues=False)
+    assert set(report.summary["slices"]["region"]) == {"north", "south"}
+
+    metrics = train(load_recipe(recipe), console=QUIET)
+    regions = metrics["slices"]["region"]
+    assert sum(entry["rows"] for entry in regions.values()) == metrics["splits"]["test"]
+    assert {"rows", "micro_f1", "macro_f1", "subset_accuracy"} <= set(regions["north"])
+    worst = metrics["slices_worst"]["region"]
+    assert worst["metric"] == "micro_f1" and worst["score"] == regions[worst["value"]]["micro_f1"]
+    low, high = worst["interval"]  # bootstrapped: micro-F1 is no mean of per-row values
+    assert low <= high
+
+
+def test_an_image_folder_has_no_columns_to_slice_by(tiny_image_recipe):
+    tiny_image_recipe["data"]["slice_columns"] = ["camera"]
+    with pytest.raises(UserError, match=r"data\.slice_columns: data\.train is the folder"):
+        check_data(load_recipe(tiny_image_recipe), QUIET)
+
+
+def test_generative_data_check_counts_rows_per_slice(tiny_llm_recipe, tmp_path):
+    from .conftest import make_qa_rows
+
+    rows = [{**row, "source": ["faq", "chat"][i % 3 == 0]} for i, row in enumerate(make_qa_rows())]
+    path = tmp_path / "qa-sources.jsonl"
+    pd.DataFrame(rows).to_json(path, orient="records", lines=True)
+    tiny_llm_recipe["data"] = {"train": str(path), "slice_columns": ["source"]}
+    report = check_data(load_recipe(tiny_llm_recipe), QUIET, label_issues=False)
+    assert report.summary["slices"]["source"] == {"faq": {"rows": 40}, "chat": {"rows": 20}}
+    (note,) = [f for f in report.findings if f.check == "slice_balance"]
+    assert "'faq' 40 rows" in note.message and "class balance" not in note.message

@@ -52,6 +52,7 @@ def slice_values(
 
 
 def _table(data: DataConfig, path: str, role: str) -> pd.DataFrame:
+    """The slice columns of the file at `path` (refused when one is missing)."""
     source = Path(path)
     if source.is_dir():
         raise UserError(
@@ -60,17 +61,17 @@ def _table(data: DataConfig, path: str, role: str) -> pd.DataFrame:
             f"{', '.join(data.slice_columns)}, or remove data.slice_columns"
         )
     stamp = source.stat().st_mtime_ns if source.exists() else 0
-    table = _read(str(source), stamp, role)
-    for column in data.slice_columns:
-        require_column(table, column, "slice_columns", path)
-    return table
+    return _columns(path, stamp, role, tuple(data.slice_columns))
 
 
 @lru_cache(maxsize=8)
-def _read(path: str, stamp: int, role: str) -> pd.DataFrame:
-    """The file as read (cached per path and modification time: the data check, training
-    and the per-slice metrics read the same file)."""
-    return read_table(path, role=role)
+def _columns(path: str, stamp: int, role: str, columns: tuple[str, ...]) -> pd.DataFrame:
+    """The file's slice columns, cached per path and modification time (the data check,
+    training and the metrics per slice read the same file); only these columns are kept."""
+    table = read_table(path, role=role)
+    for column in columns:
+        require_column(table, column, "slice_columns", path)
+    return table[list(columns)].copy()
 
 
 def _cell(value: object) -> str:

@@ -14,6 +14,7 @@ import jinja2
 
 from tunesmith import i18n
 from tunesmith.evaluate.generation import rouge_l
+from tunesmith.evaluate.metrics import lower_is_better
 from tunesmith.i18n import N_, _
 from tunesmith.report import fmt, load, plots
 from tunesmith.report.compare import compare, is_generative, verdict
@@ -352,6 +353,7 @@ def slice_sections(metrics: dict[str, Any]) -> dict[str, Any]:
         names = [headline] if headline else []
         for entry in values.values():
             names += [k for k in _mapping(entry) if k != "rows" and k not in names]
+        names.sort(key=lambda name: (name != headline, lower_is_better(name)))  # loss last
         rows = []
         for value, entry in values.items():
             entry = _mapping(entry)
