@@ -92,10 +92,13 @@ def test_a_curve_of_three_points(curve_recipe: Path, tmp_path: Path, capsys) -> 
     before = {p: p.stat().st_mtime_ns for p in files_under(output) if p.is_file()}
     assert main(again) == 2
     assert {p: p.stat().st_mtime_ns for p in files_under(output) if p.is_file()} == before
-    assert main([*again, "--overwrite", "--fractions", "0.5,1"]) == 0
+    capsys.readouterr()
+    assert main([*again, "--overwrite", "--fractions", "0.5,1", "--json"]) == 0
     curve = json.loads((output / "curve.json").read_text(encoding="utf-8"))
+    assert json.loads(capsys.readouterr().out) == curve  # the training talk goes to stderr
     assert curve["method"] == "lora" and [p["rows"] for p in curve["points"]] == [42, 84]
     assert "2 points only" in curve["sentence"]
+    assert not (output / "fraction-0.25").exists()  # the old point's run folder went
 
 
 @pytest.mark.parametrize(

@@ -9,6 +9,7 @@ from __future__ import annotations
 import itertools
 import json
 import math
+import shutil
 import time
 from collections import Counter
 from pathlib import Path
@@ -27,7 +28,7 @@ from tunesmith.i18n import language
 from tunesmith.method_registry import method_names
 from tunesmith.recipe import Recipe, load_recipe
 from tunesmith.run import train
-from tunesmith.run_folder import has_marker, inputs_of, write_marker
+from tunesmith.run_folder import RunFolder, has_marker, inputs_of, write_marker
 from tunesmith.safe_files import check_writable_folder, is_inside, write_text_atomically
 from tunesmith.tasks.registry import TaskKind, get_task
 
@@ -190,6 +191,7 @@ def run_curve(
 
     curve = build_curve(recipe, chosen, metric, points)
     write_curve(output, curve, recipe.report.language)
+    remove_stale_points(output, [point_dir(output, f) for f in fractions])
     if as_json:
         print(json.dumps(curve, indent=2, ensure_ascii=False))
     else:
@@ -261,14 +263,22 @@ def print_curve(curve: dict, console: Console, output: Path) -> None:
             f"{value:.4f}" if value is not None else "—",
             f"{baseline:.4f}" if baseline is not None else "—",
             f"{point['seconds']:.0f}",
-            escape(point["run"]),
+            escape(Path(point["run"]).name),
         )
     console.print(table)
     console.print(curve["sentence"], markup=False, highlight=False)
     console.print(
-        f"Curve: {escape(str(output / CURVE_JSON))}, page: {escape(str(output / CURVE_HTML))}",
+        f"Curve: {escape(str(output / CURVE_JSON))}, page: {escape(str(output / CURVE_HTML))}; "
+        f"the run folders are in {escape(str(output))}",
         highlight=False,
     )
+
+
+def remove_stale_points(output: Path, kept: list[Path]) -> None:
+    """After --overwrite with other fractions: the old points' run folders go (only ours)."""
+    for folder in output.glob("fraction-*"):
+        if folder not in kept and folder.is_dir() and RunFolder(folder).is_run():
+            shutil.rmtree(folder)
 
 
 def write_curve(output: Path, curve: dict, lang: str) -> None:

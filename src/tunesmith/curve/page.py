@@ -50,6 +50,9 @@ def curve_picture(curve: dict[str, Any]) -> str | None:
         ax.errorbar([rows.max() * 2], [fit["predicted"]], yerr=error, fmt="o", mfc="white",
                     color="#2f6fde", capsize=4, label=_("expected at twice the rows"))  # fmt: skip
     ax.set_xscale("log", base=2)
+    ticks = [*rows.tolist(), *([rows.max() * 2] if fit else [])]
+    ax.set_xticks(ticks, [i18n.number(f"{int(t):,}") for t in ticks])
+    ax.minorticks_off()
     ax.set_xlabel(_("training rows (log2 axis)"))
     ax.set_ylabel(_("{scope} {metric}").format(scope=_scope(curve["scope"]), metric=label))
     ax.legend(fontsize=8, frameon=False)
