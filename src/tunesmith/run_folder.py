@@ -21,7 +21,7 @@ from typing import Any
 import yaml
 
 from tunesmith.errors import UserError
-from tunesmith.safe_files import check_writable_folder, is_inside, same_path, write_text_atomically
+from tunesmith.safe_files import check_output_folder, same_path, write_text_atomically
 
 
 class RunFolder:
@@ -202,16 +202,7 @@ def plan_output(
     user asked to resume it or to overwrite it, and it is a run; it may never be or hold one
     of the run's inputs (the recipe, data, a local model), and it must be writable."""
     output = Path(output)
-    for item in inputs:
-        if is_inside(item, output) or (is_inside(output, item) and Path(item).is_dir()):
-            where = "holds" if is_inside(item, output) else "is inside"
-            raise UserError(
-                f"output folder {output} {where} {item}, an input of this run; choose an output "
-                "folder of its own (e.g. runs/NAME)"
-            )
-    if output.exists() and not output.is_dir():
-        raise UserError(f"output folder {output} is a file; choose a folder name with --output")
-    check_writable_folder(output, "output folder")
+    check_output_folder(output, inputs, "output folder", "runs/NAME")
     holds_files = output.is_dir() and any(output.iterdir())
     if resume:
         if not output.is_dir():

@@ -38,6 +38,24 @@ def nearest_existing(path: Path) -> Path:
     return path
 
 
+def check_output_folder(
+    output: Path, inputs: Iterable[str | Path], what: str, example: str
+) -> None:
+    """`output` (a folder a command will write, named `what` in messages) is neither one of
+    `inputs` nor holds one nor lies inside an input folder, is not a file, and can be
+    written; `example` is the kind of folder to suggest (runs/NAME)."""
+    for item in inputs:
+        if is_inside(item, output) or (is_inside(output, item) and Path(item).is_dir()):
+            where = "holds" if is_inside(item, output) else "is inside"
+            raise UserError(
+                f"{what} {output} {where} {item}, an input of this command; choose a folder "
+                f"of its own (e.g. {example})"
+            )
+    if output.exists() and not output.is_dir():
+        raise UserError(f"{what} {output} is a file; choose a folder name")
+    check_writable_folder(output, what)
+
+
 def check_writable_folder(folder: Path, what: str) -> None:
     """`folder` (or the folder that would hold it) can be written, checked by writing: a
     read-only mount, a file where a folder should be, or missing rights are found before any

@@ -29,7 +29,7 @@ from tunesmith.method_registry import method_names
 from tunesmith.recipe import Recipe, load_recipe
 from tunesmith.run import train
 from tunesmith.run_folder import RunFolder, has_marker, inputs_of, write_marker
-from tunesmith.safe_files import check_writable_folder, is_inside, write_text_atomically
+from tunesmith.safe_files import check_output_folder, write_text_atomically
 from tunesmith.tasks.registry import TaskKind, get_task
 
 DEFAULT_FRACTIONS = (0.25, 0.5, 1.0)
@@ -101,15 +101,7 @@ def point_dir(output: Path, fraction: float) -> Path:
 
 def check_output(output: Path, recipe: Recipe, overwrite: bool) -> None:
     """DIR is new, empty, or (with --overwrite) a curve folder; never an input."""
-    for item in inputs_of(recipe):
-        if is_inside(item, output) or (is_inside(output, item) and Path(item).is_dir()):
-            raise UserError(
-                f"--output {output} holds or is inside {item}, an input of the recipe; "
-                "choose a folder of its own (e.g. curves/NAME)"
-            )
-    if output.exists() and not output.is_dir():
-        raise UserError(f"--output {output} is a file; give a folder for the curve")
-    check_writable_folder(output, "--output")
+    check_output_folder(output, inputs_of(recipe), "--output", "curves/NAME")
     if output.is_dir() and any(output.iterdir()):
         if not overwrite:
             raise UserError(

@@ -28,7 +28,7 @@ from typing import Any
 
 from tunesmith.errors import UserError
 from tunesmith.run_folder import RunFolder, has_marker, staging_path, write_marker
-from tunesmith.safe_files import check_writable_folder, is_inside, write_text_atomically
+from tunesmith.safe_files import check_output_folder, write_text_atomically
 
 
 class TuneFolder:
@@ -162,15 +162,7 @@ def prepare_folder(output: Path, overwrite: bool, inputs: list[Path]) -> tuple[T
     """(the folder, whether it holds a search to resume or, with --overwrite, to remove).
     Checked before any work, and nothing is changed: a folder holding files that is not a
     tune folder is refused."""
-    for item in inputs:
-        if is_inside(item, output) or (is_inside(output, item) and Path(item).is_dir()):
-            raise UserError(
-                f"--output {output} holds or is inside {item}, an input of this search; "
-                "choose a folder of its own (e.g. tunes/NAME)"
-            )
-    if output.exists() and not output.is_dir():
-        raise UserError(f"--output {output} is a file; choose a folder name")
-    check_writable_folder(output, "--output")
+    check_output_folder(output, inputs, "--output", "tunes/NAME")
     folder = TuneFolder(output)
     if not output.is_dir() or not any(output.iterdir()):
         return folder, False
