@@ -87,16 +87,14 @@ def any_script(draw: Callable[_P, _R]) -> Callable[_P, _R]:
     return drawn
 
 
-def _to_base64(fig: Figure) -> str:
+def to_base64(fig: Figure) -> str:
+    """A figure as the base64 PNG a page embeds (the report's, tune.html's and curve.html's
+    pictures)."""
     FigureCanvasAgg(fig)
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
     fig.clear()
     return base64.b64encode(buffer.getvalue()).decode("ascii")
-
-
-to_base64 = _to_base64
-"""A figure as the base64 PNG a page embeds (tune.html's pictures too)."""
 
 
 def _plain(text: str) -> str:
@@ -183,7 +181,7 @@ def learning_curves(history: Sequence[dict[str, Any]], best_step: Any = None) ->
         if fmt.is_number(best_step):
             ax.axvline(best_step, color="0.4", linestyle="--", linewidth=1, label=_("best step"))
         ax.legend(fontsize=8, frameon=False)
-    return _to_base64(fig)
+    return to_base64(fig)
 
 
 def _is_square_matrix(matrix: Any) -> bool:
@@ -225,4 +223,4 @@ def confusion_matrix(matrix: Any, labels: Sequence[Any] | None = None) -> str | 
     ax.set_ylabel(_("true"))
     if n <= _MAX_ANNOTATED_LABELS:
         _annotate(ax, matrix, shares)
-    return _to_base64(fig)
+    return to_base64(fig)
