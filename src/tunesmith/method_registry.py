@@ -63,6 +63,10 @@ class Method:
     LLaMA-Adapter), so causal-lm rows hold one example each instead of being packed."""
     mergeable: bool
     """True: `export --merge` can fold the trained weights into a plain model."""
+    held_in_interpolation: tuple[str, ...] = ()
+    """Name parts of trained weights that weight interpolation (the forgetting guard's
+    rescue) keeps at their tuned value: one factor of a product whose other factor starts
+    at zero (LoRA's A beside B), so that scaling the other scales the whole update."""
 
 
 _METHODS: dict[str, Method] = {}
@@ -74,6 +78,7 @@ def register_method(
     saves_adapter: bool = False,
     virtual_tokens: bool = False,
     mergeable: bool = True,
+    held_in_interpolation: tuple[str, ...] = (),
 ) -> Callable[[Apply], Apply]:
     """Register the decorated apply function with its settings class; the method's name is
     the settings' `name` literal."""
@@ -83,7 +88,9 @@ def register_method(
         known = _METHODS.get(name)
         if known is not None and known.settings.__qualname__ != settings.__qualname__:
             raise ValueError(f"method {name!r} is registered twice ({known.settings})")
-        _METHODS[name] = Method(name, settings, apply, saves_adapter, virtual_tokens, mergeable)
+        _METHODS[name] = Method(
+            name, settings, apply, saves_adapter, virtual_tokens, mergeable, held_in_interpolation
+        )
         return apply
 
     return decorator

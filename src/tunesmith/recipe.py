@@ -358,8 +358,44 @@ class ForgettingGuard(StrictModel):
     changed ImageNet predictions (default 0.5)."""
     action: Literal["warn", "stop", "rollback"] = "warn"
     """warn: say so and go on; stop: end training (the best weights so far are kept);
-    rollback: end training and keep the best weights among the evaluations under the
-    threshold (the starting weights when there were none)."""
+    rollback: go back to the best weights among the evaluations under the threshold (the
+    starting weights when there were none), then end training or, with `retries`, go on
+    from there with `mitigation`. With stop and rollback, `rescue` then looks for a
+    better model under the threshold."""
+    every: int | Literal["auto"] = "auto"
+    """Optimizer steps between forgetting measurements; each is also a validation
+    evaluation, so every measured point is a candidate for the kept weights. auto: with
+    stop or rollback, four per epoch (at most every train.eval_every steps); with warn, at
+    train.eval_every. Measurements at this cadence save no checkpoint and do not use up
+    early-stopping patience."""
+    rescue: Literal["interpolate", "none"] = "interpolate"
+    """With stop or rollback, once the weights went past the threshold: interpolate: search
+    the coefficient a of start + a * (tuned - start) (WiSE-FT, Wortsman et al. 2022; for
+    LoRA a scaling of the adapter) by bisection on the forgetting measure, and keep the
+    best under the threshold of the interpolations and the checkpoints by validation
+    score; none: keep the best checkpoint under the threshold."""
+    rescue_steps: int = Field(5, ge=1, le=12)
+    """Bisection steps of the rescue (each measures forgetting and validation once): 5
+    finds the coefficient to within 1/32."""
+    retries: int = Field(0, ge=0, le=5)
+    """With rollback: how many times training goes on from the restored weights with
+    `mitigation` instead of ending the run."""
+    mitigation: list[Literal["lower_lr", "l2_sp"]] = Field(
+        default_factory=lambda: ["lower_lr", "l2_sp"]
+    )
+    """What a retry changes: lower_lr multiplies the learning rate by `retry_lr_factor`;
+    l2_sp pulls the weights towards their starting values (train.l2_sp, or 0.1 when it is
+    0). train.replay, when set, goes on as it was."""
+    retry_lr_factor: float = Field(0.3, gt=0, lt=1)
+    """lower_lr's factor on the learning rate at each retry."""
+
+    @model_validator(mode="after")
+    def _every_positive(self) -> ForgettingGuard:
+        if isinstance(self.every, int) and self.every < 1:
+            raise ValueError("every must be a positive number of steps or 'auto'")
+        if self.retries and self.action != "rollback":
+            raise ValueError("retries applies to action: rollback (set action: rollback)")
+        return self
 
 
 class OverfittingGuard(StrictModel):

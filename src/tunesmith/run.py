@@ -11,6 +11,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import torch
 import yaml
@@ -47,6 +48,7 @@ from tunesmith.train.device import peak_memory_mb, resolve_device, resolve_preci
 from tunesmith.train.distributed import Distributed
 from tunesmith.train.guards import ForgettingMonitor, OverfittingMonitor, overfitting_risk
 from tunesmith.train.loop import FitResult, fit
+from tunesmith.train.rescue import rescue_forgetting
 from tunesmith.train.setup import seed_everything, wrap_model
 
 
@@ -385,6 +387,7 @@ def apply_method(
         f"({100 * trainable / total:.2f}%)"
     )
     warn_overfitting_risk(ctx.recipe, ctx.family.task, trainable, ctx.console)
+    warn_forgetting_risk(ctx.recipe, ctx.family.task, ctx.console)
     return wrapped.model, wrapped.head, template
 
 
@@ -441,7 +444,9 @@ def score_after(
     """metrics.json's content: the tuned model on test and validation beside the contenders,
     the guards' verdicts and the cost."""
     recipe, family = ctx.recipe, ctx.family
-    guard_results, kept = guard_summaries(recipe, model, result, guards, ctx.console)
+    guard_results, kept = guard_summaries(
+        recipe, model, result, guards, ctx.console, family.task, ctx.method.held_in_interpolation
+    )
     searching = ctx.trial is not None  # a search never scores test (complete_on_test does)
     fine_tuned = None if searching else family.score_after(model)
     if kept is not None:  # the kept weights' own score, from their evaluation in the loop
@@ -497,21 +502,37 @@ def per_slice(recipe: Recipe, family: Family, console: Console) -> dict:
 
 
 def guard_summaries(
-    recipe: Recipe, model: torch.nn.Module, result: FitResult, guards: list, console: Console
+    recipe: Recipe,
+    model: torch.nn.Module,
+    result: FitResult,
+    guards: list,
+    console: Console,
+    task: Any,
+    held: tuple[str, ...] = (),
 ) -> tuple[dict, dict | None]:
     """The guards' verdicts, and the history line of the kept weights (None when the
-    weights changed after their last evaluation): what it measured is not measured again."""
+    weights changed after their last evaluation): what it measured is not measured again.
+    A run the forgetting guard ended past its threshold is rescued first (`rescue`)."""
     summaries: dict = {}
     kept = result.kept_record
     forgetting = next((g for g in guards if isinstance(g, ForgettingMonitor)), None)
     if forgetting is not None:
         if forgetting.finish(model, result.restored_best):
             kept = None  # back to the starting weights
+        rescue = None
+        if forgetting.ended_past_threshold and forgetting.config.rescue == "interpolate":
+            with phase("Rescue: interpolating between the starting and the tuned weights", console):
+                rescue, kept = rescue_forgetting(
+                    recipe, model, result, forgetting, kept, task, held, console
+                )
         measured = (kept or {}).get(f"forgetting_{forgetting.measure.name}")
         # what was measured on: vision measures its own photos, whatever the recipe names
         measured_on = getattr(forgetting.measure, "reference", None)
         reference = measured_on or recipe.guards.forgetting.reference
         summaries["forgetting"] = forgetting.summary(model, reference, measured)
+        summaries["forgetting"]["retries_used"] = result.retries_used
+        if rescue is not None:
+            summaries["forgetting"]["rescue"] = rescue
         console.print(describe_forgetting(summaries["forgetting"]))
     overfit = next((g for g in guards if isinstance(g, OverfittingMonitor)), None)
     if overfit is not None:
@@ -673,6 +694,16 @@ def warn_overfitting_risk(recipe: Recipe, task: object, trainable: int, console:
     risk = overfitting_risk(examples, plan.total_steps / plan.steps_per_epoch, trainable)
     if risk:
         console.print(f"[yellow]{risk}")
+
+
+def warn_forgetting_risk(recipe: Recipe, task: object, console: Console) -> None:
+    """Before training: a method updating the pre-trained weights at a high learning rate
+    or on little data, with the cheaper alternatives (train/forgetting_risk.py)."""
+    from tunesmith.train.forgetting_risk import recipe_forgetting_risk
+
+    risk = recipe_forgetting_risk(recipe, len(task.lengths("train")), planned_epochs(recipe, task))
+    if risk:
+        console.print(f"[yellow]{escape(risk)}")
 
 
 def describe_forgetting(summary: dict) -> str:

@@ -22,6 +22,7 @@ from tunesmith.estimate.recommend import (
 )
 from tunesmith.progress import TABLE_WIDTH, short_model_name
 from tunesmith.recipe import Recipe
+from tunesmith.train.forgetting_risk import recipe_forgetting_risk
 
 
 def run_estimate(
@@ -98,6 +99,9 @@ def show(
         for model, item in comparisons:  # whole, below the table: a path must not fold
             if isinstance(item, str):
                 console.print(f"{model}: {item}", highlight=False, markup=False)
+    risk = recipe_forgetting_risk(recipe, costs.examples_per_epoch, costs.epochs)
+    if risk:
+        console.print(risk, style="yellow", highlight=False, markup=False)
     if chosen is not None:
         same = chosen.method == recipe.method.name
         keeps = same and chosen.batch_size == recipe.train.batch_size

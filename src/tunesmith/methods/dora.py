@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Literal
 
 from tunesmith.method_registry import register_method
-from tunesmith.methods.lora import LoraMethod, apply_lora
+from tunesmith.methods.lora import LORA_A, LoraMethod, apply_lora
 
 if TYPE_CHECKING:
     from torch import nn
@@ -17,6 +17,6 @@ class DoraMethod(LoraMethod):
     name: Literal["dora"]  # type: ignore[assignment]
 
 
-@register_method(DoraMethod, saves_adapter=True)
+@register_method(DoraMethod, saves_adapter=True, held_in_interpolation=LORA_A)
 def apply_dora(model: nn.Module, config: DoraMethod) -> nn.Module:
     return apply_lora(model, config, use_dora=True)

@@ -26,7 +26,11 @@ class LoraMethod(MethodSettings):
     default_learning_rate: ClassVar[float] = 1e-3
 
 
-@register_method(LoraMethod, saves_adapter=True)
+LORA_A = ("lora_A", "lora_embedding_A")
+"""LoRA's down-projection: its B starts at zero, so scaling B alone scales B @ A."""
+
+
+@register_method(LoraMethod, saves_adapter=True, held_in_interpolation=LORA_A)
 def apply_lora(model: nn.Module, config: LoraMethod, use_dora: bool = False) -> nn.Module:
     from peft import LoraConfig
 

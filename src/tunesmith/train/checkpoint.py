@@ -46,6 +46,10 @@ class LoopState:
     best_loss: float | None = None
     """Best validation loss so far: while it improves, patience is not used up."""
     stop_reason: str | None = None
+    retries_used: int = 0
+    """Times the forgetting guard rolled back and training went on (guards.forgetting)."""
+    retry_l2_sp: float = 0.0
+    """L2-SP strength a retry set (0: the recipe's train.l2_sp holds)."""
 
 
 # --- nested state <-> (tensors, JSON skeleton), without pickle ----------------------------

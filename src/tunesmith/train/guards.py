@@ -6,6 +6,7 @@ being the best one."""
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -17,12 +18,31 @@ from tunesmith.evaluate.forgetting import Measure, increase
 from tunesmith.recipe import ForgettingGuard, OverfittingGuard
 
 
+@dataclass(frozen=True)
+class Retry:
+    """Go on training from the best weights under the threshold (the starting weights when
+    there are none) instead of ending the run, with a mitigation against forgetting."""
+
+    limit: int
+    """How many retries a run may take (guards.forgetting.retries)."""
+    lr_factor: float
+    """The learning rate is multiplied by this (1: unchanged)."""
+    l2_sp: float
+    """L2-SP strength towards the starting weights from now on (0: none)."""
+    start: dict[str, torch.Tensor]
+    """The starting trainable weights by name: L2-SP's anchor, and the fallback."""
+    on_taken: Callable[[], None] | None = None
+    """Called when the loop takes the retry."""
+
+
 @dataclass
 class Decision:
     stop: str | None = None
     """Why the run must end now (None: go on)."""
     eligible: bool = True
     """False: these weights may not become the best (rollback past the threshold)."""
+    retry: Retry | None = None
+    """Instead of `stop`, while the run has retries left: roll back and go on."""
 
 
 class Guard(Protocol):
@@ -30,6 +50,8 @@ class Guard(Protocol):
 
 
 DEFAULT_THRESHOLDS = {"perplexity": 0.10, "representation_drift": 0.5, "imagenet_disagreement": 0.5}
+RETRY_L2_SP = 0.1
+"""L2-SP strength of a retry's l2_sp mitigation when train.l2_sp is 0."""
 
 
 class ForgettingMonitor:
@@ -42,25 +64,48 @@ class ForgettingMonitor:
         self.before: float | None = None
         self.action_taken = "none"
         self._start_state: dict[str, torch.Tensor] | None = None
+        self.crossed_state: dict[str, torch.Tensor] | None = None
+        """The trainable weights whose measure ended the run past the threshold (stop or
+        rollback): the tuned end of the rescue's interpolation."""
+        self.last_increase: float | None = None
 
     def start(self, model: nn.Module) -> float:
         """Measure the pre-trained model (before the method is applied)."""
         self.before = self.measure(model)
         return self.before
 
+    @property
+    def acts(self) -> bool:
+        """Stop or rollback: the guard changes what the run keeps (warn only tells)."""
+        return self.config.action in ("stop", "rollback")
+
+    @property
+    def start_state(self) -> dict[str, torch.Tensor] | None:
+        return self._start_state
+
     def keep_start(self, model: nn.Module) -> None:
-        """With rollback, remember the starting trainable weights (the model with its
-        method applied): the fallback when no evaluation stays under the threshold."""
-        if self.config.action == "rollback":
+        """With stop or rollback, remember the starting trainable weights (the model with
+        its method applied): the fallback when no evaluation stays under the threshold, the
+        start of the rescue's interpolation and L2-SP's anchor of a retry."""
+        if self.acts:
             self._start_state = {
                 n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad
             }
+
+    def cadence(self, steps_per_epoch: int, eval_every: int) -> int | None:
+        """Steps between measurements when they are more frequent than the evaluations
+        (guards.forgetting.every), else None."""
+        every = self.config.every
+        if every == "auto":
+            every = max(1, math.ceil(steps_per_epoch / 4)) if self.acts else eval_every
+        return every if every < eval_every else None
 
     def observe(self, model: nn.Module, record: dict, console: Console) -> Decision:
         value = self.before if record.get("step") == 0 else self.measure(model)
         change = increase(self.measure, self.before, value)
         record[f"forgetting_{self.measure.name}"] = value
         record["forgetting_increase"] = change
+        self.last_increase = change
         if not (change > self.threshold):
             return Decision()
         what = (
@@ -80,7 +125,36 @@ class ForgettingMonitor:
             if action == "stop"
             else "the best weights under the threshold are restored"
         )
-        return Decision(stop=f"{what}: stopped ({kept})", eligible=action != "rollback")
+        self.crossed_state = {
+            n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad
+        }
+        return Decision(
+            stop=f"{what}: stopped ({kept})",
+            eligible=action != "rollback",
+            retry=self._retry() if action == "rollback" else None,
+        )
+
+    def _retry(self) -> Retry | None:
+        config = self.config
+        if not config.retries or self._start_state is None:
+            return None
+        return Retry(
+            limit=config.retries,
+            lr_factor=config.retry_lr_factor if "lower_lr" in config.mitigation else 1.0,
+            l2_sp=RETRY_L2_SP if "l2_sp" in config.mitigation else 0.0,
+            start=self._start_state,
+            on_taken=self.continued,
+        )
+
+    def continued(self) -> None:
+        """The loop took the retry: training goes on, the crossing is no longer the end."""
+        self.action_taken = "rolled_back_and_continued"
+        self.crossed_state = None
+
+    @property
+    def ended_past_threshold(self) -> bool:
+        """The run ended because its weights went past the threshold (stop or rollback)."""
+        return self.crossed_state is not None
 
     def finish(self, model: nn.Module, restored_best: bool) -> bool:
         """After the loop: a rollback with no evaluation under the threshold goes back to
@@ -117,6 +191,8 @@ class OverfittingMonitor:
         self.detected_at: int | None = None
 
     def observe(self, model: nn.Module, record: dict, console: Console) -> Decision:
+        if record.get("guard_check"):  # patience counts evaluations, not the guards' checks
+            return Decision()
         previous, self.previous = self.previous, record
         if previous is None or "train_loss" not in record or "train_loss" not in previous:
             return Decision()

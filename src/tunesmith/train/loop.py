@@ -37,7 +37,7 @@ from tunesmith.train.checkpoint import (
 )
 from tunesmith.train.device import autocast
 from tunesmith.train.distributed import Distributed, TrainStep
-from tunesmith.train.guards import Decision, Guard
+from tunesmith.train.guards import Decision, Guard, Retry
 from tunesmith.train.schedule import lr_factor
 from tunesmith.train.task import Batch, TrainTask
 
@@ -57,6 +57,10 @@ class FitResult:
     kept_record: dict | None = None
     """The history line of the evaluation of the weights the model holds on return (its
     validation metrics and guard measures), None when they were never evaluated as such."""
+    last_record: dict | None = None
+    """The history line of the last evaluation (of the weights at the end of training)."""
+    retries_used: int = 0
+    """Times a guard rolled back and training went on."""
 
 
 @dataclass
@@ -190,10 +194,13 @@ class _Loop:
     optimizer: torch.optim.Optimizer
     scheduler: torch.optim.lr_scheduler.LambdaLR
     anchors: dict[nn.Parameter, torch.Tensor]
+    head: set[int]
     guards: Sequence[Guard]
     on_evaluation: Callable[[dict], None] | None
     run_dir: Path
     state: LoopState
+    guard_every: int | None = None
+    """Steps between the guards' own checks, when more frequent than the evaluations."""
     records: list[dict] = field(default_factory=list)
     """Every evaluation's history line, in order."""
     on_record: Callable[[dict], None] | None = None
@@ -242,10 +249,18 @@ def _set_up(
         optimizer, lambda s: lr_factor(s, plan.total_steps, plan.warmup_steps, config.scheduler)
     )
     anchors = _anchors(model, head) if config.l2_sp else {}
+    cadences = [c for g in guards if (c := _cadence(g, plan)) is not None]
+    guard_every = cluster.broadcast(min(cadences) if cadences else None)
     return _Loop(
         model, task, config, device, dtype, console, cluster, plan, lengths, step_module,
-        optimizer, scheduler, anchors, guards, on_evaluation, run_dir, LoopState(),
+        optimizer, scheduler, anchors, head or set(), guards, on_evaluation, run_dir,
+        LoopState(), guard_every,
     )  # fmt: skip
+
+
+def _cadence(guard: Guard, plan: LoopPlan) -> int | None:
+    cadence = getattr(guard, "cadence", None)
+    return cadence(plan.steps_per_epoch, plan.eval_every) if cadence is not None else None
 
 
 def _start_or_resume(loop: _Loop, resume: bool) -> None:
@@ -257,6 +272,9 @@ def _start_or_resume(loop: _Loop, resume: bool) -> None:
         )
         if main:
             _truncate_history(loop.history, loop.state.step)
+        if loop.state.retry_l2_sp:  # a retry's L2-SP goes on, anchored at the start
+            start = next((s for g in loop.guards if (s := getattr(g, "start_state", None))), {})
+            _pull_towards(loop, start, loop.state.retry_l2_sp)
         loop.console.print(f"Resuming at step {loop.state.step} of {loop.plan.total_steps}")
     elif main:
         loop.run_dir.mkdir(parents=True, exist_ok=True)
@@ -267,7 +285,8 @@ def _start_or_resume(loop: _Loop, resume: bool) -> None:
 
 def _evaluate(loop: _Loop, record: dict, out: Console) -> bool:
     """Validation metrics and the guards' verdicts into `record` (process 0's, on every
-    process), appended to the history; whether these weights are the best so far."""
+    process), appended to the history; whether these weights are the best so far. A guard's
+    rollback with a retry left restores weights and goes on instead of stopping."""
     cluster, state = loop.cluster, loop.state
     decisions: list[Decision] = []
     if cluster.is_main or cluster.sharded:
@@ -280,9 +299,16 @@ def _evaluate(loop: _Loop, record: dict, out: Console) -> bool:
     eligible = all(d.eligible for d in decisions)
     improved = eligible and _track_best(
         record, loop.watched, loop.config.early_stopping, state, loop.model,
-        loop.checkpoints, cluster,
+        loop.checkpoints, cluster, counts_patience=not record.get("guard_check"),
     )  # fmt: skip
-    state.stop_reason = state.stop_reason or next((d.stop for d in decisions if d.stop), None)
+    stopping = next((d for d in decisions if d.stop), None)
+    retry = stopping.retry if stopping is not None else None
+    if retry is not None and state.retries_used < retry.limit and not cluster.enabled:
+        record["guard_action"] = _roll_back_and_continue(loop, retry)
+        out.print(f"[yellow]{stopping.stop.split(': stopped')[0]}; {record['guard_action']}")
+    elif stopping is not None:
+        state.stop_reason = state.stop_reason or stopping.stop
+        record.setdefault("guard_action", stopping.stop.rsplit(": ", 1)[-1])
     record["best"] = improved
     loop.records.append(record)
     if cluster.is_main:
@@ -324,7 +350,7 @@ def _train(loop: _Loop) -> None:
                 prepared = pending.result()
                 pending = prefetch.submit(prepare, steps[k + 1]) if k + 1 < len(steps) else None
                 loss, items, samples, tokens = _optimizer_step(
-                    loop.step_module, loop.model, prepared, loop.optimizer, config,
+                    loop.step_module, loop.model, prepared, loop.optimizer, loop.config,
                     loop.device, loop.dtype, loop.anchors, cluster,
                 )  # fmt: skip
                 elapsed = time.perf_counter() - step_start
@@ -351,6 +377,8 @@ def _train(loop: _Loop) -> None:
                 due = state.step % loop.plan.eval_every == 0 or state.step == loop.plan.total_steps
                 if due or (end_of_epoch and config.eval_every == "epoch"):
                     _evaluate_and_checkpoint(loop, running, progress.console)
+                elif loop.guard_every and state.step % loop.guard_every == 0:
+                    _evaluate_and_checkpoint(loop, running, progress.console, guard_check=True)
                 if state.stop_reason or state.step >= loop.plan.total_steps:
                     break
     prefetch.shutdown(wait=True, cancel_futures=True)
@@ -373,7 +401,12 @@ class _RunningLoss:
         return mean
 
 
-def _evaluate_and_checkpoint(loop: _Loop, running: _RunningLoss, out: Console) -> None:
+def _evaluate_and_checkpoint(
+    loop: _Loop, running: _RunningLoss, out: Console, guard_check: bool = False
+) -> None:
+    """An evaluation, then a checkpoint. `guard_check`: one of the guards' own checks
+    between evaluations (guards.forgetting.every): its weights may become the best (then it
+    saves a checkpoint), but it uses up no patience and is not reported to a search."""
     state = loop.state
     record = {
         "step": state.step,
@@ -383,13 +416,59 @@ def _evaluate_and_checkpoint(loop: _Loop, running: _RunningLoss, out: Console) -
         "samples_per_s": state.samples_seen / max(state.train_seconds, 1e-9),
         "tokens_per_s": state.tokens_seen / max(state.train_seconds, 1e-9),
     }
+    if guard_check:
+        record["guard_check"] = True
     improved = _evaluate(loop, record, out)
     out.print(_describe(record, loop.watched, improved))
+    if guard_check and not improved:  # new best weights: a resume must know their step
+        return
     save_checkpoint(
         loop.checkpoints, loop.model, loop.optimizer, loop.scheduler, state, loop.cluster
     )
-    if loop.on_evaluation and loop.cluster.is_main:
+    if loop.on_evaluation and loop.cluster.is_main and not guard_check:
         loop.on_evaluation(record)
+
+
+def _roll_back_and_continue(loop: _Loop, retry: Retry) -> str:
+    """Back to the best weights under the threshold (the starting ones when there are none),
+    a fresh optimizer state, the retry's learning-rate factor and L2-SP; what was done."""
+    state = loop.state
+    best = loop.checkpoints / "best.safetensors"
+    if state.best_step is not None and best.is_file():
+        load_weights(loop.model, best)
+        restored = f"rolled back to step {state.best_step}"
+    else:
+        loop.model.load_state_dict(retry.start, strict=False)
+        restored = "rolled back to the starting weights"
+    loop.optimizer.state.clear()  # the moments belong to the weights left behind
+    scheduler = loop.scheduler
+    scheduler.base_lrs = [rate * retry.lr_factor for rate in scheduler.base_lrs]
+    for group, rate in zip(loop.optimizer.param_groups, scheduler.get_last_lr(), strict=True):
+        group["lr"] = rate * retry.lr_factor
+    scheduler._last_lr = [group["lr"] for group in loop.optimizer.param_groups]
+    strength = loop.config.l2_sp or retry.l2_sp
+    if strength:
+        _pull_towards(loop, retry.start, strength)
+        state.retry_l2_sp = strength
+    state.retries_used += 1
+    if retry.on_taken is not None:
+        retry.on_taken()
+    changes = [f"learning rate x{retry.lr_factor:g}"] if retry.lr_factor != 1 else []
+    changes += [f"L2-SP {strength:g} towards the start"] if strength else []
+    return (
+        f"{restored}; training goes on with {', '.join(changes) or 'the same settings'} "
+        f"(retry {state.retries_used} of {retry.limit})"
+    )
+
+
+def _pull_towards(loop: _Loop, start: dict[str, torch.Tensor], strength: float) -> None:
+    """L2-SP from now on, anchored at `start` (trained weights by name; not the head)."""
+    loop.config = loop.config.model_copy(update={"l2_sp": strength})
+    loop.anchors = {
+        p: start[n].to(p.device)
+        for n, p in loop.model.named_parameters()
+        if p.requires_grad and n in start and id(p) not in loop.head
+    }
 
 
 def _diverged(loss: float, step: int, loop: _Loop) -> str:
@@ -431,6 +510,8 @@ def _finish(loop: _Loop) -> FitResult:
         tokens_per_second=state.tokens_seen / max(state.train_seconds, 1e-9),
         restored_best=restored,
         kept_record=kept,
+        last_record=loop.records[-1] if loop.records else None,
+        retries_used=state.retries_used,
     )
 
 
@@ -520,10 +601,12 @@ def _track_best(
     model: nn.Module,
     folder: Path,
     cluster: Distributed | None = None,
+    counts_patience: bool = True,
 ) -> bool:
     """Keep the best weights by the watched metric; count patience while neither it nor the
     validation loss improves (on a small validation set a coarse metric like macro-F1 can
-    stall for a while the model is still learning)."""
+    stall for a while the model is still learning). `counts_patience`: False for a guard's
+    check between evaluations."""
     value = record.get(f"val_{watched}")
     if value is None or not math.isfinite(value):
         return False
@@ -540,6 +623,8 @@ def _track_best(
         state.evals_without_improvement = 0
         save_weights(model, folder / "best.safetensors", cluster)
         return True
+    if not counts_patience:
+        return False
     state.evals_without_improvement = 0 if loss_improved else state.evals_without_improvement + 1
     if stopping and state.evals_without_improvement >= stopping.patience:
         state.stop_reason = (
