@@ -21,10 +21,11 @@ def test_full_fine_tuning_at_a_high_rate_on_little_data_is_flagged_with_alternat
     assert risk is not None
     assert "Forgetting risk" in risk and "3e-4 (6x its default)" in risk
     assert "400 training examples" in risk
-    assert "method.name: lora" in risk and "+5% reference perplexity" in risk
+    effect = {key: f"{m.increase:+.0%} reference perplexity" for key, m in MEASURED.items()}
+    assert "method.name: lora" in risk and effect["lora"] in risk
     assert "train.learning_rate: 5e-5" in risk
-    assert "train.replay: 0.3" in risk and "+20% reference perplexity" in risk
-    assert "+40% reference perplexity" in risk  # what the warned-about setting cost
+    assert "train.replay: 0.3" in risk and effect["replay"] in risk
+    assert effect["full"] in risk  # what the warned-about setting cost
     assert "benchmarks/forgetting.py" in risk
     assert "guards.forgetting.action: rollback" in risk and "weight interpolation" in risk
 

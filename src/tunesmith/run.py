@@ -709,10 +709,16 @@ def warn_forgetting_risk(recipe: Recipe, task: object, console: Console) -> None
 def describe_forgetting(summary: dict) -> str:
     change = summary["increase"]
     shown = f"{change:+.1%}" if summary["measure"] == "perplexity" else f"{change:.3f}"
+    chosen = (summary.get("rescue") or {}).get("chosen") or {}
+    rescued = (
+        f"; interpolation kept {chosen['coefficient']:.3g} of the tuned change"
+        if chosen.get("source") == "interpolation"
+        else ""
+    )
     return (
         f"Forgetting ({summary['measure']} on {summary['reference']}): {summary['before']:.4g} "
         f"-> {summary['after']:.4g} ({shown}; threshold {summary['threshold']:g}, action "
-        f"taken: {summary['action_taken']})"
+        f"taken: {summary['action_taken']}{rescued})"
     )
 
 
