@@ -166,10 +166,46 @@ def _panels(history: Sequence[dict[str, Any]]) -> list[tuple[list[str], str]]:
     return [(keys, title) for keys, title in candidates if keys]
 
 
+_GUARD_ACTIONS = (
+    ("rolled back", N_("rolled back"), "tab:orange"),
+    ("stopped", N_("stopped"), "tab:red"),
+)
+"""The start of a history line's guard_action (train/loop.py), its legend label, colour."""
+_RELATIVE_MEASURES = frozenset({"perplexity"})
+"""Forgetting measures whose threshold is relative to the value before training."""
+
+
+def _mark_guard(ax: Axes, history: Sequence[dict[str, Any]], forgetting: dict[str, Any]) -> None:
+    """The forgetting guard on its panel: a vertical line at each step where it acted
+    (guard_action), and its threshold on the measure's own scale when metrics.json has it."""
+    labelled = set()
+    for row in history:
+        action, step = row.get("guard_action"), row.get("step")
+        if not isinstance(action, str) or not fmt.is_number(step):
+            continue
+        name, colour = next(
+            ((name, colour) for start, name, colour in _GUARD_ACTIONS if action.startswith(start)),
+            (N_("guard action"), "tab:purple"),
+        )
+        label = _(name)
+        ax.axvline(step, color=colour, linestyle=":", linewidth=1.6,
+                   label=None if label in labelled else label)  # fmt: skip
+        labelled.add(label)
+    before, threshold = forgetting.get("before"), forgetting.get("threshold")
+    if fmt.is_number(before) and fmt.is_number(threshold):
+        relative = forgetting.get("measure") in _RELATIVE_MEASURES
+        level = before * (1 + threshold) if relative else threshold
+        ax.axhline(level, color="tab:red", linestyle="--", linewidth=1, alpha=0.6,
+                   label=_("threshold"))  # fmt: skip
+
+
 @any_script
-def learning_curves(history: Sequence[dict[str, Any]], best_step: Any = None) -> str | None:
+def learning_curves(
+    history: Sequence[dict[str, Any]], best_step: Any = None, forgetting: Any = None
+) -> str | None:
     """Losses, perplexities and validation metrics side by side, so overfitting shows at a
-    glance; None when the history has nothing to draw."""
+    glance; None when the history has nothing to draw. `forgetting`: metrics.json's, for
+    the guard's threshold on the forgetting panel."""
     panels = _panels(history)
     if not panels:
         return None
@@ -180,6 +216,8 @@ def learning_curves(history: Sequence[dict[str, Any]], best_step: Any = None) ->
         _draw(ax, history, keys, title)
         if fmt.is_number(best_step):
             ax.axvline(best_step, color="0.4", linestyle="--", linewidth=1, label=_("best step"))
+        if all(key.startswith("forgetting_") for key in keys):
+            _mark_guard(ax, history, forgetting if isinstance(forgetting, dict) else {})
         ax.legend(fontsize=8, frameon=False)
     return to_base64(fig)
 

@@ -579,9 +579,114 @@ def forgetting_rows(metrics: dict[str, Any]) -> Rows:
     rows += [
         (fmt.label(key), fmt.value(val))
         for key, val in forgetting.items()
-        if key not in ("reference", "measure")
+        if key not in ("reference", "measure", "retries_used", "rescue")
     ]
+    retries = forgetting.get("retries_used")
+    if fmt.is_number(retries) and retries > 0:
+        rows.append((_("Retries used (rolled back, then training went on)"), fmt.value(retries)))
     return rows
+
+
+RELATIVE_MEASURES = frozenset({"perplexity"})
+"""Measures whose increase is relative (after / before - 1), shown as a percentage; the
+others' increase is the measure itself (evaluate/forgetting.py)."""
+
+
+def _forgetting_change(value: Any, measure: str, threshold: bool = False) -> str:
+    """A forgetting increase (or the threshold) as its measure reads: '+4.8%' ('+5%') for a
+    relative measure, the number itself for the others."""
+    if not fmt.is_number(value):
+        return fmt.MISSING
+    if measure not in RELATIVE_MEASURES:
+        return fmt.quantity(value) if threshold else fmt.number(value)
+    return i18n.number(f"{100 * value:+.3g}%" if threshold else f"{value:+.1%}")
+
+
+def _rescue_row(
+    point: dict[str, Any], forgetting: dict[str, Any], metric: str, note: str = ""
+) -> dict[str, Any]:
+    """One line of the rescue's table: a coefficient, its forgetting (marked past the
+    threshold) and its validation score."""
+    coefficient, change = point.get("coefficient"), point.get("increase")
+    threshold = forgetting.get("threshold")
+    return {
+        "coefficient": fmt.quantity(coefficient) if fmt.is_number(coefficient) else fmt.MISSING,
+        "increase": _forgetting_change(change, str(forgetting.get("measure") or "")),
+        "over": fmt.is_number(change) and fmt.is_number(threshold) and change > threshold,
+        "score": fmt.number(_mapping(point.get("validation")).get(metric)),
+        "note": note,
+        "kept": False,
+    }
+
+
+def forgetting_rescue(
+    metrics: dict[str, Any], history: list[dict[str, Any]]
+) -> dict[str, Any] | None:
+    """The forgetting guard's rescue (metrics.json forgetting.rescue) in words: which
+    interpolation coefficient was kept and what it cost on validation against the tuned
+    weights past the threshold and the starting ones, and every point the bisection tried."""
+    forgetting = _mapping(metrics.get("forgetting"))
+    rescue = _mapping(forgetting.get("rescue"))
+    if not rescue:
+        return None
+    measure = str(forgetting.get("measure") or "")
+    metric = str(rescue.get("metric") or "loss")
+    threshold = forgetting.get("threshold")
+    chosen, tuned = _mapping(rescue.get("chosen")), _mapping(rescue.get("tuned"))
+    start = next((row.get(f"val_{metric}") for row in history if row.get("step") == 0), None)
+    points = [_mapping(point) for point in rescue.get("candidates") or []]
+    values = {
+        "coefficient": fmt.quantity(chosen.get("coefficient")),
+        "increase": _forgetting_change(chosen.get("increase"), measure),
+        "threshold": _forgetting_change(threshold, measure, threshold=True),
+        "metric": fmt.label(metric),
+        "value": fmt.number(_mapping(chosen.get("validation")).get(metric)),
+        "tuned": fmt.number(_mapping(tuned.get("validation")).get(metric)),
+        "start": fmt.number(start),
+        "count": fmt.value(len(points)),
+    }
+    if not chosen:
+        sentence = _(
+            "Weight interpolation found no weights under the threshold ({threshold}) in "
+            "{count} tries: the weights the guard kept stay."
+        )
+    elif chosen.get("source") == "checkpoint":
+        sentence = _(
+            "Weight interpolation found nothing better under the threshold: the best "
+            "checkpoint stays (forgetting {increase}, threshold {threshold}; validation "
+            "{metric} {value}, against {tuned} for the tuned weights past the threshold)."
+        )
+    elif fmt.is_number(start):
+        sentence = _(
+            "Weight interpolation kept {coefficient} of the tuned change: forgetting "
+            "{increase} (threshold {threshold}), validation {metric} {value} against {tuned} "
+            "for the tuned weights past the threshold and {start} before training."
+        )
+    else:
+        sentence = _(
+            "Weight interpolation kept {coefficient} of the tuned change: forgetting "
+            "{increase} (threshold {threshold}), validation {metric} {value} against {tuned} "
+            "for the tuned weights past the threshold."
+        )
+    rows = []
+    if fmt.is_number(start):  # coefficient 0: the weights before training, from history
+        origin = {"coefficient": 0.0, "increase": 0.0, "validation": {metric: start}}
+        rows.append(_rescue_row(origin, forgetting, metric, _("the starting weights")))
+    for point in sorted(points, key=lambda p: p.get("coefficient") or 0.0):
+        row = _rescue_row(point, forgetting, metric)
+        row["kept"] = chosen.get("source") == "interpolation" and point == chosen
+        rows.append(row)
+    if tuned:
+        rows.append(_rescue_row(tuned, forgetting, metric, _("the tuned weights")))
+    if chosen.get("source") == "checkpoint":
+        kept = _rescue_row(chosen, forgetting, metric, _("the best checkpoint"))
+        rows.append(kept | {"kept": True})
+    return {
+        "sentence": sentence.format(**values),
+        "metric": fmt.label(metric),
+        "rows": rows,
+        "seconds": fmt.unit(rescue.get("seconds"), "s"),
+    }
 
 
 def _title(recipe: dict[str, Any], metrics: dict[str, Any]) -> str:
@@ -607,7 +712,9 @@ def build_context(run_dir: Path) -> dict[str, Any]:
         "comparison": compare(metrics),
         "rag": rag_section(metrics),
         "samples": answer_samples(metrics),
-        "curves": plots.learning_curves(history, metrics.get("best_step")),
+        "curves": plots.learning_curves(
+            history, metrics.get("best_step"), _mapping(metrics.get("forgetting"))
+        ),
         "training": training_rows(metrics, history),
         "confusion": plots.confusion_matrix(
             fine_tuned.get("confusion_matrix"), metrics.get("labels")
@@ -617,6 +724,7 @@ def build_context(run_dir: Path) -> dict[str, Any]:
         "findings": findings(quality),
         "findings_summary": _scalar_summary(quality),
         "forgetting": forgetting_rows(metrics),
+        "forgetting_rescue": forgetting_rescue(metrics, history),
         "cost": cost_rows(metrics, history, recipe),
         "estimate": estimate_rows(load.read_json(run_dir / RunFolder.ESTIMATE)),
         "setup": setup_rows(recipe, metrics),

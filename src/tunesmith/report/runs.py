@@ -497,6 +497,10 @@ def forgetting_cells(run: Run) -> tuple[Cell, Cell] | None:
     if fmt.is_number(threshold):
         text += " " + _("(limit {limit})").format(limit=fmt.quantity(threshold))
     action = str(forgetting.get("action_taken") or fmt.MISSING)
+    chosen = _mapping(_mapping(forgetting.get("rescue")).get("chosen"))
+    if chosen.get("source") == "interpolation" and fmt.is_number(chosen.get("coefficient")):
+        coefficient = fmt.quantity(chosen["coefficient"])
+        action += _(", rescued at {coefficient}").format(coefficient=coefficient)
     if forgetting.get("action"):
         action += " " + _("(guard: {action})").format(action=forgetting["action"])
     taken = forgetting.get("action_taken") not in (None, "none")
