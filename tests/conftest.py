@@ -164,6 +164,22 @@ def tiny_llm_recipe(tiny_llm_dir: Path, qa_jsonl: Path, tmp_path: Path) -> dict:
     }
 
 
+@pytest.fixture
+def overshooting(tiny_llm_recipe, tmp_path) -> dict:
+    """Full fine-tuning of the tiny Llama at a learning rate that forgets a reference the data
+    never uses, with rollback: the forgetting guard's rescue runs."""
+    reference = tmp_path / "reference.txt"
+    reference.write_text("\n\n".join("- : ' - : ! ' : - ' ! :" for _ in range(8)))
+    return {
+        **tiny_llm_recipe,
+        "method": {"name": "full"},
+        "train": {"epochs": 3, "batch_size": 8, "learning_rate": 5e-2, "precision": "fp32",
+                  "warmup_ratio": 0.0, "scheduler": "constant", "early_stopping": None},
+        "guards": {"data_quality": "off", "forgetting": {
+            "reference": str(reference), "max_increase": 0.05, "action": "rollback"}},
+    }  # fmt: skip
+
+
 # --- image classification: a tiny ResNet and generated colour images ----------------------
 
 COLOURS = {"red": (200, 40, 40), "green": (40, 180, 60), "blue": (50, 60, 210)}

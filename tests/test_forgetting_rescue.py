@@ -186,21 +186,6 @@ def test_the_monitor_measures_at_its_own_cadence_with_stop_or_rollback():
 # --- in training -------------------------------------------------------------------------
 
 
-@pytest.fixture
-def overshooting(tiny_llm_recipe, tmp_path) -> dict:
-    """Full fine-tuning at a learning rate that forgets a reference the data never uses."""
-    reference = tmp_path / "reference.txt"
-    reference.write_text("\n\n".join("- : ' - : ! ' : - ' ! :" for _ in range(8)))
-    return {
-        **tiny_llm_recipe,
-        "method": {"name": "full"},
-        "train": {"epochs": 3, "batch_size": 8, "learning_rate": 5e-2, "precision": "fp32",
-                  "warmup_ratio": 0.0, "scheduler": "constant", "early_stopping": None},
-        "guards": {"data_quality": "off", "forgetting": {
-            "reference": str(reference), "max_increase": 0.05, "action": "rollback"}},
-    }  # fmt: skip
-
-
 def test_rollback_rescues_a_model_under_the_threshold_better_than_the_start(overshooting, tmp_path):
     output = tmp_path / "run"
     assert main(["train", str(write(tmp_path, overshooting)), "--output", str(output)]) == 0

@@ -32,22 +32,6 @@ def rescue_rows(section: str) -> list[list[str]]:
     return [CELL.findall(row) for row in ROW.findall(table)]
 
 
-@pytest.fixture
-def overshooting(tiny_llm_recipe: dict, tmp_path: Path) -> dict:
-    """Full fine-tuning at a learning rate that forgets a reference the data never uses,
-    with rollback: the rescue runs (as in test_forgetting_rescue.py)."""
-    reference = tmp_path / "reference.txt"
-    reference.write_text("\n\n".join("- : ' - : ! ' : - ' ! :" for _ in range(8)))
-    return {
-        **tiny_llm_recipe,
-        "method": {"name": "full"},
-        "train": {"epochs": 3, "batch_size": 8, "learning_rate": 5e-2, "precision": "fp32",
-                  "warmup_ratio": 0.0, "scheduler": "constant", "early_stopping": None},
-        "guards": {"data_quality": "off", "forgetting": {
-            "reference": str(reference), "max_increase": 0.05, "action": "rollback"}},
-    }  # fmt: skip
-
-
 def test_a_rescued_run_names_the_kept_coefficient_in_english_and_japanese(
     overshooting: dict, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
